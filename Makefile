@@ -1,0 +1,29 @@
+# Bouncer's build and test entry points. `make test` is what CI runs.
+GO ?= go
+BIN := bin/bouncer
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/bouncer-policy/bouncer/pkg/cli.Version=$(VERSION)
+
+.PHONY: build test unit e2e vet fmt bench fuzz
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/bouncer
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+
+# test runs every test: unit, the example and library suites, and the
+# end-to-end tests against a real control plane (built on first use).
+test: vet build
+	$(BIN) verify examples/...
+	$(GO) test -count=1 -timeout 40m ./...
+
+unit:
+	$(GO) test -short -count=1 ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/engine/... ./pkg/webhook/...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzRead -fuzztime 30s ./pkg/load/

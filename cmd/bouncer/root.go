@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/bouncer-policy/bouncer/pkg/cli"
+	"github.com/spf13/cobra"
+)
+
+// exitError carries a command's exit code through cobra.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+func run(ctx context.Context, args []string) int {
+	root := newRoot()
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	var ee exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.code
+	default:
+		fmt.Fprintf(os.Stderr, "error: %v\n", err)
+		return cli.ExitInvalid
+	}
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "bouncer",
+		Short:         "Admission policy engine for Kubernetes fleets, Gatekeeper-compatible",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newTestCmd(), newVerifyCmd(), newVersionCmd())
+	for _, c := range extraCommands {
+		root.AddCommand(c())
+	}
+	return root
+}
+
+// extraCommands lets other files register subcommands.
+var extraCommands []func() *cobra.Command
+
+func exitCode(code int) error {
+	if code == 0 {
+		return nil
+	}
+	return exitError{code}
+}
+
+func newTestCmd() *cobra.Command {
+	o := cli.TestOptions{}
+	cmd := &cobra.Command{
+		Use:   "test [flags] PATH...",
+		Short: "Review objects against ConstraintTemplates and constraints, offline",
+		Long: `Review Kubernetes objects against Gatekeeper-compatible ConstraintTemplates and
+constraints, offline, with the same engine the webhook uses.
+
+PATH is a file, a directory (read recursively), a kustomize directory, or - for
+stdin. Multi-document YAML, JSON and List objects are read. Templates,
+constraints and ExpansionTemplates may be mixed with the objects under test or
+given with --policy (where any other object is inventory for referential
+policies).
+
+Exit status: 0 when nothing is denied, 1 when a deny violation (or an
+evaluation error) is found, 2 on usage or input errors. warn and dryrun
+violations are reported but never fail the run.`,
+		Example: `  bouncer test --policy policies/ manifests/
+  kustomize build overlays/prod | bouncer test --policy policies/ -
+  bouncer test -o sarif --policy policies/ manifests/ > bouncer.sarif`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Stdin, o.Stdout, o.Stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+			return exitCode(cli.RunTest(cmd.Context(), args, o))
+		},
+	}
+	cmd.Flags().StringArrayVarP(&o.Policies, "policy", "p", nil, "templates, constraints and expansion templates (file, dir, kustomize dir, -); repeatable")
+	cmd.Flags().StringArrayVar(&o.Inventory, "inventory", nil, "objects to expose as data.inventory (file or dir); repeatable")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "human", "output format: human, json, yaml, sarif, junit")
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", 5*time.Second, "maximum time to review one object")
+	cmd.Flags().IntVar(&o.Workers, "workers", 0, "objects reviewed in parallel (default: number of CPUs)")
+	cmd.Flags().StringVar(&o.Engine, "engine", "auto", "policy language to run: auto (CEL where a template has it, as Gatekeeper), rego, cel")
+	return cmd
+}
+
+func newVerifyCmd() *cobra.Command {
+	o := cli.VerifyOptions{}
+	cmd := &cobra.Command{
+		Use:   "verify [flags] PATH...",
+		Short: "Run Gatekeeper-style Suite files (test.gatekeeper.sh/v1alpha1)",
+		Long: `Run test.gatekeeper.sh/v1alpha1 Suite files, with gator verify's semantics.
+
+PATH is a Suite file, a directory (its files) or DIR/... (recursive).
+Exit status: 0 when every case passes, 1 when any fails, 2 on input errors.`,
+		Example: `  bouncer verify library/...
+  bouncer verify --run 'disallowed' -v policies/suite.yaml`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Stdout, o.Stderr = cmd.OutOrStdout(), cmd.ErrOrStderr()
+			return exitCode(cli.RunVerify(cmd.Context(), args, o))
+		},
+	}
+	cmd.Flags().StringVar(&o.Run, "run", "", "only run tests and cases whose name matches this regular expression")
+	cmd.Flags().BoolVarP(&o.Verbose, "verbose", "v", false, "print passing cases too")
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", 5*time.Second, "maximum time to review one object")
+	cmd.Flags().StringVar(&o.Engine, "engine", "auto", "policy language to run: auto (CEL where a template has it, as Gatekeeper), rego, cel")
+	return cmd
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print Bouncer's version",
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "bouncer %s\n", cli.Version)
+		},
+	}
+}

@@ -1,0 +1,330 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bouncer-policy/bouncer/pkg/apis"
+	"github.com/bouncer-policy/bouncer/pkg/engine"
+	"github.com/bouncer-policy/bouncer/pkg/load"
+	"github.com/bouncer-policy/bouncer/pkg/policyset"
+	"github.com/bouncer-policy/bouncer/pkg/report"
+)
+
+// Exit codes of bouncer test and verify.
+const (
+	ExitOK      = 0
+	ExitDenied  = 1
+	ExitInvalid = 2
+)
+
+// TestOptions are the flags of bouncer test.
+type TestOptions struct {
+	Policies  []string
+	Inventory []string
+	Output    string
+	Timeout   time.Duration
+	Workers   int
+	// Engine restricts evaluation to one language: "", "rego" or "cel".
+	Engine string
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// usageError is a problem with flags or input: exit code 2.
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+// RunTest reviews every object under paths against the policies and writes
+// the report; it returns the process exit code.
+func RunTest(ctx context.Context, paths []string, o TestOptions) int {
+	code, err := runTest(ctx, paths, o)
+	if err != nil {
+		fmt.Fprintf(o.Stderr, "error: %v\n", err)
+	}
+	return code
+}
+
+func runTest(ctx context.Context, paths []string, o TestOptions) (int, error) {
+	if len(paths) == 0 {
+		return ExitInvalid, errors.New("no input: give files, directories, kustomize directories or - for stdin")
+	}
+	only, err := EngineFlag(o.Engine)
+	if err != nil {
+		return ExitInvalid, err
+	}
+	w, err := report.New(o.Output, o.Stdout, report.ToolInfo{Name: "bouncer", Version: Version, URI: ProjectURI})
+	if err != nil {
+		return ExitInvalid, err
+	}
+	lopts := load.Options{Stdin: o.Stdin}
+	// Policies may sit in the same stream as the objects: then the stream is
+	// read twice, policies first, and standard input is spooled to a file.
+	policyPaths := o.Policies
+	twoPass := len(policyPaths) == 0
+	if twoPass {
+		policyPaths = paths
+		if contains(paths, load.Stdin) {
+			spool, cleanup, err := spoolStdin(o.Stdin)
+			if err != nil {
+				return ExitInvalid, err
+			}
+			defer cleanup()
+			lopts.Stdin = spool
+		}
+	}
+
+	set := &policyset.Set{}
+	namespaces := map[string]map[string]any{}
+	var inventory []map[string]any
+	collectInventory := !twoPass // non-policy objects in --policy paths are inventory
+	err = load.Walk(policyPaths, lopts, func(d *load.Document) error {
+		if set.Add(d) {
+			return nil
+		}
+		if d.Kind() == "Namespace" && d.APIVersion() == "v1" {
+			namespaces[d.Name()] = d.Object
+		}
+		if collectInventory {
+			inventory = append(inventory, d.Object)
+		}
+		return nil
+	})
+	if err != nil {
+		return ExitInvalid, err
+	}
+	if err := load.Walk(o.Inventory, lopts, func(d *load.Document) error {
+		inventory = append(inventory, d.Object)
+		if d.Kind() == "Namespace" && d.APIVersion() == "v1" {
+			namespaces[d.Name()] = d.Object
+		}
+		return nil
+	}); err != nil {
+		return ExitInvalid, err
+	}
+	if set.Empty() {
+		return ExitInvalid, errors.New("no constraints found: give templates and constraints in the input or with --policy")
+	}
+	e, err := policyset.NewEngine(o.Timeout, only)
+	if err != nil {
+		return ExitInvalid, err
+	}
+	if err := set.LoadInto(e); err != nil {
+		return ExitInvalid, err
+	}
+	if e.UsesInventory() && twoPass {
+		// Referential policies see every object of the input as cluster state.
+		if err := load.Walk(paths, rewind(lopts), func(d *load.Document) error {
+			if policyset.Classify(d) == policyset.Object && load.CheckObject(d) == nil {
+				inventory = append(inventory, d.Object)
+			}
+			return nil
+		}); err != nil {
+			return ExitInvalid, err
+		}
+	}
+	if len(inventory) > 0 {
+		if err := e.SetInventory(ctx, inventory); err != nil {
+			return ExitInvalid, err
+		}
+	}
+	inventory = nil
+
+	summary := report.Summary{Constraints: len(e.Constraints())}
+	recordMatched := o.Output == "junit"
+	err = reviewStream(ctx, e, paths, rewind(lopts), namespaces, o.Workers, recordMatched, func(obj *report.Object) error {
+		summary.Add(obj)
+		return w.Object(obj)
+	})
+	if err != nil {
+		return ExitInvalid, err
+	}
+	if err := w.Close(summary); err != nil {
+		return ExitInvalid, err
+	}
+	if summary.Deny > 0 || summary.Errors > 0 {
+		return ExitDenied, nil
+	}
+	return ExitOK, nil
+}
+
+type job struct {
+	seq int
+	doc *load.Document
+	out *report.Object
+}
+
+// reviewStream reviews documents on several workers and delivers outcomes
+// in input order. The channels bound how many documents are in memory.
+func reviewStream(ctx context.Context, e *engine.Engine, paths []string, lopts load.Options, namespaces map[string]map[string]any, workers int, recordMatched bool, emit func(*report.Object) error) error {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	jobs := make(chan *job, workers*4)
+	done := make(chan *job, workers*4)
+	var wg sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				j.out = reviewDocument(ctx, e, j.doc, namespaces, recordMatched)
+				j.doc = nil
+				done <- j
+			}
+		}()
+	}
+	readErr := make(chan error, 1)
+	go func() {
+		seq := 0
+		err := load.Walk(paths, lopts, func(d *load.Document) error {
+			if policyset.Classify(d) != policyset.Object {
+				return nil
+			}
+			if err := load.CheckObject(d); err != nil {
+				return err
+			}
+			select {
+			case jobs <- &job{seq: seq, doc: d}:
+				seq++
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		close(jobs)
+		readErr <- err
+	}()
+	go func() { wg.Wait(); close(done) }()
+
+	pending := map[int]*job{}
+	next := 0
+	var emitErr error
+	for j := range done {
+		pending[j.seq] = j
+		for {
+			p, ok := pending[next]
+			if !ok {
+				break
+			}
+			delete(pending, next)
+			next++
+			if emitErr == nil {
+				if emitErr = emit(p.out); emitErr != nil {
+					cancel()
+				}
+			}
+		}
+	}
+	if err := <-readErr; err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return emitErr
+}
+
+func reviewDocument(ctx context.Context, e *engine.Engine, d *load.Document, namespaces map[string]map[string]any, recordMatched bool) *report.Object {
+	ns := d.Namespace()
+	var nsObj map[string]any
+	if d.Kind() == "Namespace" && d.APIVersion() == "v1" {
+		nsObj = d.Object
+	} else if ns != "" {
+		nsObj = namespaces[ns]
+		if nsObj == nil {
+			nsObj = syntheticNamespace(ns)
+		}
+	}
+	r := engine.ObjectReview(d.Object, "CREATE", nsObj)
+	opts := []engine.ReviewOption{engine.AtEnforcementPoint(apis.PointCLI)}
+	if recordMatched {
+		opts = append(opts, engine.RecordMatched())
+	}
+	out := &report.Object{File: d.File, Line: d.Line, APIVersion: d.APIVersion(), Kind: d.Kind(), Namespace: ns, Name: d.Name()}
+	resp, err := e.Review(ctx, r, opts...)
+	if err != nil {
+		out.Errors = append(out.Errors, err.Error())
+	}
+	if resp != nil {
+		out.Violations = resp.Results
+		out.Matched = resp.Matched
+		for _, ee := range resp.Errors {
+			out.Errors = append(out.Errors, ee.Error())
+		}
+	}
+	return out
+}
+
+// syntheticNamespace stands in for a Namespace the input does not contain:
+// the apiserver labels every Namespace with its name, so selectors on that
+// label still work offline.
+func syntheticNamespace(name string) map[string]any {
+	return map[string]any{
+		"apiVersion": "v1",
+		"kind":       "Namespace",
+		"metadata": map[string]any{
+			"name":   name,
+			"labels": map[string]any{"kubernetes.io/metadata.name": name},
+		},
+	}
+}
+
+func spoolStdin(in io.Reader) (*os.File, func(), error) {
+	if in == nil {
+		in = os.Stdin
+	}
+	f, err := os.CreateTemp("", "bouncer-stdin-*")
+	if err != nil {
+		return nil, nil, fmt.Errorf("buffering stdin: %w", err)
+	}
+	cleanup := func() { f.Close(); os.Remove(f.Name()) }
+	if _, err := io.Copy(f, in); err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("buffering stdin: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return f, cleanup, nil
+}
+
+// rewind seeks a spooled stdin back to the start before another pass.
+func rewind(o load.Options) load.Options {
+	if s, ok := o.Stdin.(io.Seeker); ok {
+		_, _ = s.Seek(0, io.SeekStart)
+	}
+	return o
+}
+
+func contains(set []string, s string) bool {
+	for _, v := range set {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// EngineFlag maps --engine to the engine's code[] name.
+func EngineFlag(v string) (string, error) {
+	switch strings.ToLower(v) {
+	case "", "auto":
+		return "", nil
+	case "rego":
+		return apis.EngineRego, nil
+	case "cel", "k8snativevalidation":
+		return apis.EngineCEL, nil
+	}
+	return "", fmt.Errorf("--engine: %q is not one of auto, rego, cel", v)
+}

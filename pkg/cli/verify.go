@@ -1,0 +1,402 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/bouncer-policy/bouncer/pkg/apis"
+	"github.com/bouncer-policy/bouncer/pkg/engine"
+	"github.com/bouncer-policy/bouncer/pkg/load"
+	"github.com/bouncer-policy/bouncer/pkg/policyset"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// VerifyOptions are the flags of bouncer verify.
+type VerifyOptions struct {
+	Run     string
+	Verbose bool
+	Timeout time.Duration
+	// Engine restricts evaluation to one language: "", "rego" or "cel".
+	Engine string
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// VerifySummary counts suite outcomes.
+type VerifySummary struct {
+	Suites, Tests, Cases, Passed, Failed, Skipped int
+}
+
+// RunVerify runs gator-style Suite files and returns the exit code.
+func RunVerify(ctx context.Context, paths []string, o VerifyOptions) int {
+	sum, err := Verify(ctx, paths, o)
+	if err != nil {
+		fmt.Fprintf(o.Stderr, "error: %v\n", err)
+		return ExitInvalid
+	}
+	status := "PASS"
+	if sum.Failed > 0 {
+		status = "FAIL"
+	}
+	fmt.Fprintf(o.Stdout, "%s: %d suites, %d tests, %d cases: %d passed, %d failed, %d skipped\n",
+		status, sum.Suites, sum.Tests, sum.Cases, sum.Passed, sum.Failed, sum.Skipped)
+	if sum.Failed > 0 {
+		return ExitDenied
+	}
+	return ExitOK
+}
+
+// Verify runs suites and reports each case to o.Stdout.
+func Verify(ctx context.Context, paths []string, o VerifyOptions) (VerifySummary, error) {
+	var sum VerifySummary
+	var filter *regexp.Regexp
+	if o.Run != "" {
+		var err error
+		if filter, err = regexp.Compile(o.Run); err != nil {
+			return sum, fmt.Errorf("--run: %w", err)
+		}
+	}
+	only, err := EngineFlag(o.Engine)
+	if err != nil {
+		return sum, err
+	}
+	files, err := suiteFiles(paths)
+	if err != nil {
+		return sum, err
+	}
+	found := false
+	for _, f := range files {
+		err := load.Walk([]string{f}, load.Options{}, func(d *load.Document) error {
+			if policyset.Classify(d) != policyset.Suite {
+				return nil
+			}
+			found = true
+			var s apis.Suite
+			if err := load.Into(d, &s); err != nil {
+				return err
+			}
+			sum.Suites++
+			runSuite(ctx, f, &s, filter, o, only, &sum)
+			return nil
+		})
+		if err != nil {
+			return sum, err
+		}
+	}
+	if !found {
+		return sum, fmt.Errorf("no Suite (%s/v1alpha1) found under %s", apis.SuiteGroup, strings.Join(paths, ", "))
+	}
+	return sum, nil
+}
+
+// suiteFiles expands paths: a file, a directory (its files), or DIR/...
+// (recursive), as gator verify does.
+func suiteFiles(paths []string) ([]string, error) {
+	var out []string
+	for _, p := range paths {
+		recursive := false
+		if p == "..." || strings.HasSuffix(p, "/...") {
+			recursive = true
+			p = strings.TrimSuffix(strings.TrimSuffix(p, "..."), "/")
+			if p == "" {
+				p = "."
+			}
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !st.IsDir() {
+			out = append(out, p)
+			continue
+		}
+		err = filepath.WalkDir(p, func(path string, d os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() {
+				if path != p && (!recursive || strings.HasPrefix(d.Name(), ".")) {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if ext := strings.ToLower(filepath.Ext(path)); ext == ".yaml" || ext == ".yml" {
+				out = append(out, path)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func runSuite(ctx context.Context, file string, s *apis.Suite, filter *regexp.Regexp, o VerifyOptions, only string, sum *VerifySummary) {
+	dir := filepath.Dir(file)
+	name := s.Name
+	if name == "" {
+		name = file
+	}
+	if s.Skip {
+		fmt.Fprintf(o.Stdout, "SKIP suite %s (%s)\n", name, file)
+		return
+	}
+	for _, t := range s.Tests {
+		sum.Tests++
+		prefix := fmt.Sprintf("%s/%s", name, t.Name)
+		if t.Skip {
+			sum.Skipped += max(1, len(t.Cases))
+			fmt.Fprintf(o.Stdout, "SKIP %s\n", prefix)
+			continue
+		}
+		if filter != nil && !filter.MatchString(t.Name) && !anyCaseMatches(filter, t) {
+			continue
+		}
+		e, loadErr := loadTest(ctx, dir, t, o.Timeout, only)
+		if t.Invalid {
+			sum.Cases++
+			if loadErr == nil {
+				sum.Failed++
+				fmt.Fprintf(o.Stdout, "FAIL %s: expected the template or constraint to be invalid, but it loaded\n", prefix)
+			} else {
+				sum.Passed++
+				if o.Verbose {
+					fmt.Fprintf(o.Stdout, "ok   %s (invalid as expected: %v)\n", prefix, loadErr)
+				}
+			}
+			continue
+		}
+		if loadErr != nil {
+			n := max(1, len(t.Cases))
+			sum.Cases += n
+			sum.Failed += n
+			fmt.Fprintf(o.Stdout, "FAIL %s: %v\n", prefix, loadErr)
+			continue
+		}
+		for _, c := range t.Cases {
+			if filter != nil && !filter.MatchString(t.Name) && !filter.MatchString(c.Name) && !filter.MatchString(t.Name+"/"+c.Name) {
+				continue
+			}
+			sum.Cases++
+			id := prefix + "/" + c.Name
+			if c.Skip {
+				sum.Skipped++
+				fmt.Fprintf(o.Stdout, "SKIP %s\n", id)
+				continue
+			}
+			if err := runCase(ctx, e, dir, c); err != nil {
+				sum.Failed++
+				fmt.Fprintf(o.Stdout, "FAIL %s: %v\n", id, err)
+				continue
+			}
+			sum.Passed++
+			if o.Verbose {
+				fmt.Fprintf(o.Stdout, "ok   %s\n", id)
+			}
+		}
+	}
+}
+
+func anyCaseMatches(f *regexp.Regexp, t apis.SuiteTest) bool {
+	for _, c := range t.Cases {
+		if f.MatchString(c.Name) || f.MatchString(t.Name+"/"+c.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+// loadTest builds an engine holding one test's template, constraint and
+// optional expansion template.
+func loadTest(ctx context.Context, dir string, t apis.SuiteTest, timeout time.Duration, only string) (*engine.Engine, error) {
+	if t.Template == "" || t.Constraint == "" {
+		return nil, errors.New("a test needs template and constraint")
+	}
+	set := &policyset.Set{}
+	paths := []string{filepath.Join(dir, t.Template), filepath.Join(dir, t.Constraint)}
+	if t.Expansion != "" {
+		paths = append(paths, filepath.Join(dir, t.Expansion))
+	}
+	for i, p := range paths {
+		n := 0
+		err := load.Walk([]string{p}, load.Options{}, func(d *load.Document) error {
+			n++
+			if !set.Add(d) {
+				return &load.Error{File: d.File, Line: d.Line, Err: fmt.Errorf("%s %q is not a policy document", d.Kind(), d.Name())}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("%s: no document", paths[i])
+		}
+	}
+	e, err := policyset.NewEngine(timeout, only)
+	if err != nil {
+		return nil, err
+	}
+	if err := set.LoadInto(e); err != nil {
+		return nil, err
+	}
+	if len(e.Constraints()) == 0 {
+		return nil, errors.New("no constraint loaded")
+	}
+	return e, nil
+}
+
+func runCase(ctx context.Context, e *engine.Engine, dir string, c apis.SuiteCase) error {
+	if c.Object == "" {
+		return errors.New("case has no object")
+	}
+	var docs []*load.Document
+	if err := load.Walk([]string{filepath.Join(dir, c.Object)}, load.Options{}, func(d *load.Document) error {
+		docs = append(docs, d)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if len(docs) != 1 {
+		return fmt.Errorf("%s: want exactly one object, found %d", c.Object, len(docs))
+	}
+	var inv []map[string]any
+	namespaces := map[string]map[string]any{}
+	for _, p := range c.Inventory {
+		if err := load.Walk([]string{filepath.Join(dir, p)}, load.Options{}, func(d *load.Document) error {
+			inv = append(inv, d.Object)
+			if d.Kind() == "Namespace" {
+				namespaces[d.Name()] = d.Object
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	if err := e.SetInventory(ctx, inv); err != nil {
+		return err
+	}
+	r, err := caseReview(docs[0], namespaces)
+	if err != nil {
+		return err
+	}
+	resp, err := e.Review(ctx, r, engine.AtEnforcementPoint(apis.PointCLI))
+	if err != nil {
+		return err
+	}
+	if len(resp.Errors) > 0 {
+		return errors.Join(toErrors(resp.Errors)...)
+	}
+	assertions := c.Assertions
+	if len(assertions) == 0 {
+		no := intstr.FromString("no")
+		assertions = []apis.Assertion{{Violations: &no}}
+	}
+	var errs []error
+	for i, a := range assertions {
+		if err := checkAssertion(a, resp.Results); err != nil {
+			errs = append(errs, fmt.Errorf("assertion %d: %w", i+1, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func toErrors(es []*engine.EvalError) []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
+}
+
+// caseReview builds the review of a case object, which may be a plain
+// object or an AdmissionReview (for open-box tests of UPDATE and DELETE).
+func caseReview(d *load.Document, namespaces map[string]map[string]any) (*engine.Review, error) {
+	if d.Kind() == "AdmissionReview" && strings.HasPrefix(d.APIVersion(), "admission.k8s.io/") {
+		req, ok := d.Object["request"].(map[string]any)
+		if !ok {
+			return nil, &load.Error{File: d.File, Line: d.Line, Err: errors.New("AdmissionReview has no request")}
+		}
+		r, err := engine.ReviewFromRequest(req)
+		if err != nil {
+			return nil, &load.Error{File: d.File, Line: d.Line, Err: err}
+		}
+		if r.NamespaceObject == nil && r.Namespace != "" {
+			r.NamespaceObject = namespaceFor(r.Namespace, namespaces)
+		}
+		return r, nil
+	}
+	if err := load.CheckObject(d); err != nil {
+		return nil, err
+	}
+	var nsObj map[string]any
+	if d.Kind() == "Namespace" {
+		nsObj = d.Object
+	} else if ns := d.Namespace(); ns != "" {
+		nsObj = namespaceFor(ns, namespaces)
+	}
+	return engine.ObjectReview(d.Object, "CREATE", nsObj), nil
+}
+
+func namespaceFor(ns string, known map[string]map[string]any) map[string]any {
+	if o, ok := known[ns]; ok {
+		return o
+	}
+	return syntheticNamespace(ns)
+}
+
+func checkAssertion(a apis.Assertion, results []engine.Result) error {
+	var re *regexp.Regexp
+	if a.Message != nil {
+		var err error
+		if re, err = regexp.Compile(*a.Message); err != nil {
+			return fmt.Errorf("message: invalid regex: %w", err)
+		}
+	}
+	matching := 0
+	var msgs []string
+	for _, r := range results {
+		msgs = append(msgs, r.Message)
+		if re == nil || re.MatchString(r.Message) {
+			matching++
+		}
+	}
+	want := intstr.FromString("yes")
+	if a.Violations != nil {
+		want = *a.Violations
+	}
+	about := ""
+	if a.Message != nil {
+		about = fmt.Sprintf(" matching %q", *a.Message)
+	}
+	switch {
+	case want.Type == intstr.Int:
+		if want.IntVal < 0 {
+			return errors.New(`violations must be a non-negative integer, "yes" or "no"`)
+		}
+		if int(want.IntVal) != matching {
+			return fmt.Errorf("got %d violations%s, want exactly %d; messages: %q", matching, about, want.IntVal, msgs)
+		}
+	case want.StrVal == "yes":
+		if matching == 0 {
+			return fmt.Errorf("got no violations%s, want at least 1; messages: %q", about, msgs)
+		}
+	case want.StrVal == "no":
+		if matching > 0 {
+			return fmt.Errorf("got %d violations%s, want none; messages: %q", matching, about, msgs)
+		}
+	default:
+		return fmt.Errorf(`violations: %q is not a non-negative integer, "yes" or "no"`, want.StrVal)
+	}
+	return nil
+}

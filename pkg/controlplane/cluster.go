@@ -1,0 +1,558 @@
+// Package controlplane runs real, local Kubernetes control planes (etcd,
+// kube-apiserver and optionally kube-controller-manager) as child processes,
+// for Bouncer's integration tests, `bouncer up` and fleet tests.
+//
+// There is no container runtime and no kubelet: Pods stay Pending, which is
+// enough to exercise admission. The binaries are built from the Go module
+// proxy on first use and cached (see EnsureBinaries), or taken from
+// $KUBEBUILDER_ASSETS. Each Cluster has its own ports, certificates and
+// state directory, so several can run at once.
+package controlplane
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+const (
+	// ServiceCIDR is the cluster's service IP range; its first address is
+	// the in-cluster apiserver's (the "kubernetes" Service).
+	ServiceCIDR = "10.0.0.0/24"
+	// ServiceAccountIssuer is the issuer of the cluster's service-account
+	// tokens.
+	ServiceAccountIssuer = "https://kubernetes.default.svc"
+
+	firstServiceIP = "10.0.0.1"
+	adminUser      = "bouncer-admin"
+	contextName    = "bouncer"
+
+	defaultStartTimeout = 3 * time.Minute
+	pollInterval        = 200 * time.Millisecond
+)
+
+// Options configures Start. The zero value is usable but runs no
+// controller-manager; DefaultOptions is what most callers want.
+type Options struct {
+	// Dir holds certificates, the kubeconfig, etcd's data and the
+	// components' log files (etcd.log, kube-apiserver.log,
+	// kube-controller-manager.log). Empty means a new temporary directory,
+	// removed by Stop. A given Dir is created if needed and never removed.
+	Dir string
+	// Binaries to run. The zero value means EnsureBinaries, which may build
+	// them (its output goes to Progress).
+	Binaries Binaries
+	// ControllerManager starts kube-controller-manager, which creates each
+	// namespace's default ServiceAccount (Pods are rejected without it) and
+	// turns Deployments into ReplicaSets and Pods.
+	ControllerManager bool
+	// Logs, if non-nil, also receives every component's output, each line
+	// prefixed with "[component] ". The log files in Dir are always written.
+	Logs io.Writer
+	// Progress receives the output of a binary build, if one is needed.
+	// nil means os.Stderr, because a silent build of several minutes looks
+	// like a hang.
+	Progress io.Writer
+	// APIServerFlags are appended to kube-apiserver's command line, after
+	// the defaults; for single-valued flags the last occurrence wins.
+	APIServerFlags []string
+	// StartTimeout bounds how long Start waits for the components to become
+	// ready (not counting a binary build). Zero means 3 minutes.
+	StartTimeout time.Duration
+}
+
+// DefaultOptions returns Options with the controller-manager enabled.
+func DefaultOptions() Options {
+	return Options{ControllerManager: true}
+}
+
+// Cluster is a running control plane. Stop it when done.
+type Cluster struct {
+	// Dir is the state directory (see Options.Dir).
+	Dir string
+	// Kubeconfig is the path of an admin (system:masters) kubeconfig that
+	// trusts the cluster's CA.
+	Kubeconfig string
+	// URL is the apiserver's address, https://127.0.0.1:<port>.
+	URL string
+	// CAPEM is the CA certificate that signed the apiserver's serving
+	// certificate, PEM encoded.
+	CAPEM []byte
+	// EtcdURL is etcd's client address.
+	EtcdURL string
+
+	bins      Binaries
+	opts      Options
+	token     string
+	removeDir bool
+
+	mu       sync.Mutex
+	procs    []*process // running, in start order
+	pidsSeen []int      // every child ever started, for tests
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// secrets are generated once per Start and written into Dir.
+type secrets struct {
+	ca, serving    *keyPair
+	saKey, saPub   []byte
+	token          string
+	caPath         string
+	servingCert    string
+	servingKey     string
+	saKeyPath      string
+	saPubPath      string
+	tokenFile      string
+	apiserverCerts string
+}
+
+// Start runs etcd, kube-apiserver and, if opts.ControllerManager, the
+// controller-manager, and returns once the apiserver is ready (and, with a
+// controller-manager, the default namespace's ServiceAccount exists).
+//
+// ctx bounds only the start: the cluster runs until Stop. If Start fails it
+// stops whatever it had started and removes a temporary Dir.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	bins := opts.Binaries
+	if bins == (Binaries{}) {
+		progress := opts.Progress
+		if progress == nil {
+			progress = os.Stderr
+		}
+		var err error
+		if bins, err = EnsureBinaries(ctx, progress); err != nil {
+			return nil, fmt.Errorf("starting control plane: %w", err)
+		}
+	}
+	if bins.Etcd == "" || bins.APIServer == "" || bins.Kubectl == "" || (opts.ControllerManager && bins.ControllerManager == "") {
+		return nil, fmt.Errorf("starting control plane: incomplete Binaries %+v", bins)
+	}
+	timeout := opts.StartTimeout
+	if timeout == 0 {
+		timeout = defaultStartTimeout
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("control plane not ready within %s", timeout))
+	defer cancel()
+
+	c := &Cluster{Dir: opts.Dir, bins: bins, opts: opts}
+	if c.Dir == "" {
+		dir, err := os.MkdirTemp("", "bouncer-controlplane-")
+		if err != nil {
+			return nil, fmt.Errorf("starting control plane: %w", err)
+		}
+		c.Dir, c.removeDir = dir, true
+	} else {
+		abs, err := filepath.Abs(c.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("starting control plane: %w", err)
+		}
+		c.Dir = abs
+		if err := os.MkdirAll(c.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("starting control plane: %w", err)
+		}
+	}
+	etcdData := filepath.Join(c.Dir, "etcd")
+	_, statErr := os.Stat(etcdData)
+	etcdDataIsOurs := errors.Is(statErr, os.ErrNotExist)
+
+	s, err := c.writeSecrets()
+	if err != nil {
+		_ = c.Stop()
+		return nil, fmt.Errorf("starting control plane: %w", err)
+	}
+	// A port can be taken by someone else between choosing and binding it;
+	// rare, but with many clusters per test run worth a retry.
+	for attempt := 1; ; attempt++ {
+		err = c.start(ctx, s)
+		if err == nil {
+			return c, nil
+		}
+		if !errors.Is(err, errAddrInUse) || attempt == 3 || ctx.Err() != nil {
+			break
+		}
+		if stopErr := c.stopProcesses(); stopErr != nil {
+			break
+		}
+		if etcdDataIsOurs {
+			// etcd remembers its peer URL; a new port needs a new member.
+			_ = os.RemoveAll(etcdData)
+		}
+	}
+	if stopErr := c.Stop(); stopErr != nil {
+		err = errors.Join(err, stopErr)
+	}
+	return nil, fmt.Errorf("starting control plane: %w", err)
+}
+
+// writeSecrets generates the CA, serving certificate, service-account key
+// and admin token and writes them into Dir.
+func (c *Cluster) writeSecrets() (*secrets, error) {
+	pki := filepath.Join(c.Dir, "pki")
+	s := &secrets{
+		caPath:         filepath.Join(pki, "ca.crt"),
+		servingCert:    filepath.Join(pki, "apiserver.crt"),
+		servingKey:     filepath.Join(pki, "apiserver.key"),
+		saKeyPath:      filepath.Join(pki, "sa.key"),
+		saPubPath:      filepath.Join(pki, "sa.pub"),
+		tokenFile:      filepath.Join(pki, "tokens.csv"),
+		apiserverCerts: filepath.Join(c.Dir, "apiserver-certs"),
+	}
+	var err error
+	if s.ca, err = newCA("bouncer-controlplane-ca"); err != nil {
+		return nil, err
+	}
+	s.serving, err = newServingCert(s.ca, "kube-apiserver",
+		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
+		[]net.IP{net.ParseIP("127.0.0.1"), net.ParseIP(firstServiceIP)})
+	if err != nil {
+		return nil, err
+	}
+	if s.saKey, s.saPub, err = newServiceAccountKey(); err != nil {
+		return nil, err
+	}
+	tok := make([]byte, 24)
+	if _, err := rand.Read(tok); err != nil {
+		return nil, fmt.Errorf("generating admin token: %w", err)
+	}
+	s.token = hex.EncodeToString(tok)
+	c.token = s.token
+	c.CAPEM = s.ca.CertPEM
+
+	for _, d := range []string{pki, s.apiserverCerts} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("writing certificates: %w", err)
+		}
+	}
+	// Token file format: token,user,uid,"group1,group2".
+	tokens := fmt.Sprintf("%s,%s,%s,\"system:masters\"\n", s.token, adminUser, adminUser)
+	for path, data := range map[string][]byte{
+		s.caPath:      s.ca.CertPEM,
+		s.servingCert: s.serving.CertPEM,
+		s.servingKey:  s.serving.KeyPEM,
+		s.saKeyPath:   s.saKey,
+		s.saPubPath:   s.saPub,
+		s.tokenFile:   []byte(tokens),
+	} {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			return nil, fmt.Errorf("writing %s: %w", filepath.Base(path), err)
+		}
+	}
+	return s, nil
+}
+
+// start picks ports and starts the components, waiting for each.
+func (c *Cluster) start(ctx context.Context, s *secrets) error {
+	ports, err := freePorts(3)
+	if err != nil {
+		return err
+	}
+	etcdClient, etcdPeer, apiPort := ports[0], ports[1], ports[2]
+	c.EtcdURL = "http://127.0.0.1:" + strconv.Itoa(etcdClient)
+	peerURL := "http://127.0.0.1:" + strconv.Itoa(etcdPeer)
+	c.URL = "https://127.0.0.1:" + strconv.Itoa(apiPort)
+	c.Kubeconfig = filepath.Join(c.Dir, "kubeconfig")
+	if err := writeKubeconfig(c.Kubeconfig, c.URL, c.CAPEM, c.token); err != nil {
+		return err
+	}
+
+	etcd, err := c.run("etcd", c.bins.Etcd,
+		"--name=default",
+		"--data-dir="+filepath.Join(c.Dir, "etcd"),
+		"--listen-client-urls="+c.EtcdURL,
+		"--advertise-client-urls="+c.EtcdURL,
+		"--listen-peer-urls="+peerURL,
+		"--initial-advertise-peer-urls="+peerURL,
+		"--initial-cluster=default="+peerURL,
+		// Throw-away clusters do not need durability, and fsync dominates
+		// etcd's latency on slow disks.
+		"--unsafe-no-fsync",
+	)
+	if err != nil {
+		return err
+	}
+	httpc := &http.Client{Timeout: 2 * time.Second}
+	defer httpc.CloseIdleConnections()
+	if err := c.waitFor(ctx, "etcd health", etcd, func(ctx context.Context) error {
+		return httpGetOK(ctx, httpc, c.EtcdURL+"/health", "")
+	}); err != nil {
+		return fmt.Errorf("starting etcd: %w", err)
+	}
+
+	apiArgs := []string{
+		"--etcd-servers=" + c.EtcdURL,
+		"--secure-port=" + strconv.Itoa(apiPort),
+		"--bind-address=127.0.0.1",
+		"--advertise-address=127.0.0.1",
+		"--cert-dir=" + s.apiserverCerts, // keep it out of /var/run/kubernetes
+		"--tls-cert-file=" + s.servingCert,
+		"--tls-private-key-file=" + s.servingKey,
+		"--client-ca-file=" + s.caPath,
+		"--token-auth-file=" + s.tokenFile,
+		"--service-account-issuer=" + ServiceAccountIssuer,
+		"--service-account-key-file=" + s.saPubPath,
+		"--service-account-signing-key-file=" + s.saKeyPath,
+		"--authorization-mode=RBAC",
+		"--service-cluster-ip-range=" + ServiceCIDR,
+		// Resolve webhook Service references to endpoints rather than
+		// cluster IPs, which nothing routes here.
+		"--enable-aggregator-routing=true",
+	}
+	apiArgs = append(apiArgs, c.opts.APIServerFlags...)
+	api, err := c.run("kube-apiserver", c.bins.APIServer, apiArgs...)
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(c.CAPEM)
+	httpsc := &http.Client{
+		Timeout:   2 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
+	}
+	defer httpsc.CloseIdleConnections()
+	if err := c.waitFor(ctx, "kube-apiserver /readyz", api, func(ctx context.Context) error {
+		return httpGetOK(ctx, httpsc, c.URL+"/readyz", c.token)
+	}); err != nil {
+		return fmt.Errorf("starting kube-apiserver: %w", err)
+	}
+
+	if !c.opts.ControllerManager {
+		return nil
+	}
+	kcm, err := c.run("kube-controller-manager", c.bins.ControllerManager,
+		"--kubeconfig="+c.Kubeconfig,
+		"--service-account-private-key-file="+s.saKeyPath,
+		"--root-ca-file="+s.caPath,
+		"--use-service-account-credentials=false",
+		// No pod network, no nodes: IPAM and node lifecycle only make noise.
+		"--controllers=*,-nodeipam,-nodelifecycle",
+		"--leader-elect=false",
+		"--secure-port=0",
+	)
+	if err != nil {
+		return err
+	}
+	client, err := c.Client()
+	if err != nil {
+		return fmt.Errorf("starting kube-controller-manager: %w", err)
+	}
+	if err := c.waitFor(ctx, "the default ServiceAccount", kcm, func(ctx context.Context) error {
+		_, err := client.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return errors.New("not created yet")
+		}
+		return err
+	}); err != nil {
+		return fmt.Errorf("starting kube-controller-manager: %w", err)
+	}
+	return nil
+}
+
+// run starts one component with its log in Dir/<name>.log.
+func (c *Cluster) run(name, bin string, args ...string) (*process, error) {
+	p, err := startProcess(name, bin, args, filepath.Join(c.Dir, name+".log"), c.opts.Logs)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.procs = append(c.procs, p)
+	c.pidsSeen = append(c.pidsSeen, p.pid())
+	c.mu.Unlock()
+	return p, nil
+}
+
+// waitFor polls check until it succeeds, failing early if any component
+// has exited (the log tail says why) or ctx ends.
+func (c *Cluster) waitFor(ctx context.Context, what string, p *process, check func(context.Context) error) error {
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	var lastErr error
+	for {
+		c.mu.Lock()
+		procs := c.procs
+		c.mu.Unlock()
+		for _, q := range procs {
+			if q.exited() {
+				return q.exitError()
+			}
+		}
+		if lastErr = check(ctx); lastErr == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w (last error: %v); last log lines from %s:\n%s",
+				what, context.Cause(ctx), lastErr, p.logPath, logTail(p.logPath, 10))
+		case <-t.C:
+		}
+	}
+}
+
+func httpGetOK(ctx context.Context, c *http.Client, url, token string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
+// RESTConfig returns a new admin client configuration for the cluster.
+func (c *Cluster) RESTConfig() *rest.Config {
+	return &rest.Config{
+		Host:            c.URL,
+		BearerToken:     c.token,
+		TLSClientConfig: rest.TLSClientConfig{CAData: c.CAPEM},
+		// Tests create objects in bursts; the client default of 5 QPS
+		// makes them slow for no benefit against a private apiserver.
+		QPS:   100,
+		Burst: 200,
+	}
+}
+
+// Client returns an admin clientset for the cluster.
+func (c *Cluster) Client() (kubernetes.Interface, error) {
+	cs, err := kubernetes.NewForConfig(c.RESTConfig())
+	if err != nil {
+		return nil, fmt.Errorf("creating client for %s: %w", c.URL, err)
+	}
+	return cs, nil
+}
+
+// Kubectl runs kubectl against the cluster as the admin and returns its
+// standard output. On failure the error includes kubectl's standard error
+// (where, for example, an admission denial is printed).
+func (c *Cluster) Kubectl(ctx context.Context, args ...string) ([]byte, error) {
+	full := append([]string{
+		"--kubeconfig=" + c.Kubeconfig,
+		// Keep discovery caches per cluster and out of the user's ~/.kube.
+		"--cache-dir=" + filepath.Join(c.Dir, "kubectl-cache"),
+	}, args...)
+	cmd := exec.CommandContext(ctx, c.bins.Kubectl, full...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return []byte(stdout.String()), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return []byte(stdout.String()), nil
+}
+
+// Stop stops the controller-manager, the apiserver and etcd, in that order
+// (an apiserver whose etcd is gone keeps retrying for minutes): SIGTERM to
+// each process group, SIGKILL after a grace period. It removes Dir if Start
+// created it. Stop is idempotent and safe on a nil Cluster.
+func (c *Cluster) Stop() error {
+	if c == nil {
+		return nil
+	}
+	c.stopOnce.Do(func() {
+		err := c.stopProcesses()
+		if c.removeDir {
+			if rmErr := os.RemoveAll(c.Dir); rmErr != nil {
+				err = errors.Join(err, fmt.Errorf("removing %s: %w", c.Dir, rmErr))
+			}
+		}
+		if err != nil {
+			c.stopErr = fmt.Errorf("stopping control plane: %w", err)
+		}
+	})
+	return c.stopErr
+}
+
+func (c *Cluster) stopProcesses() error {
+	c.mu.Lock()
+	procs := c.procs
+	c.procs = nil
+	c.mu.Unlock()
+	var errs []error
+	for i := len(procs) - 1; i >= 0; i-- {
+		errs = append(errs, procs[i].stop())
+	}
+	return errors.Join(errs...)
+}
+
+// pids returns the PIDs of every process the cluster has started.
+func (c *Cluster) pids() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]int(nil), c.pidsSeen...)
+}
+
+// writeKubeconfig writes an admin kubeconfig with the CA embedded, so the
+// file works on its own (copied elsewhere, or after Dir's pki is gone).
+func writeKubeconfig(path, server string, caPEM []byte, token string) error {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters[contextName] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: caPEM}
+	cfg.AuthInfos[adminUser] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.Contexts[contextName] = &clientcmdapi.Context{Cluster: contextName, AuthInfo: adminUser}
+	cfg.CurrentContext = contextName
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		return fmt.Errorf("writing kubeconfig: %w", err)
+	}
+	return nil
+}
+
+var (
+	portsMu sync.Mutex
+	// portsGiven keeps this process from handing one port to two clusters
+	// started at the same time: the kernel may return a port again as soon
+	// as the probing listener is closed.
+	portsGiven = map[int]bool{}
+)
+
+// freePorts returns n distinct loopback TCP ports that were free a moment
+// ago and have not been returned before by this process.
+func freePorts(n int) ([]int, error) {
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	var ports []int
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 100*n {
+			return nil, errors.New("finding free ports: giving up after many tries")
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("finding free ports: %w", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !portsGiven[port] {
+			portsGiven[port] = true
+			ports = append(ports, port)
+		}
+	}
+	return ports, nil
+}

@@ -1,0 +1,636 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bouncer-policy/bouncer/pkg/apis"
+	"github.com/bouncer-policy/bouncer/pkg/match"
+	"github.com/bouncer-policy/bouncer/pkg/params"
+)
+
+// Options configure an Engine.
+type Options struct {
+	// Drivers handle the template engines; the first driver whose engine a
+	// template's code[] names wins, with CEL preferred over Rego as in
+	// Gatekeeper (see codeFor).
+	Drivers []Driver
+	// ReviewTimeout bounds one review when the caller's context has no
+	// earlier deadline. Zero means 5s.
+	ReviewTimeout time.Duration
+	// OnlyEngine, when set (apis.EngineRego or apis.EngineCEL), makes the
+	// engine run that language only, so both implementations of a template
+	// can be tested against each other. Empty is Gatekeeper's choice.
+	OnlyEngine string
+}
+
+// Engine holds compiled policies and reviews objects against them.
+type Engine struct {
+	drivers map[string]Driver
+	timeout time.Duration
+	only    string
+
+	mu   sync.Mutex // serialises writers; readers use snap
+	snap atomic.Pointer[snapshot]
+}
+
+// New returns an empty engine.
+func New(opts Options) (*Engine, error) {
+	if len(opts.Drivers) == 0 {
+		return nil, errors.New("engine: at least one driver is required")
+	}
+	e := &Engine{drivers: map[string]Driver{}, timeout: opts.ReviewTimeout, only: opts.OnlyEngine}
+	if e.timeout == 0 {
+		e.timeout = 5 * time.Second
+	}
+	for _, d := range opts.Drivers {
+		e.drivers[d.Engine()] = d
+	}
+	e.snap.Store(newSnapshot())
+	return e, nil
+}
+
+// Template is a compiled template.
+type Template struct {
+	Name    string
+	Kind    string // constraint kind
+	Engine  string
+	Object  *apis.ConstraintTemplate
+	Schema  *params.Schema
+	program Program
+	driver  Driver
+}
+
+// Constraint is a compiled constraint.
+type Constraint struct {
+	Kind     string
+	Name     string
+	Object   *apis.Constraint
+	Params   map[string]any // validated, defaulted
+	template *Template
+	matcher  *match.Matcher
+	prepared any
+	actions  actionSet
+}
+
+// Expansion is a compiled expansion template.
+type Expansion struct {
+	Name   string
+	Object *apis.ExpansionTemplate
+	path   []string
+}
+
+type snapshot struct {
+	templates   map[string]*Template              // by constraint kind
+	byName      map[string]string                 // template name -> kind
+	constraints map[string]map[string]*Constraint // kind -> name -> constraint
+	// byGroupKind indexes constraints by the exact group/kind pairs their
+	// match names; wildcard holds those that name "*" or no kinds at all.
+	byGroupKind map[groupKind][]*Constraint
+	wildcard    []*Constraint
+	expansions  map[string]*Expansion
+	// gkCache memoises the candidate list per group/kind for this snapshot.
+	gkCache sync.Map
+}
+
+type groupKind struct{ group, kind string }
+
+func newSnapshot() *snapshot {
+	return &snapshot{
+		templates:   map[string]*Template{},
+		byName:      map[string]string{},
+		constraints: map[string]map[string]*Constraint{},
+		byGroupKind: map[groupKind][]*Constraint{},
+		expansions:  map[string]*Expansion{},
+	}
+}
+
+// clone copies the maps (not the compiled values, which are immutable).
+func (s *snapshot) clone() *snapshot {
+	n := newSnapshot()
+	for k, v := range s.templates {
+		n.templates[k] = v
+	}
+	for k, v := range s.byName {
+		n.byName[k] = v
+	}
+	for k, m := range s.constraints {
+		c := make(map[string]*Constraint, len(m))
+		for name, v := range m {
+			c[name] = v
+		}
+		n.constraints[k] = c
+	}
+	for k, v := range s.expansions {
+		n.expansions[k] = v
+	}
+	return n
+}
+
+// reindex rebuilds the GroupKind index after constraints changed.
+func (s *snapshot) reindex() {
+	s.byGroupKind = map[groupKind][]*Constraint{}
+	s.wildcard = nil
+	var all []*Constraint
+	for _, m := range s.constraints {
+		for _, c := range m {
+			all = append(all, c)
+		}
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].Kind != all[j].Kind {
+			return all[i].Kind < all[j].Kind
+		}
+		return all[i].Name < all[j].Name
+	})
+	for _, c := range all {
+		kinds := c.Object.Spec.Match.Kinds
+		wild := len(kinds) == 0
+		seen := map[groupKind]bool{}
+		for _, k := range kinds {
+			if len(k.Kinds) == 0 || len(k.APIGroups) == 0 || contains(k.Kinds, "*") || contains(k.APIGroups, "*") {
+				wild = true
+				continue
+			}
+			for _, g := range k.APIGroups {
+				for _, kind := range k.Kinds {
+					gk := groupKind{g, kind}
+					if !seen[gk] {
+						seen[gk] = true
+						s.byGroupKind[gk] = append(s.byGroupKind[gk], c)
+					}
+				}
+			}
+		}
+		if wild {
+			s.wildcard = append(s.wildcard, c)
+		}
+	}
+}
+
+// candidates returns the constraints whose kinds can match group/kind, in a
+// stable order.
+func (s *snapshot) candidates(group, kind string) []*Constraint {
+	gk := groupKind{group, kind}
+	if v, ok := s.gkCache.Load(gk); ok {
+		return v.([]*Constraint)
+	}
+	seen := map[*Constraint]bool{}
+	var out []*Constraint
+	for _, c := range s.byGroupKind[gk] {
+		seen[c] = true
+		out = append(out, c)
+	}
+	for _, c := range s.wildcard {
+		if !seen[c] && c.matcher.KindMatches(group, kind) {
+			seen[c] = true
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Kind != out[j].Kind {
+			return out[i].Kind < out[j].Kind
+		}
+		return out[i].Name < out[j].Name
+	})
+	s.gkCache.Store(gk, out)
+	return out
+}
+
+// AddTemplate compiles a template and adds or replaces it. Constraints of
+// the template's kind are re-validated against the new schema; those that
+// no longer validate are dropped and reported in the returned error.
+func (e *Engine) AddTemplate(t *apis.ConstraintTemplate) (*Template, error) {
+	ct, err := e.compileTemplate(t)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.snap.Load()
+	if prevKind, ok := old.byName[ct.Name]; ok && prevKind != ct.Kind {
+		return nil, fmt.Errorf("template %q: constraint kind changed from %s to %s; delete the template first", ct.Name, prevKind, ct.Kind)
+	}
+	if prev, ok := old.templates[ct.Kind]; ok && prev.Name != ct.Name {
+		return nil, fmt.Errorf("template %q: constraint kind %s is already defined by template %q", ct.Name, ct.Kind, prev.Name)
+	}
+	n := old.clone()
+	n.templates[ct.Kind] = ct
+	n.byName[ct.Name] = ct.Kind
+	var errs []error
+	for name, c := range n.constraints[ct.Kind] {
+		nc, err := compileConstraint(ct, c.Object)
+		if err != nil {
+			delete(n.constraints[ct.Kind], name)
+			errs = append(errs, err)
+			continue
+		}
+		n.constraints[ct.Kind][name] = nc
+	}
+	n.reindex()
+	e.snap.Store(n)
+	return ct, errors.Join(errs...)
+}
+
+// CompileTemplate checks a template without adding it (for admission of
+// templates and for validating a whole git commit).
+func (e *Engine) CompileTemplate(t *apis.ConstraintTemplate) (*Template, error) {
+	return e.compileTemplate(t)
+}
+
+func (e *Engine) compileTemplate(t *apis.ConstraintTemplate) (*Template, error) {
+	name := t.GetName()
+	kind := t.Spec.CRD.Spec.Names.Kind
+	if name == "" {
+		return nil, errors.New("template has no metadata.name")
+	}
+	if kind == "" {
+		return nil, fmt.Errorf("template %q: spec.crd.spec.names.kind is required", name)
+	}
+	if strings.ToLower(kind) != name {
+		return nil, fmt.Errorf("template %q: metadata.name must be the lowercase of spec.crd.spec.names.kind (%q)", name, strings.ToLower(kind))
+	}
+	if len(t.Spec.Targets) != 1 {
+		return nil, fmt.Errorf("template %q: exactly one entry in spec.targets is required, found %d", name, len(t.Spec.Targets))
+	}
+	target := t.Spec.Targets[0]
+	if target.Target != apis.AdmissionTarget {
+		return nil, fmt.Errorf("template %q: spec.targets[0].target must be %s, found %q", name, apis.AdmissionTarget, target.Target)
+	}
+	var schemaProps = (*params.Schema)(nil)
+	legacy := false
+	if v := t.Spec.CRD.Spec.Validation; v != nil {
+		legacy = v.LegacySchema != nil && *v.LegacySchema
+		if v.LegacySchema == nil && strings.HasSuffix(t.APIVersion, "/v1beta1") {
+			legacy = true // v1beta1 defaults legacySchema to true
+		}
+		s, err := params.Compile(v.OpenAPIV3Schema, legacy)
+		if err != nil {
+			return nil, fmt.Errorf("template %q: spec.crd.spec.validation: %w", name, err)
+		}
+		schemaProps = s
+	} else {
+		s, err := params.Compile(nil, true)
+		if err != nil {
+			return nil, fmt.Errorf("template %q: %w", name, err)
+		}
+		schemaProps = s
+	}
+	code, driver, err := e.codeFor(name, target)
+	if err != nil {
+		return nil, err
+	}
+	prog, err := driver.Compile(t, code)
+	if err != nil {
+		return nil, fmt.Errorf("template %q: %w", name, err)
+	}
+	return &Template{Name: name, Kind: kind, Engine: code.Engine, Object: t, Schema: schemaProps, program: prog, driver: driver}, nil
+}
+
+// codeFor picks the code a template runs: K8sNativeValidation wins over
+// Rego when a CEL driver is present; legacy rego wins over code[] Rego.
+func (e *Engine) codeFor(name string, target apis.Target) (apis.Code, Driver, error) {
+	code, d, err := e.pickCode(name, target)
+	if err == nil && e.only != "" && code.Engine != e.only {
+		return apis.Code{}, nil, fmt.Errorf("template %q has no %s code", name, e.only)
+	}
+	return code, d, err
+}
+
+func (e *Engine) pickCode(name string, target apis.Target) (apis.Code, Driver, error) {
+	if d, ok := e.drivers[apis.EngineCEL]; ok && e.only != apis.EngineRego {
+		for _, c := range target.Code {
+			if c.Engine == apis.EngineCEL {
+				return c, d, nil
+			}
+		}
+	}
+	d, ok := e.drivers[apis.EngineRego]
+	if target.Rego != "" {
+		if !ok {
+			return apis.Code{}, nil, fmt.Errorf("template %q: Rego is not enabled", name)
+		}
+		return legacyRegoCode(target), d, nil
+	}
+	for _, c := range target.Code {
+		if c.Engine == apis.EngineRego && ok {
+			return c, d, nil
+		}
+	}
+	var engines []string
+	for _, c := range target.Code {
+		engines = append(engines, c.Engine)
+	}
+	if len(engines) == 0 {
+		return apis.Code{}, nil, fmt.Errorf("template %q: spec.targets[0] has neither rego nor code", name)
+	}
+	return apis.Code{}, nil, fmt.Errorf("template %q: no enabled engine among %v", name, engines)
+}
+
+// RemoveTemplate removes a template and every constraint of its kind.
+func (e *Engine) RemoveTemplate(name string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.snap.Load()
+	kind, ok := old.byName[name]
+	if !ok {
+		return false
+	}
+	n := old.clone()
+	delete(n.templates, kind)
+	delete(n.byName, name)
+	delete(n.constraints, kind)
+	n.reindex()
+	e.snap.Store(n)
+	return true
+}
+
+// AddConstraint validates a constraint against its template and adds or
+// replaces it.
+func (e *Engine) AddConstraint(c *apis.Constraint) (*Constraint, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.snap.Load()
+	cc, err := e.checkConstraint(old, c)
+	if err != nil {
+		return nil, err
+	}
+	n := old.clone()
+	if n.constraints[cc.Kind] == nil {
+		n.constraints[cc.Kind] = map[string]*Constraint{}
+	}
+	n.constraints[cc.Kind][cc.Name] = cc
+	n.reindex()
+	e.snap.Store(n)
+	return cc, nil
+}
+
+// CheckConstraint validates a constraint against the current templates
+// without adding it.
+func (e *Engine) CheckConstraint(c *apis.Constraint) error {
+	_, err := e.checkConstraint(e.snap.Load(), c)
+	return err
+}
+
+func (e *Engine) checkConstraint(s *snapshot, c *apis.Constraint) (*Constraint, error) {
+	kind := c.Kind
+	if c.GetName() == "" {
+		return nil, fmt.Errorf("constraint %s has no metadata.name", kind)
+	}
+	if g := groupOf(c.APIVersion); g != apis.ConstraintsGroup {
+		return nil, fmt.Errorf("constraint %s/%s: apiVersion must be in group %s, found %q", kind, c.GetName(), apis.ConstraintsGroup, c.APIVersion)
+	}
+	t, ok := s.templates[kind]
+	if !ok {
+		return nil, fmt.Errorf("constraint %s/%s: no template defines kind %s (expected a ConstraintTemplate named %q)", kind, c.GetName(), kind, strings.ToLower(kind))
+	}
+	return compileConstraint(t, c)
+}
+
+func compileConstraint(t *Template, c *apis.Constraint) (*Constraint, error) {
+	id := c.Kind + "/" + c.GetName()
+	m, err := match.Compile(c.Spec.Match)
+	if err != nil {
+		return nil, fmt.Errorf("constraint %s: %w", id, err)
+	}
+	acts, err := parseActions(c.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("constraint %s: %w", id, err)
+	}
+	p, err := t.Schema.Apply(c.Spec.Parameters)
+	if err != nil {
+		return nil, fmt.Errorf("constraint %s (template %s): %w", id, t.Name, err)
+	}
+	prepared, err := t.program.PrepareParams(p)
+	if err != nil {
+		return nil, fmt.Errorf("constraint %s (template %s): %w", id, t.Name, err)
+	}
+	return &Constraint{Kind: c.Kind, Name: c.GetName(), Object: c, Params: p, template: t, matcher: m, prepared: prepared, actions: acts}, nil
+}
+
+// RemoveConstraint removes a constraint.
+func (e *Engine) RemoveConstraint(kind, name string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.snap.Load()
+	if _, ok := old.constraints[kind][name]; !ok {
+		return false
+	}
+	n := old.clone()
+	delete(n.constraints[kind], name)
+	n.reindex()
+	e.snap.Store(n)
+	return true
+}
+
+// AddExpansion adds or replaces an expansion template.
+func (e *Engine) AddExpansion(x *apis.ExpansionTemplate) error {
+	ex, err := compileExpansion(x)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := e.snap.Load().clone()
+	n.expansions[ex.Name] = ex
+	n.reindex()
+	e.snap.Store(n)
+	return nil
+}
+
+// RemoveExpansion removes an expansion template.
+func (e *Engine) RemoveExpansion(name string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.snap.Load()
+	if _, ok := old.expansions[name]; !ok {
+		return false
+	}
+	n := old.clone()
+	delete(n.expansions, name)
+	n.reindex()
+	e.snap.Store(n)
+	return true
+}
+
+// Templates returns the compiled templates, sorted by name.
+func (e *Engine) Templates() []*Template {
+	s := e.snap.Load()
+	out := make([]*Template, 0, len(s.templates))
+	for _, t := range s.templates {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Constraints returns the compiled constraints, sorted by kind and name.
+func (e *Engine) Constraints() []*Constraint {
+	s := e.snap.Load()
+	var out []*Constraint
+	for _, m := range s.constraints {
+		for _, c := range m {
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Kind != out[j].Kind {
+			return out[i].Kind < out[j].Kind
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+// Template returns the template of a constraint.
+func (c *Constraint) Template() *Template { return c.template }
+
+// UsesInventory reports whether any loaded template reads the inventory.
+func (e *Engine) UsesInventory() bool {
+	for _, t := range e.snap.Load().templates {
+		if t.program.UsesInventory() {
+			return true
+		}
+	}
+	return false
+}
+
+// ReviewOption changes one review.
+type ReviewOption func(*reviewConfig)
+
+type reviewConfig struct {
+	point         string
+	recordMatched bool
+}
+
+// RecordMatched lists in Response.Matched every constraint that matched the
+// object, violated or not (for JUnit reports).
+func RecordMatched() ReviewOption {
+	return func(c *reviewConfig) { c.recordMatched = true }
+}
+
+// AtEnforcementPoint sets where the review happens (webhook, audit, CLI);
+// scoped enforcement actions are resolved for that point. Default: CLI.
+func AtEnforcementPoint(p string) ReviewOption {
+	return func(c *reviewConfig) { c.point = p }
+}
+
+// maxExpansionDepth bounds nested expansion (CronJob → Job → Pod is 2).
+const maxExpansionDepth = 4
+
+// Review evaluates an object against every constraint that matches it,
+// then against the objects its expansion templates generate.
+func (e *Engine) Review(ctx context.Context, r *Review, opts ...ReviewOption) (*Response, error) {
+	cfg := reviewConfig{point: apis.PointCLI}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.timeout)
+		defer cancel()
+	}
+	s := e.snap.Load()
+	resp := &Response{}
+	if err := e.review(ctx, s, r, &cfg, resp, "", 0); err != nil {
+		return resp, err
+	}
+	return resp, nil
+}
+
+func (e *Engine) review(ctx context.Context, s *snapshot, r *Review, cfg *reviewConfig, resp *Response, expansion string, depth int) error {
+	if r.Source == "" {
+		r.Source = apis.SourceOriginal
+	}
+	target := targetOf(r)
+	prepared := map[Driver]PreparedReview{}
+	for _, c := range s.candidates(r.Kind.Group, r.Kind.Kind) {
+		actions := c.actions.at(cfg.point)
+		if len(actions) == 0 {
+			continue
+		}
+		ok, err := c.matcher.Matches(target)
+		if err != nil {
+			resp.Errors = append(resp.Errors, &EvalError{ConstraintKind: c.Kind, ConstraintName: c.Name, Err: err})
+			continue
+		}
+		if !ok {
+			continue
+		}
+		if !c.template.operationApplies(r.Operation) {
+			continue
+		}
+		if cfg.recordMatched {
+			resp.Matched = append(resp.Matched, ConstraintRef{Kind: c.Kind, Name: c.Name, ExpansionTemplate: expansion})
+		}
+		d := c.template.driver
+		pr, ok := prepared[d]
+		if !ok {
+			pr, err = d.PrepareReview(r)
+			if err != nil {
+				return fmt.Errorf("preparing review of %s %s: %w", r.Kind.Kind, r.Name, err)
+			}
+			prepared[d] = pr
+		}
+		resp.Evaluated++
+		vs, err := c.template.program.Eval(ctx, pr, c.prepared)
+		if err != nil {
+			if ctx.Err() != nil {
+				err = fmt.Errorf("%w (review deadline exceeded)", err)
+			}
+			resp.Errors = append(resp.Errors, &EvalError{ConstraintKind: c.Kind, ConstraintName: c.Name, Err: err})
+			continue
+		}
+		for _, v := range vs {
+			resp.Results = append(resp.Results, Result{
+				ConstraintKind:    c.Kind,
+				ConstraintName:    c.Name,
+				Template:          c.template.Name,
+				Message:           v.Message,
+				Details:           v.Details,
+				EnforcementAction: strongest(actions),
+				ScopedActions:     scopedList(c, actions),
+				ExpansionTemplate: expansion,
+			})
+		}
+	}
+	if depth >= maxExpansionDepth || r.Operation == "DELETE" {
+		return nil
+	}
+	return e.expand(ctx, s, r, cfg, resp, depth)
+}
+
+func (t *Template) operationApplies(op string) bool {
+	ops := t.Object.Spec.Targets[0].Operations
+	if len(ops) == 0 || op == "" {
+		return true
+	}
+	for _, o := range ops {
+		if o == "*" || strings.EqualFold(o, op) {
+			return true
+		}
+	}
+	return false
+}
+
+func groupOf(apiVersion string) string {
+	if i := strings.Index(apiVersion, "/"); i >= 0 {
+		return apiVersion[:i]
+	}
+	return ""
+}
+
+func contains(set []string, s string) bool {
+	for _, v := range set {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

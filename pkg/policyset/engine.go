@@ -1,0 +1,19 @@
+package policyset
+
+import (
+	"time"
+
+	"github.com/bouncer-policy/bouncer/pkg/engine"
+	"github.com/bouncer-policy/bouncer/pkg/engine/rego"
+)
+
+// NewEngine returns an engine with every policy language Bouncer supports,
+// so each entry point evaluates the same code the same way.
+// only restricts the engine to one language ("" for all).
+func NewEngine(reviewTimeout time.Duration, only string) (*engine.Engine, error) {
+	return engine.New(engine.Options{
+		Drivers:       []engine.Driver{rego.New()},
+		ReviewTimeout: reviewTimeout,
+		OnlyEngine:    only,
+	})
+}

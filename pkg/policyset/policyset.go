@@ -1,0 +1,166 @@
+// Package policyset sorts loaded documents into policies (templates,
+// constraints, expansion templates, Config) and everything else, and loads
+// the policies into an engine in dependency order with errors that point at
+// the file and line of the offending document. The CLI, git sync validation
+// and tests share it so that they all accept and reject the same inputs.
+package policyset
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/bouncer-policy/bouncer/pkg/apis"
+	"github.com/bouncer-policy/bouncer/pkg/engine"
+	"github.com/bouncer-policy/bouncer/pkg/load"
+)
+
+// Class is what a document is to Bouncer.
+type Class int
+
+// Classes of documents.
+const (
+	Object Class = iota
+	Template
+	Constraint
+	Expansion
+	Config
+	Suite
+	ValidatingAdmissionPolicy
+	ValidatingAdmissionPolicyBinding
+)
+
+// Classify tells policies from objects by apiVersion and kind.
+func Classify(d *load.Document) Class {
+	group := groupOf(d.APIVersion())
+	kind := d.Kind()
+	switch {
+	case group == apis.TemplatesGroup && kind == apis.KindConstraintTemplate:
+		return Template
+	case group == apis.ConstraintsGroup:
+		return Constraint
+	case group == apis.ExpansionGroup && kind == apis.KindExpansionTemplate:
+		return Expansion
+	case group == apis.ConfigGroup && kind == apis.KindConfig:
+		return Config
+	case group == apis.SuiteGroup && kind == apis.KindSuite:
+		return Suite
+	case group == "admissionregistration.k8s.io" && kind == "ValidatingAdmissionPolicy":
+		return ValidatingAdmissionPolicy
+	case group == "admissionregistration.k8s.io" && kind == "ValidatingAdmissionPolicyBinding":
+		return ValidatingAdmissionPolicyBinding
+	}
+	return Object
+}
+
+func groupOf(apiVersion string) string {
+	if i := strings.Index(apiVersion, "/"); i >= 0 {
+		return apiVersion[:i]
+	}
+	return ""
+}
+
+// Set collects policy documents.
+type Set struct {
+	Templates   []*load.Document
+	Constraints []*load.Document
+	Expansions  []*load.Document
+	Configs     []*load.Document
+	VAPs        []*load.Document
+	VAPBindings []*load.Document
+}
+
+// Add files a document if it is a policy and reports whether it was.
+func (s *Set) Add(d *load.Document) bool {
+	switch Classify(d) {
+	case Template:
+		s.Templates = append(s.Templates, d)
+	case Constraint:
+		s.Constraints = append(s.Constraints, d)
+	case Expansion:
+		s.Expansions = append(s.Expansions, d)
+	case Config:
+		s.Configs = append(s.Configs, d)
+	case ValidatingAdmissionPolicy:
+		s.VAPs = append(s.VAPs, d)
+	case ValidatingAdmissionPolicyBinding:
+		s.VAPBindings = append(s.VAPBindings, d)
+	case Suite:
+	default:
+		return false
+	}
+	return true
+}
+
+// Empty reports whether the set holds no policy that can produce a result.
+func (s *Set) Empty() bool {
+	return len(s.Constraints) == 0 && len(s.VAPBindings) == 0
+}
+
+// LoadInto compiles every template, then adds constraints and expansions.
+// All problems are reported together, each prefixed with file:line.
+func (s *Set) LoadInto(e *engine.Engine) error {
+	var errs []error
+	seen := map[string]*load.Document{}
+	for _, d := range s.Templates {
+		var t apis.ConstraintTemplate
+		if err := load.Into(d, &t); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if prev, ok := seen[t.Name]; ok {
+			errs = append(errs, located(d, fmt.Errorf("template %q is also defined at %s", t.Name, prev.Location())))
+			continue
+		}
+		seen[t.Name] = d
+		if _, err := e.AddTemplate(&t); err != nil {
+			errs = append(errs, located(d, err))
+		}
+	}
+	for _, d := range s.Expansions {
+		var x apis.ExpansionTemplate
+		if err := load.Into(d, &x); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := e.AddExpansion(&x); err != nil {
+			errs = append(errs, located(d, err))
+		}
+	}
+	for _, d := range s.Constraints {
+		var c apis.Constraint
+		if err := load.Into(d, &c); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if _, err := e.AddConstraint(&c); err != nil {
+			errs = append(errs, located(d, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ExcludedNamespaces returns the namespaces the Config exempts from a
+// process ("webhook", "audit", ...), including those listed for "*".
+func (s *Set) ExcludedNamespaces(process string) []string {
+	var out []string
+	for _, d := range s.Configs {
+		var c apis.Config
+		if load.Into(d, &c) != nil {
+			continue
+		}
+		for _, m := range c.Spec.Match {
+			for _, p := range m.Processes {
+				if p == "*" || p == process {
+					out = append(out, m.ExcludedNamespaces...)
+					break
+				}
+			}
+		}
+	}
+	return out
+}
+
+func located(d *load.Document, err error) error {
+	return &load.Error{File: d.File, Line: d.Line, Err: err}
+}
