@@ -162,7 +162,7 @@ func runSuite(ctx context.Context, file string, s *apis.Suite, filter *regexp.Re
 		if filter != nil && !filter.MatchString(t.Name) && !anyCaseMatches(filter, t) {
 			continue
 		}
-		e, loadErr := loadTest(ctx, dir, t, o.Timeout, only)
+		e, loadErr := loadCaseEvaluator(ctx, dir, t, o.Timeout, only)
 		if t.Invalid {
 			sum.Cases++
 			if loadErr == nil {
@@ -256,7 +256,33 @@ func loadTest(ctx context.Context, dir string, t apis.SuiteTest, timeout time.Du
 	return e, nil
 }
 
-func runCase(ctx context.Context, e *engine.Engine, dir string, c apis.SuiteCase) error {
+// caseEvaluator reviews a case's object with the case's inventory: an
+// engine for template tests, ValidatingAdmissionPolicies for policy tests.
+type caseEvaluator interface {
+	evaluate(ctx context.Context, r *engine.Review, inventory []map[string]any) (*engine.Response, error)
+}
+
+type engineEvaluator struct{ e *engine.Engine }
+
+func (x engineEvaluator) evaluate(ctx context.Context, r *engine.Review, inv []map[string]any) (*engine.Response, error) {
+	if err := x.e.SetInventory(ctx, inv); err != nil {
+		return nil, err
+	}
+	return x.e.Review(ctx, r, engine.AtEnforcementPoint(apis.PointCLI))
+}
+
+func loadCaseEvaluator(ctx context.Context, dir string, t apis.SuiteTest, timeout time.Duration, only string) (caseEvaluator, error) {
+	if t.Policy != "" || t.Binding != "" {
+		return loadVAPTest(dir, t)
+	}
+	e, err := loadTest(ctx, dir, t, timeout, only)
+	if err != nil {
+		return nil, err
+	}
+	return engineEvaluator{e}, nil
+}
+
+func runCase(ctx context.Context, e caseEvaluator, dir string, c apis.SuiteCase) error {
 	if c.Object == "" {
 		return errors.New("case has no object")
 	}
@@ -283,14 +309,11 @@ func runCase(ctx context.Context, e *engine.Engine, dir string, c apis.SuiteCase
 			return err
 		}
 	}
-	if err := e.SetInventory(ctx, inv); err != nil {
-		return err
-	}
 	r, err := caseReview(docs[0], namespaces)
 	if err != nil {
 		return err
 	}
-	resp, err := e.Review(ctx, r, engine.AtEnforcementPoint(apis.PointCLI))
+	resp, err := e.evaluate(ctx, r, inv)
 	if err != nil {
 		return err
 	}

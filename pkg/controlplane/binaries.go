@@ -91,6 +91,9 @@ func EnsureBinaries(ctx context.Context, progress io.Writer) (Binaries, error) {
 		progress = io.Discard
 	}
 	if assets := os.Getenv("KUBEBUILDER_ASSETS"); assets != "" {
+		if abs, err := filepath.Abs(assets); err == nil {
+			assets = abs
+		}
 		b := Binaries{
 			Etcd:      filepath.Join(assets, toolEtcd.name),
 			APIServer: filepath.Join(assets, toolAPI.name),
@@ -201,6 +204,8 @@ func lockFile(ctx context.Context, path string, progress io.Writer) (func(), err
 	}
 }
 
+const buildDirPrefix = ".build-"
+
 // build compiles tools from the embedded hack/kube module into a temporary
 // directory inside dir and renames each result into dir, so that nobody
 // ever sees a half-written executable.
@@ -209,7 +214,14 @@ func build(ctx context.Context, progress io.Writer, dir string, tools []tool) er
 	if err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp(dir, ".build-")
+	// Build dirs left by a killed process are hundreds of megabytes; we hold
+	// the lock, so none of them is in use.
+	if stale, _ := filepath.Glob(filepath.Join(dir, buildDirPrefix+"*")); len(stale) > 0 {
+		for _, d := range stale {
+			_ = os.RemoveAll(d)
+		}
+	}
+	tmp, err := os.MkdirTemp(dir, buildDirPrefix)
 	if err != nil {
 		return fmt.Errorf("creating build dir: %w", err)
 	}
@@ -243,7 +255,10 @@ func build(ctx context.Context, progress io.Writer, dir string, tools []tool) er
 	)
 	cmd.Stdout = progress
 	cmd.Stderr = progress
-	cmd.WaitDelay = 5 * time.Second
+	// On cancellation let go stop its compiler subprocesses itself; kill it
+	// only if it does not exit promptly.
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 10 * time.Second
 
 	fmt.Fprintf(progress, "building Kubernetes %s control plane from the Go module proxy; first run takes several minutes\n", KubeVersion)
 	fmt.Fprintf(progress, "  (%s -> %s)\n", strings.Join(names, ", "), dir)

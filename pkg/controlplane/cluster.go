@@ -306,6 +306,10 @@ func (c *Cluster) start(ctx context.Context, s *secrets) error {
 		"--secure-port=" + strconv.Itoa(apiPort),
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
+		// The endpoint reconcilers refuse a loopback advertise address (since
+		// about v1.37), and nothing in-cluster needs the "kubernetes"
+		// Service's endpoints: no Pod ever runs.
+		"--endpoint-reconciler-type=none",
 		"--cert-dir=" + s.apiserverCerts, // keep it out of /var/run/kubernetes
 		"--tls-cert-file=" + s.servingCert,
 		"--tls-private-key-file=" + s.servingKey,

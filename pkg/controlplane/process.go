@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -45,7 +46,8 @@ func startProcess(name, bin string, args []string, logPath string, tee io.Writer
 	}
 	cmd.Stdout = out
 	cmd.Stderr = out
-	if err := cmd.Start(); err != nil {
+	onSpawnerThread(func() { err = cmd.Start() })
+	if err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
@@ -56,6 +58,31 @@ func startProcess(name, bin string, args []string, logPath string, tee io.Writer
 		close(p.done)
 	}()
 	return p, nil
+}
+
+var (
+	spawnerOnce sync.Once
+	spawnerReqs chan func()
+)
+
+// onSpawnerThread runs f on one OS thread reserved for starting children.
+// Pdeathsig fires when the thread that forked the child exits, not the
+// process, and Go ends a thread when a goroutine locked to it exits. Forking
+// from a locked goroutine that never returns keeps children alive exactly
+// as long as this process.
+func onSpawnerThread(f func()) {
+	spawnerOnce.Do(func() {
+		spawnerReqs = make(chan func())
+		go func() {
+			runtime.LockOSThread() // never unlocked, see above
+			for req := range spawnerReqs {
+				req()
+			}
+		}()
+	})
+	done := make(chan struct{})
+	spawnerReqs <- func() { defer close(done); f() }
+	<-done
 }
 
 func (p *process) pid() int { return p.cmd.Process.Pid }

@@ -5,8 +5,7 @@ import "syscall"
 // childSysProcAttr puts a child in its own process group, so Stop can signal
 // everything it spawned, and asks the kernel to kill it if this process dies
 // without calling Stop (a crashed or killed test binary must not leak
-// apiservers). Pdeathsig fires when the forking OS thread exits; Go only ends
-// threads that a goroutine left locked, which this package never does.
+// apiservers). See onSpawnerThread for why that needs a dedicated thread.
 func childSysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }

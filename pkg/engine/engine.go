@@ -388,7 +388,7 @@ func (e *Engine) checkConstraint(s *snapshot, c *apis.Constraint) (*Constraint, 
 	}
 	t, ok := s.templates[kind]
 	if !ok {
-		return nil, fmt.Errorf("constraint %s/%s: no template defines kind %s (expected a ConstraintTemplate named %q)", kind, c.GetName(), kind, strings.ToLower(kind))
+		return nil, &NoTemplateError{Kind: kind, Name: c.GetName()}
 	}
 	return compileConstraint(t, c)
 }
@@ -633,4 +633,13 @@ func contains(set []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// NoTemplateError is a constraint whose kind no loaded template defines.
+type NoTemplateError struct {
+	Kind, Name string
+}
+
+func (e *NoTemplateError) Error() string {
+	return fmt.Sprintf("constraint %s/%s: no template defines kind %s (expected a ConstraintTemplate named %q)", e.Kind, e.Name, e.Kind, strings.ToLower(e.Kind))
 }

@@ -3,6 +3,8 @@ package load
 import (
 	"encoding/json"
 	"fmt"
+
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 )
 
 // Into decodes a document's object into a typed value, rejecting unknown
@@ -12,7 +14,9 @@ func Into(d *Document, v any) error {
 	if err != nil {
 		return &Error{File: d.File, Line: d.Line, Err: err}
 	}
-	if err := json.Unmarshal(b, v); err != nil {
+	// utiljson keeps integers as int64 inside map[string]any fields, as the
+	// apiserver does, so parameters validate the same way everywhere.
+	if err := utiljson.Unmarshal(b, v); err != nil {
 		return &Error{File: d.File, Line: d.Line, Err: fmt.Errorf("%s %q: %w", d.Kind(), d.Name(), err)}
 	}
 	return nil

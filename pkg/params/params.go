@@ -24,6 +24,10 @@ type Schema struct {
 	validator  apiservervalidation.SchemaValidator
 	// Props is the (normalised) schema, for generating CRDs.
 	Props *apiextensionsv1.JSONSchemaProps
+	// Structural is false for accepted legacy schemas that the apiserver
+	// would reject in a CRD; generated CRDs then preserve unknown fields and
+	// leave checking to Bouncer.
+	Structural bool
 }
 
 // Compile turns a template's openAPIV3Schema into a Schema. A nil schema
@@ -44,6 +48,7 @@ func Compile(props *apiextensionsv1.JSONSchemaProps, legacy bool) (*Schema, erro
 	if err := apiextensionsv1.Convert_v1_JSONSchemaProps_To_apiextensions_JSONSchemaProps(props, internal, nil); err != nil {
 		return nil, fmt.Errorf("converting parameters schema: %w", err)
 	}
+	isStructural := true
 	structural, err := structuralschema.NewStructural(internal)
 	if err == nil {
 		if errs := structuralschema.ValidateStructural(field.NewPath("openAPIV3Schema"), structural); len(errs) > 0 {
@@ -54,6 +59,7 @@ func Compile(props *apiextensionsv1.JSONSchemaProps, legacy bool) (*Schema, erro
 		if !legacy {
 			return nil, fmt.Errorf("parameters schema is not structural (set legacySchema: true to accept it): %w", err)
 		}
+		isStructural = false
 		t := true
 		props.XPreserveUnknownFields = &t
 		internal.XPreserveUnknownFields = &t
@@ -65,7 +71,7 @@ func Compile(props *apiextensionsv1.JSONSchemaProps, legacy bool) (*Schema, erro
 	if err != nil {
 		return nil, fmt.Errorf("parameters schema: %w", err)
 	}
-	return &Schema{structural: structural, validator: validator, Props: props}, nil
+	return &Schema{structural: structural, validator: validator, Props: props, Structural: isStructural}, nil
 }
 
 // Apply defaults, prunes and validates parameters, returning the value the

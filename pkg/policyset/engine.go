@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/bouncer-policy/bouncer/pkg/engine"
+	"github.com/bouncer-policy/bouncer/pkg/engine/cel"
 	"github.com/bouncer-policy/bouncer/pkg/engine/rego"
 )
 
@@ -12,7 +13,7 @@ import (
 // only restricts the engine to one language ("" for all).
 func NewEngine(reviewTimeout time.Duration, only string) (*engine.Engine, error) {
 	return engine.New(engine.Options{
-		Drivers:       []engine.Driver{rego.New()},
+		Drivers:       []engine.Driver{rego.New(), cel.New()},
 		ReviewTimeout: reviewTimeout,
 		OnlyEngine:    only,
 	})

@@ -84,7 +84,7 @@ func (d *Driver) Compile(t *apis.ConstraintTemplate, code apis.Code) (engine.Pro
 	popts := ast.ParserOptions{RegoVersion: version, ProcessAnnotation: true}
 	main, err := ast.ParseModuleWithOpts(name+".rego", src.Rego, popts)
 	if err != nil {
-		return nil, fmt.Errorf("parsing rego: %w", err)
+		return nil, fmt.Errorf("parsing rego: %w", located(err))
 	}
 	if main == nil {
 		return nil, errors.New("parsing rego: no package declaration")
@@ -97,7 +97,7 @@ func (d *Driver) Compile(t *apis.ConstraintTemplate, code apis.Code) (engine.Pro
 	for i, lib := range src.Libs {
 		m, err := ast.ParseModuleWithOpts(fmt.Sprintf("%s.lib%d.rego", name, i), lib, popts)
 		if err != nil {
-			return nil, fmt.Errorf("parsing libs[%d]: %w", i, err)
+			return nil, fmt.Errorf("parsing libs[%d]: %w", i, located(err))
 		}
 		if m == nil {
 			return nil, fmt.Errorf("libs[%d]: no package declaration", i)
@@ -128,7 +128,7 @@ func (d *Driver) Compile(t *apis.ConstraintTemplate, code apis.Code) (engine.Pro
 	}
 	pq, err := rego.New(opts...).PrepareForEval(context.Background())
 	if err != nil {
-		return nil, fmt.Errorf("compiling rego: %w", err)
+		return nil, fmt.Errorf("compiling rego: %w", located(err))
 	}
 	return &Program{template: name, query: pq, usesInventory: usesInventory}, nil
 }
@@ -139,7 +139,7 @@ func checkViolationRule(m *ast.Module) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%s: package %v has no violation rule", m.Package.Location, m.Package.Path)
+	return fmt.Errorf("%s: package %v has no violation rule", position(m.Package.Location), m.Package.Path)
 }
 
 // checkDataRefs allows only data.inventory, data.lib and the template's own
@@ -152,7 +152,7 @@ func checkDataRefs(m *ast.Module, own ast.Ref) (bool, error) {
 			return false
 		}
 		if len(r) < 2 {
-			errs = append(errs, fmt.Errorf("%v: reading all of data is not allowed", r[0].Location))
+			errs = append(errs, fmt.Errorf("%s: reading all of data is not allowed", position(r[0].Location)))
 			return false
 		}
 		if s, ok := r[1].Value.(ast.String); ok {
@@ -166,11 +166,57 @@ func checkDataRefs(m *ast.Module, own ast.Ref) (bool, error) {
 				return false
 			}
 		}
-		errs = append(errs, fmt.Errorf("%v: reference %v is not allowed; templates may read only data.inventory, data.lib and their own package", r[0].Location, r))
+		errs = append(errs, fmt.Errorf("%s: reference %v is not allowed; templates may read only data.inventory, data.lib and their own package", position(r[0].Location), r))
 		return false
 	})
 	return usesInventory, errors.Join(errs...)
 }
+
+// position is "file:line:col"; OPA's own form omits the column.
+func position(l *ast.Location) string {
+	if l == nil {
+		return "?"
+	}
+	return fmt.Sprintf("%s:%d:%d", l.File, l.Row, l.Col)
+}
+
+// located rewrites OPA's parse and compile errors as "file:line:col: code:
+// message" (dropping OPA's wrapping such as "bundle activation failed"), so
+// that every compile error points at the exact place in the template.
+func located(err error) error {
+	var list ast.Errors
+	if !errors.As(err, &list) || len(list) == 0 {
+		return err
+	}
+	msgs := make([]string, 0, len(list))
+	for _, e := range list {
+		var b strings.Builder
+		if e.Location != nil {
+			b.WriteString(position(e.Location))
+			b.WriteString(": ")
+		}
+		b.WriteString(e.Code)
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+		if e.Details != nil {
+			for _, l := range e.Details.Lines() {
+				b.WriteString("\n\t")
+				b.WriteString(l)
+			}
+		}
+		msgs = append(msgs, b.String())
+	}
+	return &locatedErrors{msg: strings.Join(msgs, "; "), errs: list}
+}
+
+// locatedErrors keeps OPA's errors reachable with errors.As.
+type locatedErrors struct {
+	msg  string
+	errs ast.Errors
+}
+
+func (e *locatedErrors) Error() string { return e.msg }
+func (e *locatedErrors) Unwrap() error { return e.errs }
 
 // UsesInventory implements engine.Program.
 func (p *Program) UsesInventory() bool { return p.usesInventory }

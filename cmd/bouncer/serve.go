@@ -1,0 +1,84 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/bouncer-policy/bouncer/pkg/server"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+func init() { extraCommands = append(extraCommands, newServeCmd) }
+
+func newServeCmd() *cobra.Command {
+	var o server.Options
+	var kubeconfig, logLevel, logFormat string
+	var operations string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the admission webhook and the policy controllers",
+		Long: `Run Bouncer in a cluster: install its CRDs, load ConstraintTemplates,
+constraints, ExpansionTemplates and the Config, serve the validating webhook
+over TLS with a CA of its own and keep the ValidatingWebhookConfiguration in
+step. Health and readiness (/healthz, /readyz) and Prometheus metrics
+(/metrics) are served on --probe-addr.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+				&clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig, Precedence: clientcmd.NewDefaultClientConfigLoadingRules().Precedence},
+				&clientcmd.ConfigOverrides{}).ClientConfig()
+			if err != nil {
+				return err
+			}
+			cfg.QPS, cfg.Burst = 50, 100
+			o.Config = cfg
+			o.Log = newLogger(logLevel, logFormat)
+			if o.PodName == "" {
+				o.PodName = os.Getenv("POD_NAME")
+			}
+			if operations != "" {
+				o.Operations = strings.Split(operations, ",")
+			}
+			return server.Run(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig (default: in-cluster or $KUBECONFIG)")
+	f.StringVar(&o.Namespace, "namespace", envOr("POD_NAMESPACE", "bouncer-system"), "Bouncer's namespace (Config, CA secret; exempt)")
+	f.StringVar(&o.PodName, "pod-name", "", "replica name used in status (default $POD_NAME)")
+	f.StringVar(&o.Addr, "addr", ":9443", "webhook TLS listen address")
+	f.StringVar(&o.ProbeAddr, "probe-addr", ":8888", "health, readiness and metrics listen address (plain HTTP)")
+	f.StringVar(&o.WebhookURL, "webhook-url", "", "register the webhook by URL (local control planes), e.g. https://127.0.0.1:9443")
+	f.StringVar(&o.ServiceName, "service-name", "bouncer-webhook", "the webhook's Service in --namespace")
+	f.StringSliceVar(&o.ExtraHosts, "extra-cert-hosts", nil, "extra DNS names or IPs for the serving certificate")
+	f.StringVar(&o.FailurePolicy, "failure-policy", "Ignore", "resources webhook failurePolicy: Ignore or Fail")
+	f.Int32Var(&o.TimeoutSeconds, "timeout-seconds", 3, "webhook timeout the apiserver applies (1-30)")
+	f.StringSliceVar(&o.ExemptNamespaces, "exempt-namespaces", nil, "namespaces never reviewed (prefix*/*suffix globs), besides kube-system and --namespace")
+	f.StringVar(&o.WebhookConfigName, "webhook-config-name", "bouncer", "name of the ValidatingWebhookConfiguration")
+	f.BoolVar(&o.ManageWebhookConfig, "manage-webhook-config", true, "create and keep the ValidatingWebhookConfiguration")
+	f.BoolVar(&o.InstallCRDs, "install-crds", true, "apply Bouncer's CRDs at start")
+	f.StringVar(&operations, "operations", "CREATE,UPDATE", "operations the resources webhook reviews")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&logFormat, "log-format", "json", "json or text")
+	return cmd
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func newLogger(level, format string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+}

@@ -1,0 +1,206 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/yaml"
+
+	"github.com/bouncer-policy/bouncer/pkg/apis"
+	"github.com/bouncer-policy/bouncer/pkg/engine"
+	"github.com/bouncer-policy/bouncer/pkg/load"
+	"github.com/bouncer-policy/bouncer/pkg/policyset"
+	"github.com/bouncer-policy/bouncer/pkg/report"
+	"github.com/bouncer-policy/bouncer/pkg/vap"
+)
+
+// ValidatingAdmissionPolicies run beside the engine, not inside it: they
+// carry their own matching, bindings and parameter objects, so the CLI
+// evaluates them with pkg/vap for the same reviews and merges the results.
+
+// loadVAPs compiles the set's policies with objects (inventory and
+// non-policy input) as parameter objects; nil when there are none.
+func loadVAPs(set *policyset.Set, objects []map[string]any) (*vap.Set, error) {
+	if !set.HasVAPs() {
+		return nil, nil
+	}
+	return set.LoadVAPs(vap.NewObjects(objects))
+}
+
+// reviewVAPs adds the policies' results for r to out.
+func reviewVAPs(ctx context.Context, vs *vap.Set, r *engine.Review, out *report.Object) {
+	if vs == nil {
+		return
+	}
+	res, err := vs.Evaluate(ctx, r)
+	if err != nil {
+		out.Errors = append(out.Errors, err.Error())
+	}
+	out.Violations = append(out.Violations, res...)
+}
+
+// vapEvaluator runs a Suite test that gives policy and binding paths. Other
+// objects in those files, and each case's inventory, are parameter objects.
+type vapEvaluator struct {
+	set    *vap.Set
+	params *vap.Objects
+	fixed  []map[string]any
+}
+
+func loadVAPTest(dir string, t apis.SuiteTest) (caseEvaluator, error) {
+	if t.Policy == "" || t.Binding == "" {
+		return nil, errors.New("a policy test needs policy and binding")
+	}
+	set := &policyset.Set{}
+	var fixed []map[string]any
+	for _, p := range []string{t.Policy, t.Binding} {
+		n := 0
+		err := load.Walk([]string{filepath.Join(dir, p)}, load.Options{}, func(d *load.Document) error {
+			n++
+			switch policyset.Classify(d) {
+			case policyset.ValidatingAdmissionPolicy, policyset.ValidatingAdmissionPolicyBinding:
+				set.Add(d)
+			case policyset.Object:
+				fixed = append(fixed, d.Object)
+			default:
+				return &load.Error{File: d.File, Line: d.Line, Err: fmt.Errorf("%s %q does not belong in a policy test", d.Kind(), d.Name())}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("%s: no document", p)
+		}
+	}
+	params := vap.NewObjects(fixed)
+	vs, err := set.LoadVAPs(params)
+	if err != nil {
+		return nil, err
+	}
+	if vs.Bindings() == 0 {
+		return nil, errors.New("no ValidatingAdmissionPolicyBinding loaded")
+	}
+	return &vapEvaluator{set: vs, params: params, fixed: fixed}, nil
+}
+
+func (x *vapEvaluator) evaluate(ctx context.Context, r *engine.Review, inv []map[string]any) (*engine.Response, error) {
+	x.params.Replace(append(append([]map[string]any{}, x.fixed...), inv...))
+	res, err := x.set.Evaluate(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return &engine.Response{Results: res}, nil
+}
+
+// GenerateVAP writes, as YAML, a ValidatingAdmissionPolicy for every
+// K8sNativeValidation template under paths and a binding for every
+// constraint of those templates, as Gatekeeper generates them.
+func GenerateVAP(paths []string, stdin io.Reader, w io.Writer) error {
+	if len(paths) == 0 {
+		return errors.New("no input: give files, directories, kustomize directories or - for stdin")
+	}
+	var templates []*apis.ConstraintTemplate
+	var constraints []*apis.Constraint
+	err := load.Walk(paths, load.Options{Stdin: stdin}, func(d *load.Document) error {
+		switch policyset.Classify(d) {
+		case policyset.Template:
+			t := &apis.ConstraintTemplate{}
+			if err := load.Into(d, t); err != nil {
+				return err
+			}
+			templates = append(templates, t)
+		case policyset.Constraint:
+			c := &apis.Constraint{}
+			if err := load.Into(d, c); err != nil {
+				return err
+			}
+			constraints = append(constraints, c)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	kinds := map[string]bool{}
+	var docs []any
+	var errs []error
+	for _, t := range templates {
+		if !hasCEL(t) {
+			continue
+		}
+		p, err := vap.FromTemplate(t)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		kinds[t.Spec.CRD.Spec.Names.Kind] = true
+		docs = append(docs, p)
+	}
+	sort.SliceStable(constraints, func(i, j int) bool { return constraints[i].Name < constraints[j].Name })
+	for _, c := range constraints {
+		if !kinds[c.Kind] {
+			continue
+		}
+		b, err := vap.FromConstraint(c)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		docs = append(docs, b)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if len(docs) == 0 {
+		return fmt.Errorf("no template with %s code found", apis.EngineCEL)
+	}
+	for i, d := range docs {
+		b, err := marshalClean(d)
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			fmt.Fprintln(w, "---")
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func hasCEL(t *apis.ConstraintTemplate) bool {
+	for _, tg := range t.Spec.Targets {
+		for _, c := range tg.Code {
+			if c.Engine == apis.EngineCEL {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// marshalClean renders an API object without the empty status and null
+// creationTimestamp that typed objects carry.
+func marshalClean(obj any) ([]byte, error) {
+	ro, ok := obj.(runtime.Object)
+	if !ok {
+		return yaml.Marshal(obj)
+	}
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ro)
+	if err != nil {
+		return nil, err
+	}
+	delete(u, "status")
+	if m, ok := u["metadata"].(map[string]any); ok {
+		delete(m, "creationTimestamp")
+	}
+	return yaml.Marshal(u)
+}

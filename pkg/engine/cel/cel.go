@@ -1,0 +1,422 @@
+// Package cel is the engine driver for ConstraintTemplates written in
+// Kubernetes CEL (code[] entries with engine K8sNativeValidation), with
+// Gatekeeper's contract: source.validations[{expression, message,
+// messageExpression}], source.variables[{name, expression}],
+// source.matchCondition[{name, expression}] and source.failurePolicy; the
+// expressions see object, oldObject, request, namespaceObject, params (the
+// constraint: spec.parameters holds its parameters), variables.params (the
+// parameters) and variables.anyObject (oldObject on DELETE, else object).
+//
+// Evaluation is the apiserver's own ValidatingAdmissionPolicy code
+// (k8s.io/apiserver/pkg/admission/plugin/policy/validating and .../cel), in
+// Kubernetes' CEL environment with its libraries and cost limits, so a
+// template behaves here as it would as a generated ValidatingAdmissionPolicy.
+// Expressions are checked and compiled once, in Compile. The package also
+// converts reviews for pkg/vap (NewRequest) and checks expressions (Check).
+package cel
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	celgo "github.com/google/cel-go/cel"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
+	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
+	"k8s.io/apiserver/pkg/admission/plugin/webhook/matchconditions"
+	celconfig "k8s.io/apiserver/pkg/apis/cel"
+	apiservercel "k8s.io/apiserver/pkg/cel"
+	"k8s.io/apiserver/pkg/cel/environment"
+
+	"github.com/bouncer-policy/bouncer/pkg/apis"
+	"github.com/bouncer-policy/bouncer/pkg/engine"
+)
+
+// Names Gatekeeper reserves in K8sNativeValidation sources.
+const (
+	// ParamsVariable is variables.params: the constraint's parameters.
+	ParamsVariable = "params"
+	// ObjectVariable is variables.anyObject: oldObject on DELETE, else object.
+	ObjectVariable = "anyObject"
+	// ReservedPrefix may not start a user variable or match condition name.
+	ReservedPrefix = "gatekeeper_internal_"
+
+	// ParamsExpression and ObjectExpression define the two variables, as in
+	// the ValidatingAdmissionPolicy Gatekeeper generates from a template.
+	ParamsExpression = `!has(params.spec) ? null : !has(params.spec.parameters) ? null : params.spec.parameters`
+	ObjectExpression = `has(request.operation) && request.operation == "DELETE" && object == null ? oldObject : object`
+)
+
+// Validation is one entry of source.validations.
+type Validation struct {
+	Expression        string `json:"expression"`
+	Message           string `json:"message,omitempty"`
+	MessageExpression string `json:"messageExpression,omitempty"`
+}
+
+// Variable is one entry of source.variables.
+type Variable struct {
+	Name       string `json:"name"`
+	Expression string `json:"expression"`
+}
+
+// MatchCondition is one entry of source.matchCondition.
+type MatchCondition struct {
+	Name       string `json:"name"`
+	Expression string `json:"expression"`
+}
+
+// Source is the source of a code[] entry with engine K8sNativeValidation.
+// Gatekeeper spells the match conditions field matchCondition (singular);
+// matchConditions, as in ValidatingAdmissionPolicy, is accepted too.
+type Source struct {
+	Validations     []Validation     `json:"validations,omitempty"`
+	Variables       []Variable       `json:"variables,omitempty"`
+	MatchConditions []MatchCondition `json:"matchCondition,omitempty"`
+	FailurePolicy   *string          `json:"failurePolicy,omitempty"`
+	GenerateVAP     *bool            `json:"generateVAP,omitempty"`
+}
+
+// DecodeSource reads and validates a K8sNativeValidation source.
+func DecodeSource(code apis.Code) (*Source, error) {
+	var raw struct {
+		Source
+		MatchConditionsPlural []MatchCondition `json:"matchConditions,omitempty"`
+	}
+	if code.Source == nil || len(code.Source.Raw) == 0 {
+		return nil, errors.New("source is empty")
+	}
+	dec := json.NewDecoder(strings.NewReader(string(code.Source.Raw)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&raw); err != nil {
+		return nil, fmt.Errorf("source: %w", err)
+	}
+	src := raw.Source
+	if len(raw.MatchConditionsPlural) > 0 {
+		if len(src.MatchConditions) > 0 {
+			return nil, errors.New("source: give matchCondition or matchConditions, not both")
+		}
+		src.MatchConditions = raw.MatchConditionsPlural
+	}
+	if len(src.Validations) == 0 {
+		return nil, errors.New("source.validations: at least one validation is required")
+	}
+	if _, err := src.FailurePolicyType(); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for i, v := range src.Variables {
+		switch {
+		case v.Name == "":
+			return nil, fmt.Errorf("source.variables[%d].name is required", i)
+		case v.Name == ParamsVariable, v.Name == ObjectVariable:
+			return nil, fmt.Errorf("source.variables[%d].name: %q is reserved", i, v.Name)
+		case strings.HasPrefix(v.Name, ReservedPrefix):
+			return nil, fmt.Errorf("source.variables[%d].name: prefix %q is reserved", i, ReservedPrefix)
+		case seen[v.Name]:
+			return nil, fmt.Errorf("source.variables[%d].name: %q is defined twice", i, v.Name)
+		}
+		seen[v.Name] = true
+	}
+	for i, m := range src.MatchConditions {
+		if m.Name == "" {
+			return nil, fmt.Errorf("source.matchCondition[%d].name is required", i)
+		}
+		if strings.HasPrefix(m.Name, ReservedPrefix) {
+			return nil, fmt.Errorf("source.matchCondition[%d].name: prefix %q is reserved", i, ReservedPrefix)
+		}
+	}
+	return &src, nil
+}
+
+// FailurePolicyType returns the failure policy; unset is Fail, as in
+// Kubernetes.
+func (s *Source) FailurePolicyType() (admissionregistrationv1.FailurePolicyType, error) {
+	if s.FailurePolicy == nil {
+		return admissionregistrationv1.Fail, nil
+	}
+	switch p := admissionregistrationv1.FailurePolicyType(*s.FailurePolicy); p {
+	case admissionregistrationv1.Fail, admissionregistrationv1.Ignore:
+		return p, nil
+	}
+	return "", fmt.Errorf("source.failurePolicy: %q is not Fail or Ignore", *s.FailurePolicy)
+}
+
+// AllVariables are the template's variables as a ValidatingAdmissionPolicy
+// declares them: anyObject and params first, then the template's own.
+func (s *Source) AllVariables() []admissionregistrationv1.Variable {
+	out := []admissionregistrationv1.Variable{
+		{Name: ObjectVariable, Expression: ObjectExpression},
+		{Name: ParamsVariable, Expression: ParamsExpression},
+	}
+	for _, v := range s.Variables {
+		out = append(out, admissionregistrationv1.Variable{Name: v.Name, Expression: v.Expression})
+	}
+	return out
+}
+
+// Driver compiles K8sNativeValidation templates. The zero value is ready.
+type Driver struct{}
+
+// New returns a driver.
+func New() *Driver { return &Driver{} }
+
+// Engine implements engine.Driver.
+func (d *Driver) Engine() string { return apis.EngineCEL }
+
+// Program is a compiled K8sNativeValidation template.
+type Program struct {
+	kind          string
+	validator     validating.Validator
+	failurePolicy admissionregistrationv1.FailurePolicyType
+	validations   int
+}
+
+// Compile checks every expression (with params typed from the parameters
+// schema of a structural template) and compiles the template into the
+// apiserver's validator.
+func (d *Driver) Compile(t *apis.ConstraintTemplate, code apis.Code) (engine.Program, error) {
+	const where = "code[engine=K8sNativeValidation]."
+	src, err := DecodeSource(code)
+	if err != nil {
+		return nil, fmt.Errorf("%s%w", where, err)
+	}
+	fp, _ := src.FailurePolicyType()
+	paramsType, err := templateParamsType(t)
+	if err != nil {
+		return nil, fmt.Errorf("%sparameters schema: %w", where, err)
+	}
+	decls := Decls{Params: true, ParamsType: paramsType}
+	if err := Check(decls, TemplateExprs(src, paramsType != nil)); err != nil {
+		if paramsType == nil {
+			return nil, fmt.Errorf("%ssource.%w", where, err)
+		}
+		// Distinguish mistakes against the parameters schema from others.
+		if dynErr := Check(Decls{Params: true}, TemplateExprs(src, false)); dynErr != nil {
+			return nil, fmt.Errorf("%ssource.%w", where, dynErr)
+		}
+		return nil, fmt.Errorf("%ssource.%w (type-checked against the parameters schema)", where, err)
+	}
+	vars := src.AllVariables()
+	validations := make([]admissionregistrationv1.Validation, len(src.Validations))
+	for i, v := range src.Validations {
+		validations[i] = admissionregistrationv1.Validation{Expression: v.Expression, Message: v.Message, MessageExpression: v.MessageExpression}
+	}
+	conds := make([]admissionregistrationv1.MatchCondition, len(src.MatchConditions))
+	for i, m := range src.MatchConditions {
+		conds[i] = admissionregistrationv1.MatchCondition{Name: m.Name, Expression: m.Expression}
+	}
+	v, err := NewValidator(Spec{
+		Name:            t.GetName(),
+		HasParams:       true,
+		Variables:       vars,
+		Validations:     validations,
+		MatchConditions: conds,
+		FailurePolicy:   fp,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s%w", where, err)
+	}
+	return &Program{kind: t.Spec.CRD.Spec.Names.Kind, validator: v, failurePolicy: fp, validations: len(validations)}, nil
+}
+
+// TemplateExprs lists a source's expressions in the order the apiserver
+// compiles them, with their fields and result types. With typedParams,
+// variables.params is declared as params.spec.parameters so that it keeps
+// the schema's type (the null branch of ParamsExpression would erase it).
+func TemplateExprs(src *Source, typedParams bool) []Expr {
+	paramsExpr := ParamsExpression
+	if typedParams {
+		paramsExpr = "params.spec.parameters"
+	}
+	var out []Expr
+	out = append(out,
+		Expr{Field: "variables[anyObject]", Expression: ObjectExpression, Variable: ObjectVariable},
+		Expr{Field: "variables[params]", Expression: paramsExpr, Variable: ParamsVariable})
+	for i, v := range src.Variables {
+		out = append(out, Expr{Field: fmt.Sprintf("variables[%d] (%s).expression", i, v.Name), Expression: v.Expression, Variable: v.Name})
+	}
+	for i, m := range src.MatchConditions {
+		out = append(out, Expr{Field: fmt.Sprintf("matchCondition[%d] (%s).expression", i, m.Name), Expression: m.Expression, Returns: []*celgo.Type{celgo.BoolType}})
+	}
+	for i, v := range src.Validations {
+		out = append(out, Expr{Field: fmt.Sprintf("validations[%d].expression", i), Expression: v.Expression, Returns: []*celgo.Type{celgo.BoolType}})
+		if v.MessageExpression != "" {
+			out = append(out, Expr{Field: fmt.Sprintf("validations[%d].messageExpression", i), Expression: v.MessageExpression, Returns: []*celgo.Type{celgo.StringType}})
+		}
+	}
+	return out
+}
+
+// templateParamsType types params as the constraint object with the
+// template's parameters schema under spec.parameters; nil (dyn) for
+// templates without a structural schema.
+func templateParamsType(t *apis.ConstraintTemplate) (*apiservercel.DeclType, error) {
+	v := t.Spec.CRD.Spec.Validation
+	if v == nil || v.OpenAPIV3Schema == nil {
+		return nil, nil
+	}
+	if (v.LegacySchema != nil && *v.LegacySchema) || (v.LegacySchema == nil && strings.HasSuffix(t.APIVersion, "/v1beta1")) {
+		return nil, nil
+	}
+	raw, err := json.Marshal(v.OpenAPIV3Schema)
+	if err != nil {
+		return nil, err
+	}
+	var params map[string]any
+	if err := json.Unmarshal(raw, &params); err != nil {
+		return nil, err
+	}
+	if _, ok := params["type"]; !ok {
+		params["type"] = "object"
+	}
+	preserve := map[string]any{"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+	schema := map[string]any{
+		"type": "object",
+		"properties": map[string]any{
+			"apiVersion": map[string]any{"type": "string"},
+			"kind":       map[string]any{"type": "string"},
+			"metadata":   preserve,
+			"spec": map[string]any{
+				"type": "object",
+				"properties": map[string]any{
+					"parameters":        params,
+					"match":             preserve,
+					"enforcementAction": map[string]any{"type": "string"},
+				},
+			},
+		},
+	}
+	return SchemaDeclType(schema, "gatekeeper."+t.Spec.CRD.Spec.Names.Kind)
+}
+
+// UsesInventory implements engine.Program: CEL templates cannot read it.
+func (p *Program) UsesInventory() bool { return false }
+
+// PrepareParams builds the params object once per constraint: a constraint
+// of the template's kind whose spec.parameters are the parameters.
+func (p *Program) PrepareParams(params map[string]any) (any, error) {
+	spec := map[string]any{}
+	if params != nil {
+		spec["parameters"] = runtime.DeepCopyJSONValue(params)
+	}
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": apis.ConstraintsGroup + "/v1beta1",
+		"kind":       p.kind,
+		"spec":       spec,
+	}}, nil
+}
+
+// PrepareReview implements engine.Driver.
+func (d *Driver) PrepareReview(r *engine.Review) (engine.PreparedReview, error) {
+	return NewRequest(r)
+}
+
+// Eval runs the validator for one constraint. A validation that fails is a
+// violation; an expression that cannot be evaluated (runtime error, cost
+// budget exhausted) is an error under failurePolicy Fail and is ignored
+// under Ignore.
+func (p *Program) Eval(ctx context.Context, review engine.PreparedReview, params any) ([]engine.Violation, error) {
+	req, ok := review.(*Request)
+	if !ok {
+		return nil, fmt.Errorf("cel: review was prepared by another driver")
+	}
+	var po runtime.Object
+	if u, ok := params.(*unstructured.Unstructured); ok && u != nil {
+		po = u
+	}
+	res := p.validator.Validate(ctx, req.Resource, req.Attributes, po, req.Namespace, celconfig.RuntimeCELCostBudget, nil)
+	var out []engine.Violation
+	var errs []error
+	for i, d := range res.Decisions {
+		switch {
+		case d.Evaluation == validating.EvalError:
+			if d.Action == validating.ActionDeny {
+				if len(res.Decisions) == p.validations {
+					errs = append(errs, fmt.Errorf("validations[%d]: %s", i, d.Message))
+				} else {
+					errs = append(errs, errors.New(d.Message))
+				}
+			}
+		case d.Action == validating.ActionDeny:
+			out = append(out, engine.Violation{Message: d.Message})
+		}
+	}
+	if len(errs) > 0 {
+		return out, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// Spec is what a validator is compiled from: the parts of a
+// ValidatingAdmissionPolicy spec that CEL evaluates.
+type Spec struct {
+	// Name names the policy or template in match condition errors.
+	Name             string
+	HasParams        bool
+	Variables        []admissionregistrationv1.Variable
+	Validations      []admissionregistrationv1.Validation
+	MatchConditions  []admissionregistrationv1.MatchCondition
+	AuditAnnotations []admissionregistrationv1.AuditAnnotation
+	FailurePolicy    admissionregistrationv1.FailurePolicyType
+	// Authorizer declares the authorizer variables (ValidatingAdmissionPolicy
+	// does; Gatekeeper templates do not). Offline there is no authorizer, so
+	// an expression that calls it fails at runtime under the failure policy.
+	Authorizer bool
+}
+
+// NewValidator compiles a spec exactly as the apiserver's
+// ValidatingAdmissionPolicy plugin compiles a policy: composited variables,
+// match conditions, validations, message expressions and audit annotations
+// in the stored-expressions environment.
+func NewValidator(s Spec) (validating.Validator, error) {
+	fp := s.FailurePolicy
+	if fp == "" {
+		fp = admissionregistrationv1.Fail
+	}
+	opts := plugincel.OptionalVariableDeclarations{HasParams: s.HasParams, HasAuthorizer: s.Authorizer}
+	msgOpts := plugincel.OptionalVariableDeclarations{HasParams: s.HasParams}
+	compiler, err := plugincel.NewCompositedCompiler(BaseEnv())
+	if err != nil {
+		return nil, fmt.Errorf("building CEL environment: %w", err)
+	}
+	vars := make([]plugincel.NamedExpressionAccessor, len(s.Variables))
+	for i, v := range s.Variables {
+		vars[i] = &validating.Variable{Name: v.Name, Expression: v.Expression}
+	}
+	compiler.CompileAndStoreVariables(vars, opts, environment.StoredExpressions)
+
+	var matcher matchconditions.Matcher
+	if len(s.MatchConditions) > 0 {
+		acc := make([]plugincel.ExpressionAccessor, len(s.MatchConditions))
+		for i := range s.MatchConditions {
+			acc[i] = (*matchconditions.MatchCondition)(&s.MatchConditions[i])
+		}
+		matcher = matchconditions.NewMatcher(compiler.CompileCondition(acc, opts, environment.StoredExpressions), &fp, "policy", "validate", s.Name)
+	}
+	validations := make([]plugincel.ExpressionAccessor, len(s.Validations))
+	messages := make([]plugincel.ExpressionAccessor, len(s.Validations))
+	for i, v := range s.Validations {
+		validations[i] = &validating.ValidationCondition{Expression: v.Expression, Message: v.Message, Reason: v.Reason}
+		if v.MessageExpression != "" {
+			messages[i] = &validating.MessageExpressionCondition{MessageExpression: v.MessageExpression}
+		}
+	}
+	audits := make([]plugincel.ExpressionAccessor, len(s.AuditAnnotations))
+	for i, a := range s.AuditAnnotations {
+		audits[i] = &validating.AuditAnnotationCondition{Key: a.Key, ValueExpression: a.ValueExpression}
+	}
+	return validating.NewValidator(
+		compiler.CompileCondition(validations, opts, environment.StoredExpressions),
+		matcher,
+		compiler.CompileCondition(audits, opts, environment.StoredExpressions),
+		compiler.CompileCondition(messages, msgOpts, environment.StoredExpressions),
+		&fp,
+		nil,
+	), nil
+}

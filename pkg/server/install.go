@@ -1,0 +1,207 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/bouncer-policy/bouncer/deploy/crds"
+	"github.com/bouncer-policy/bouncer/pkg/certs"
+	"github.com/bouncer-policy/bouncer/pkg/controller"
+	"github.com/bouncer-policy/bouncer/pkg/webhook"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
+)
+
+const fieldManager = "bouncer"
+
+// CASecretName holds the webhook CA shared by every replica.
+const CASecretName = "bouncer-webhook-ca"
+
+// InstallCRDs server-side applies Bouncer's CRDs.
+func InstallCRDs(ctx context.Context, cfg *rest.Config) error {
+	client, err := apiextensionsclient.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	force := true
+	for _, f := range crds.Files {
+		raw, err := crds.FS.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		body, err := yaml.YAMLToJSON(raw)
+		if err != nil {
+			return fmt.Errorf("CRD %s: %w", f, err)
+		}
+		var meta struct {
+			Metadata metav1.ObjectMeta `json:"metadata"`
+		}
+		if err := yaml.Unmarshal(raw, &meta); err != nil {
+			return fmt.Errorf("CRD %s: %w", f, err)
+		}
+		if _, err := client.ApiextensionsV1().CustomResourceDefinitions().Patch(ctx, meta.Metadata.Name, types.ApplyPatchType, body,
+			metav1.PatchOptions{FieldManager: fieldManager, Force: &force}); err != nil {
+			return fmt.Errorf("applying CRD %s: %w", meta.Metadata.Name, err)
+		}
+	}
+	return nil
+}
+
+// LoadOrCreateCA reads the CA Secret or creates it; the first replica to
+// create it wins and the others read it back, so all share one caBundle.
+func LoadOrCreateCA(ctx context.Context, kube kubernetes.Interface, namespace string, createNamespace bool) (*certs.CA, error) {
+	if createNamespace {
+		_, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("creating namespace %s: %w", namespace, err)
+		}
+	}
+	secrets := kube.CoreV1().Secrets(namespace)
+	for attempt := 0; attempt < 3; attempt++ {
+		s, err := secrets.Get(ctx, CASecretName, metav1.GetOptions{})
+		if err == nil {
+			return certs.ParseCA(s.Data["ca.crt"], s.Data["ca.key"])
+		}
+		if !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("reading CA secret: %w", err)
+		}
+		ca, err := certs.NewCA("bouncer-webhook-ca", 10*365*24*time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		_, err = secrets.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: CASecretName, Labels: map[string]string{"app.kubernetes.io/part-of": "bouncer"}},
+			Type:       corev1.SecretTypeOpaque,
+			Data:       map[string][]byte{"ca.crt": ca.CertPEM, "ca.key": ca.KeyPEM},
+		}, metav1.CreateOptions{})
+		if err == nil {
+			return ca, nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("creating CA secret: %w", err)
+		}
+	}
+	return nil, fmt.Errorf("could not read or create the CA secret %s/%s", namespace, CASecretName)
+}
+
+// WebhookConfiguration builds the ValidatingWebhookConfiguration.
+func (o *Options) WebhookConfiguration(caBundle []byte) *admissionregistrationv1.ValidatingWebhookConfiguration {
+	client := func(path string) admissionregistrationv1.WebhookClientConfig {
+		if o.WebhookURL != "" {
+			u := strings.TrimSuffix(o.WebhookURL, "/") + path
+			return admissionregistrationv1.WebhookClientConfig{URL: &u, CABundle: caBundle}
+		}
+		port := int32(443)
+		return admissionregistrationv1.WebhookClientConfig{CABundle: caBundle, Service: &admissionregistrationv1.ServiceReference{
+			Namespace: o.Namespace, Name: o.ServiceName, Path: &path, Port: &port,
+		}}
+	}
+	var names []string
+	for _, n := range append([]string{o.Namespace, "kube-system"}, o.ExemptNamespaces...) {
+		if !strings.Contains(n, "*") {
+			names = append(names, n)
+		}
+	}
+	fail := admissionregistrationv1.FailurePolicyType(o.FailurePolicy)
+	ignore := admissionregistrationv1.Ignore
+	none := admissionregistrationv1.SideEffectClassNone
+	equivalent := admissionregistrationv1.Equivalent
+	timeout := o.TimeoutSeconds
+	ops := make([]admissionregistrationv1.OperationType, 0, len(o.Operations))
+	for _, op := range o.Operations {
+		ops = append(ops, admissionregistrationv1.OperationType(op))
+	}
+	all := admissionregistrationv1.AllScopes
+	return &admissionregistrationv1.ValidatingWebhookConfiguration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingWebhookConfiguration"},
+		ObjectMeta: metav1.ObjectMeta{Name: o.WebhookConfigName, Labels: map[string]string{"app.kubernetes.io/managed-by": "bouncer"}},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{
+			{
+				Name:         "validation.bouncer.dev",
+				ClientConfig: client(webhook.PathResources),
+				Rules: []admissionregistrationv1.RuleWithOperations{{
+					Operations: ops,
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{"*"}, APIVersions: []string{"*"}, Resources: []string{"*"}, Scope: &all},
+				}},
+				FailurePolicy: &fail,
+				MatchPolicy:   &equivalent,
+				NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+					{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: names},
+					{Key: "admission.bouncer.dev/ignore", Operator: metav1.LabelSelectorOpDoesNotExist},
+					{Key: "admission.gatekeeper.sh/ignore", Operator: metav1.LabelSelectorOpDoesNotExist},
+				}},
+				// Events and leases are written constantly by the control plane
+				// and Bouncer itself; reviewing them would only add load.
+				MatchConditions: []admissionregistrationv1.MatchCondition{
+					{Name: "not-events", Expression: `!(request.resource.resource == "events" && (request.resource.group == "" || request.resource.group == "events.k8s.io"))`},
+					{Name: "not-leases", Expression: `!(request.resource.group == "coordination.k8s.io" && request.resource.resource == "leases")`},
+				},
+				SideEffects:             &none,
+				TimeoutSeconds:          &timeout,
+				AdmissionReviewVersions: []string{"v1"},
+			},
+			{
+				Name:         "check-policies.bouncer.dev",
+				ClientConfig: client(webhook.PathPolicies),
+				Rules: []admissionregistrationv1.RuleWithOperations{
+					{
+						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+						Rule:       admissionregistrationv1.Rule{APIGroups: []string{"templates.gatekeeper.sh"}, APIVersions: []string{"*"}, Resources: []string{"constrainttemplates"}, Scope: &all},
+					},
+					{
+						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+						Rule:       admissionregistrationv1.Rule{APIGroups: []string{"constraints.gatekeeper.sh"}, APIVersions: []string{"*"}, Resources: []string{"*"}, Scope: &all},
+					},
+				},
+				// A broken Bouncer must never stop anyone from fixing policies.
+				FailurePolicy:           &ignore,
+				MatchPolicy:             &equivalent,
+				SideEffects:             &none,
+				TimeoutSeconds:          &timeout,
+				AdmissionReviewVersions: []string{"v1"},
+			},
+		},
+	}
+}
+
+// keepWebhookConfig registers the webhook once this replica is ready, and
+// re-applies it periodically to undo drift.
+func (o *Options) keepWebhookConfig(ctx context.Context, mgr *controller.Manager, caBundle []byte, log *slog.Logger) {
+	for !mgr.Ready() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	force := true
+	vwc := o.WebhookConfiguration(caBundle)
+	for {
+		body, err := yaml.Marshal(vwc)
+		if err == nil {
+			body, err = yaml.YAMLToJSON(body)
+		}
+		if err == nil {
+			_, err = mgr.Kube().AdmissionregistrationV1().ValidatingWebhookConfigurations().Patch(ctx, vwc.Name, types.ApplyPatchType, body,
+				metav1.PatchOptions{FieldManager: fieldManager, Force: &force})
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Error("applying ValidatingWebhookConfiguration", "name", vwc.Name, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(30 * time.Second):
+		}
+	}
+}
