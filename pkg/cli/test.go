@@ -96,7 +96,7 @@ func runTest(ctx context.Context, paths []string, o TestOptions) (int, error) {
 		if d.Kind() == "Namespace" && d.APIVersion() == "v1" {
 			namespaces[d.Name()] = d.Object
 		}
-		if collectInventory {
+		if collectInventory && load.CheckObject(d) == nil && d.Kind() != "AdmissionReview" {
 			inventory = append(inventory, d.Object)
 		}
 		return nil

@@ -24,12 +24,17 @@ import (
 // evaluates them with pkg/vap for the same reviews and merges the results.
 
 // loadVAPs compiles the set's policies with objects (inventory and
-// non-policy input) as parameter objects; nil when there are none.
+// non-policy input) and constraints as parameter objects (generated
+// bindings' paramRefs name constraints); nil when there are none.
 func loadVAPs(set *policyset.Set, objects []map[string]any) (*vap.Set, error) {
 	if !set.HasVAPs() {
 		return nil, nil
 	}
-	return set.LoadVAPs(vap.NewObjects(objects))
+	params := append([]map[string]any{}, objects...)
+	for _, d := range set.Constraints {
+		params = append(params, d.Object)
+	}
+	return set.LoadVAPs(vap.NewObjects(params))
 }
 
 // reviewVAPs adds the policies' results for r to out.

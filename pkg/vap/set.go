@@ -56,6 +56,9 @@ func (s *Set) Policies() []*Policy { return s.policies }
 
 // Bindings counts the bindings that belong to a compiled policy.
 func (s *Set) Bindings() int {
+	if s == nil {
+		return 0
+	}
 	n := 0
 	for _, p := range s.policies {
 		n += len(p.bindings)

@@ -65,7 +65,7 @@ func newEngine(t testing.TB, only string) *engine.Engine {
 
 func constraint(params map[string]any) *apis.Constraint {
 	return &apis.Constraint{
-		TypeMeta: metaType("constraints.gatekeeper.sh/v1beta1", "K8sTest"),
+		TypeMeta:   metaType("constraints.gatekeeper.sh/v1beta1", "K8sTest"),
 		ObjectMeta: objectMeta("c1"),
 		Spec:       apis.ConstraintSpec{Parameters: params},
 	}
