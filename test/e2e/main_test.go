@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/bouncer-policy/bouncer/pkg/controlplane"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -128,6 +129,8 @@ func startBouncer(t *testing.T, name string, extra ...string) *bouncerProcess {
 	go func() { _ = cmd.Wait(); logf.Close(); close(p.done) }()
 	t.Cleanup(func() {
 		p.stop()
+		// A webhook pointing at a stopped process must not outlive its test.
+		_ = kube(t).AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), name, metav1.DeleteOptions{})
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
 			lines := strings.Split(string(b), "\n")
