@@ -58,6 +58,7 @@ step. Health and readiness (/healthz, /readyz) and Prometheus metrics
 	f.StringVar(&o.WebhookConfigName, "webhook-config-name", "bouncer", "name of the ValidatingWebhookConfiguration")
 	f.BoolVar(&o.ManageWebhookConfig, "manage-webhook-config", true, "create and keep the ValidatingWebhookConfiguration")
 	f.BoolVar(&o.InstallCRDs, "install-crds", true, "apply Bouncer's CRDs at start")
+	f.BoolVar(&o.SyncVAP, "sync-vap", false, "also write a native ValidatingAdmissionPolicy per CEL template and a binding per constraint")
 	f.StringVar(&operations, "operations", "CREATE,UPDATE", "operations the resources webhook reviews")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "json", "json or text")

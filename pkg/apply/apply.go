@@ -96,4 +96,3 @@ func (a *Applier) Apply(ctx context.Context, d *load.Document, dryRun bool) erro
 	}
 	return nil
 }
-

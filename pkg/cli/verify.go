@@ -154,12 +154,14 @@ func runSuite(ctx context.Context, file string, s *apis.Suite, filter *regexp.Re
 	for _, t := range s.Tests {
 		sum.Tests++
 		prefix := fmt.Sprintf("%s/%s", name, t.Name)
-		if t.Skip {
-			sum.Skipped += max(1, len(t.Cases))
-			fmt.Fprintf(o.Stdout, "SKIP %s\n", prefix)
+		if filter != nil && !filter.MatchString(t.Name) && !anyCaseMatches(filter, t) {
 			continue
 		}
-		if filter != nil && !filter.MatchString(t.Name) && !anyCaseMatches(filter, t) {
+		if t.Skip {
+			n := max(1, len(t.Cases))
+			sum.Cases += n
+			sum.Skipped += n
+			fmt.Fprintf(o.Stdout, "SKIP %s\n", prefix)
 			continue
 		}
 		e, loadErr := loadCaseEvaluator(ctx, dir, t, o.Timeout, only)

@@ -14,7 +14,9 @@ import (
 func ConstraintPlural(kind string) string { return strings.ToLower(kind) }
 
 // ConstraintCRDName is the CRD name of a constraint kind.
-func ConstraintCRDName(kind string) string { return ConstraintPlural(kind) + "." + apis.ConstraintsGroup }
+func ConstraintCRDName(kind string) string {
+	return ConstraintPlural(kind) + "." + apis.ConstraintsGroup
+}
 
 // ConstraintCRD generates the CRD for a template's constraint kind:
 // cluster-scoped, v1beta1 stored and v1alpha1 served, spec.parameters

@@ -52,6 +52,9 @@ type Options struct {
 	Metrics          *metrics.Metrics
 	// Resync is the informers' resync period (0: none).
 	Resync time.Duration
+	// SyncVAP writes a ValidatingAdmissionPolicy per CEL template and a
+	// binding per constraint of it.
+	SyncVAP bool
 }
 
 // Manager runs the controllers.
@@ -66,8 +69,8 @@ type Manager struct {
 	queue     workqueue.TypedRateLimitingInterface[string]
 
 	mu        sync.Mutex
-	kinds     map[string]*kindWatch    // constraint kind -> informer
-	compiled  map[string]int64         // template name -> generation compiled
+	kinds     map[string]*kindWatch // constraint kind -> informer
+	compiled  map[string]int64      // template name -> generation compiled
 	inventory map[schema.GroupVersionKind]*kindWatch
 	mapper    *restmapper.DeferredDiscoveryRESTMapper
 

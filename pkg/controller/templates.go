@@ -65,6 +65,7 @@ func (m *Manager) reconcileTemplate(ctx context.Context, name string) error {
 		return err
 	}
 	m.watchKind(ctx, ct.Kind)
+	m.syncPolicy(ctx, &t)
 	m.mu.Lock()
 	m.compiled[name] = u.GetGeneration()
 	m.mu.Unlock()
@@ -80,6 +81,7 @@ func (m *Manager) removeTemplate(ctx context.Context, name string) error {
 		}
 	}
 	m.opts.Engine.RemoveTemplate(name)
+	m.deletePolicy(ctx, name)
 	m.mu.Lock()
 	delete(m.compiled, name)
 	if w, ok := m.kinds[kind]; ok {
@@ -142,6 +144,7 @@ func (m *Manager) watchKind(ctx context.Context, kind string) {
 			}
 			if u, ok := o.(*unstructured.Unstructured); ok {
 				m.opts.Engine.RemoveConstraint(u.GetKind(), u.GetName())
+				m.deleteBinding(ctx, u.GetName())
 				m.log.Info("constraint removed", "kind", u.GetKind(), "name", u.GetName())
 				m.updateGauges()
 			}
@@ -168,6 +171,7 @@ func (m *Manager) upsertConstraint(ctx context.Context, gvr schema.GroupVersionR
 		m.log.Warn("constraint not enforced", "kind", c.Kind, "name", c.Name, "err", err)
 	} else {
 		enforced = true
+		m.syncBinding(ctx, &c)
 	}
 	m.updateGauges()
 	entry := apis.ByPodStatus{ID: m.opts.PodID, ObservedGeneration: u.GetGeneration(), Enforced: enforced, Errors: status,
@@ -248,4 +252,3 @@ func normalizeJSON(m map[string]any) map[string]any {
 	}
 	return out
 }
-

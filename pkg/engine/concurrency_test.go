@@ -47,7 +47,7 @@ func TestConcurrentReviewsAndUpdates(t *testing.T) {
 				e.RemoveConstraint("K8sAlways", name)
 			case 2:
 				// Replace a template: its message changes, its constraints stay.
-				src := strings.Replace(alwaysRego, "always", fmt.Sprintf("always-v%d", i), 1)
+				src := strings.Replace(alwaysRego, `"always <`, fmt.Sprintf(`"always-v%d <`, i), 1)
 				if _, err := e.AddTemplate(legacyTemplate(t, "K8sAlways", src, "")); err != nil {
 					errs <- err
 					return

@@ -61,6 +61,9 @@ type Options struct {
 	CertValidity time.Duration
 	// Operations the resources webhook intercepts.
 	Operations []string
+	// SyncVAP also writes native ValidatingAdmissionPolicies and bindings
+	// for templates with CEL code.
+	SyncVAP bool
 	Log        *slog.Logger
 }
 
@@ -121,7 +124,7 @@ func Run(ctx context.Context, o Options) error {
 	exempt := append([]string{o.Namespace, "kube-system"}, o.ExemptNamespaces...)
 	mgr, err := controller.New(controller.Options{
 		Config: o.Config, Engine: e, Namespace: o.Namespace, PodID: o.PodName,
-		ExemptNamespaces: exempt, Log: log, Metrics: m,
+		ExemptNamespaces: exempt, Log: log, Metrics: m, SyncVAP: o.SyncVAP,
 	})
 	if err != nil {
 		return err
@@ -252,4 +255,3 @@ type recorderAdapter struct{ record record.EventRecorder }
 func (r recorderAdapter) Eventf(ref *corev1.ObjectReference, eventType, reason, messageFmt string, args ...any) {
 	r.record.Eventf(ref, eventType, reason, messageFmt, args...)
 }
-

@@ -232,4 +232,3 @@ func BenchmarkHandlerAllowUnmatchedKind(b *testing.B) {
 		m.ServeHTTP(w, req)
 	}
 }
-

@@ -85,10 +85,10 @@ func kube(t *testing.T) kubernetes.Interface {
 
 // bouncerProcess is one `bouncer serve` replica.
 type bouncerProcess struct {
-	cmd       *exec.Cmd
-	probeURL  string
-	log       string
-	done      chan struct{}
+	cmd      *exec.Cmd
+	probeURL string
+	log      string
+	done     chan struct{}
 }
 
 func freePort(t *testing.T) int {
@@ -154,6 +154,11 @@ func startBouncer(t *testing.T, name string, extra ...string) *bouncerProcess {
 		resp.Body.Close()
 		if resp.StatusCode != 200 {
 			return fmt.Errorf("readyz: %d", resp.StatusCode)
+		}
+		for _, a := range extra {
+			if a == "--manage-webhook-config=false" {
+				return nil
+			}
 		}
 		_, err = kube(t).AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(context.Background(), name, getOpts)
 		return err

@@ -1,0 +1,106 @@
+package policyset
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/bouncer-policy/bouncer/pkg/load"
+)
+
+func doc(apiVersion, kind, name string, extra map[string]any) *load.Document {
+	o := map[string]any{"apiVersion": apiVersion, "kind": kind, "metadata": map[string]any{"name": name}}
+	for k, v := range extra {
+		o[k] = v
+	}
+	return &load.Document{File: "p.yaml", Line: 7, Object: o}
+}
+
+func TestClassify(t *testing.T) {
+	for _, tc := range []struct {
+		apiVersion, kind string
+		want             Class
+	}{
+		{"templates.gatekeeper.sh/v1", "ConstraintTemplate", Template},
+		{"templates.gatekeeper.sh/v1beta1", "ConstraintTemplate", Template},
+		{"constraints.gatekeeper.sh/v1beta1", "K8sAnything", Constraint},
+		{"constraints.gatekeeper.sh/v1alpha1", "K8sAnything", Constraint},
+		{"expansion.gatekeeper.sh/v1beta1", "ExpansionTemplate", Expansion},
+		{"config.gatekeeper.sh/v1alpha1", "Config", Config},
+		{"test.gatekeeper.sh/v1alpha1", "Suite", Suite},
+		{"admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy", ValidatingAdmissionPolicy},
+		{"admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", ValidatingAdmissionPolicyBinding},
+		{"v1", "Pod", Object},
+		{"templates.gatekeeper.sh/v1", "Other", Object},
+		{"", "", Object},
+	} {
+		if got := Classify(doc(tc.apiVersion, tc.kind, "x", nil)); got != tc.want {
+			t.Errorf("Classify(%s %s) = %v, want %v", tc.apiVersion, tc.kind, got, tc.want)
+		}
+	}
+	s := &Set{}
+	if s.Add(doc("v1", "Pod", "p", nil)) || !s.Add(doc("test.gatekeeper.sh/v1alpha1", "Suite", "s", nil)) || !s.Empty() {
+		t.Error("objects are not policies; suites are policies that load nothing")
+	}
+}
+
+func template(name, kind, rego string) *load.Document {
+	return doc("templates.gatekeeper.sh/v1", "ConstraintTemplate", name, map[string]any{"spec": map[string]any{
+		"crd":     map[string]any{"spec": map[string]any{"names": map[string]any{"kind": kind}}},
+		"targets": []any{map[string]any{"target": "admission.k8s.gatekeeper.sh", "rego": rego}},
+	}})
+}
+
+func TestLoadInto(t *testing.T) {
+	e, err := NewEngine(0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Set{}
+	for _, d := range []*load.Document{
+		template("k8sa", "K8sA", "package k8sa\nviolation[{\"msg\": \"a\"}] { true }\n"),
+		template("k8sa", "K8sA", "package k8sa\nviolation[{\"msg\": \"again\"}] { true }\n"),
+		template("k8sbad", "K8sBad", "package k8sbad\nviolation[{\"msg\": x}] { true }\n"),
+		doc("constraints.gatekeeper.sh/v1beta1", "K8sA", "ok", nil),
+		doc("constraints.gatekeeper.sh/v1beta1", "K8sMissing", "orphan", nil),
+		doc("expansion.gatekeeper.sh/v1beta1", "ExpansionTemplate", "x", map[string]any{"spec": "not an object"}),
+	} {
+		s.Add(d)
+	}
+	if s.Empty() {
+		t.Fatal("set with constraints is empty")
+	}
+	err = s.LoadInto(e)
+	if err == nil {
+		t.Fatal("want errors")
+	}
+	msg := err.Error()
+	for _, w := range []string{
+		`p.yaml:7: template "k8sa" is also defined at p.yaml:7`,
+		`p.yaml:7: template "k8sbad"`,
+		"p.yaml:7: constraint K8sMissing/orphan",
+		"p.yaml:7: ExpansionTemplate",
+	} {
+		if !strings.Contains(msg, w) {
+			t.Errorf("errors lack %q:\n%s", w, msg)
+		}
+	}
+	// What was valid is still loaded.
+	if n := len(e.Constraints()); n != 1 {
+		t.Errorf("%d constraints loaded, want 1", n)
+	}
+}
+
+func TestExcludedNamespaces(t *testing.T) {
+	s := &Set{}
+	s.Add(doc("config.gatekeeper.sh/v1alpha1", "Config", "config", map[string]any{"spec": map[string]any{"match": []any{
+		map[string]any{"excludedNamespaces": []any{"kube-system"}, "processes": []any{"*"}},
+		map[string]any{"excludedNamespaces": []any{"audit-only"}, "processes": []any{"audit"}},
+		map[string]any{"excludedNamespaces": []any{"hooks"}, "processes": []any{"webhook", "audit"}},
+	}}}))
+	if got := strings.Join(s.ExcludedNamespaces("webhook"), ","); got != "kube-system,hooks" {
+		t.Errorf("webhook: %s", got)
+	}
+	if got := strings.Join(s.ExcludedNamespaces("audit"), ","); got != "kube-system,audit-only,hooks" {
+		t.Errorf("audit: %s", got)
+	}
+}
