@@ -64,7 +64,7 @@ type Options struct {
 	// SyncVAP also writes native ValidatingAdmissionPolicies and bindings
 	// for templates with CEL code.
 	SyncVAP bool
-	Log        *slog.Logger
+	Log     *slog.Logger
 }
 
 // Defaults fills unset options.
