@@ -145,6 +145,9 @@ func (o *Options) WebhookConfiguration(caBundle []byte) *admissionregistrationv1
 				MatchConditions: []admissionregistrationv1.MatchCondition{
 					{Name: "not-events", Expression: `!(request.resource.resource == "events" && (request.resource.group == "" || request.resource.group == "events.k8s.io"))`},
 					{Name: "not-leases", Expression: `!(request.resource.group == "coordination.k8s.io" && request.resource.resource == "leases")`},
+					// Policies are checked by the second webhook, which fails open,
+					// so an outage of Bouncer never blocks fixing its own policies.
+					{Name: "not-policies", Expression: `!(request.resource.group in ["templates.gatekeeper.sh", "constraints.gatekeeper.sh", "expansion.gatekeeper.sh", "config.gatekeeper.sh"])`},
 				},
 				SideEffects:             &none,
 				TimeoutSeconds:          &timeout,
