@@ -143,12 +143,7 @@ func (s *snapshot) reindex() {
 			all = append(all, c)
 		}
 	}
-	sort.Slice(all, func(i, j int) bool {
-		if all[i].Kind != all[j].Kind {
-			return all[i].Kind < all[j].Kind
-		}
-		return all[i].Name < all[j].Name
-	})
+	sortConstraints(all)
 	for _, c := range all {
 		kinds := c.Object.Spec.Match.Kinds
 		wild := len(kinds) == 0
@@ -193,12 +188,7 @@ func (s *snapshot) candidates(group, kind string) []*Constraint {
 			out = append(out, c)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Kind != out[j].Kind {
-			return out[i].Kind < out[j].Kind
-		}
-		return out[i].Name < out[j].Name
-	})
+	sortConstraints(out)
 	s.gkCache.Store(gk, out)
 	return out
 }
@@ -479,12 +469,7 @@ func (e *Engine) Constraints() []*Constraint {
 			out = append(out, c)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Kind != out[j].Kind {
-			return out[i].Kind < out[j].Kind
-		}
-		return out[i].Name < out[j].Name
-	})
+	sortConstraints(out)
 	return out
 }
 
@@ -642,4 +627,15 @@ type NoTemplateError struct {
 
 func (e *NoTemplateError) Error() string {
 	return fmt.Sprintf("constraint %s/%s: no template defines kind %s (expected a ConstraintTemplate named %q)", e.Kind, e.Name, e.Kind, strings.ToLower(e.Kind))
+}
+
+// sortConstraints orders constraints by kind, then name, so reviews report
+// in a stable order.
+func sortConstraints(cs []*Constraint) {
+	sort.Slice(cs, func(i, j int) bool {
+		if cs[i].Kind != cs[j].Kind {
+			return cs[i].Kind < cs[j].Kind
+		}
+		return cs[i].Name < cs[j].Name
+	})
 }
