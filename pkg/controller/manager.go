@@ -71,6 +71,8 @@ type Manager struct {
 	mu        sync.Mutex
 	kinds     map[string]*kindWatch // constraint kind -> informer
 	compiled  map[string]int64      // template name -> generation compiled
+	failedT   map[string]bool       // templates that do not compile
+	failedC   map[string]bool       // constraints ("kind/name") not enforced
 	inventory map[schema.GroupVersionKind]*kindWatch
 	mapper    *restmapper.DeferredDiscoveryRESTMapper
 
@@ -112,6 +114,8 @@ func New(opts Options) (*Manager, error) {
 		queue:     workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()),
 		kinds:     map[string]*kindWatch{},
 		compiled:  map[string]int64{},
+		failedT:   map[string]bool{},
+		failedC:   map[string]bool{},
 		inventory: map[schema.GroupVersionKind]*kindWatch{},
 		mapper:    restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
 	}
@@ -255,8 +259,13 @@ func (m *Manager) updateGauges() {
 	if m.opts.Metrics == nil {
 		return
 	}
+	m.mu.Lock()
+	failedT, failedC := len(m.failedT), len(m.failedC)
+	m.mu.Unlock()
 	m.opts.Metrics.Templates.WithLabelValues("active").Set(float64(len(m.opts.Engine.Templates())))
+	m.opts.Metrics.Templates.WithLabelValues("error").Set(float64(failedT))
 	m.opts.Metrics.Constraints.WithLabelValues("active").Set(float64(len(m.opts.Engine.Constraints())))
+	m.opts.Metrics.Constraints.WithLabelValues("error").Set(float64(failedC))
 }
 
 // decode converts an informer object into a typed value.

@@ -50,6 +50,7 @@ func (m *Manager) reconcileTemplate(ctx context.Context, name string) error {
 		m.log.Warn("template does not compile", "template", name, "err", err)
 		m.mu.Lock()
 		m.compiled[name] = u.GetGeneration()
+		m.failedT[name] = true
 		m.mu.Unlock()
 		return m.writeTemplateStatus(ctx, name, u.GetGeneration(), []apis.StatusError{{Code: "ingest_error", Message: err.Error()}}, false)
 	}
@@ -68,6 +69,7 @@ func (m *Manager) reconcileTemplate(ctx context.Context, name string) error {
 	m.syncPolicy(ctx, &t)
 	m.mu.Lock()
 	m.compiled[name] = u.GetGeneration()
+	delete(m.failedT, name)
 	m.mu.Unlock()
 	m.log.Info("template loaded", "template", name, "kind", ct.Kind, "engine", ct.Engine)
 	return m.writeTemplateStatus(ctx, name, u.GetGeneration(), nil, true)
@@ -84,6 +86,7 @@ func (m *Manager) removeTemplate(ctx context.Context, name string) error {
 	m.deletePolicy(ctx, name)
 	m.mu.Lock()
 	delete(m.compiled, name)
+	delete(m.failedT, name)
 	if w, ok := m.kinds[kind]; ok {
 		w.cancel()
 		delete(m.kinds, kind)
@@ -144,6 +147,9 @@ func (m *Manager) watchKind(ctx context.Context, kind string) {
 			}
 			if u, ok := o.(*unstructured.Unstructured); ok {
 				m.opts.Engine.RemoveConstraint(u.GetKind(), u.GetName())
+				m.mu.Lock()
+				delete(m.failedC, u.GetKind()+"/"+u.GetName())
+				m.mu.Unlock()
 				m.deleteBinding(ctx, u.GetName())
 				m.log.Info("constraint removed", "kind", u.GetKind(), "name", u.GetName())
 				m.updateGauges()
@@ -173,6 +179,13 @@ func (m *Manager) upsertConstraint(ctx context.Context, gvr schema.GroupVersionR
 		enforced = true
 		m.syncBinding(ctx, &c)
 	}
+	m.mu.Lock()
+	if enforced {
+		delete(m.failedC, u.GetKind()+"/"+u.GetName())
+	} else {
+		m.failedC[u.GetKind()+"/"+u.GetName()] = true
+	}
+	m.mu.Unlock()
 	m.updateGauges()
 	entry := apis.ByPodStatus{ID: m.opts.PodID, ObservedGeneration: u.GetGeneration(), Enforced: enforced, Errors: status,
 		Operations: []string{"webhook"}}
