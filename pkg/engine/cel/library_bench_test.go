@@ -1,0 +1,102 @@
+package cel_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/bouncer-policy/bouncer/pkg/apis"
+	"github.com/bouncer-policy/bouncer/pkg/engine"
+	"github.com/bouncer-policy/bouncer/pkg/load"
+	"github.com/bouncer-policy/bouncer/pkg/policyset"
+)
+
+const libraryDir = "../../../library"
+
+// loadLibrary returns an engine running only one language with every
+// library policy that ships both languages (template.yaml and
+// constraint.yaml), so that both engines hold the same constraints.
+func loadLibrary(tb testing.TB, only string) *engine.Engine {
+	tb.Helper()
+	templates, err := filepath.Glob(filepath.Join(libraryDir, "*", "template.yaml"))
+	if err != nil || len(templates) == 0 {
+		tb.Fatalf("no library templates: %v", err)
+	}
+	set := &policyset.Set{}
+	for _, tpl := range templates {
+		raw, err := os.ReadFile(tpl)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if !strings.Contains(string(raw), apis.EngineCEL) {
+			continue
+		}
+		paths := []string{tpl, filepath.Join(filepath.Dir(tpl), "constraint.yaml")}
+		if err := load.Walk(paths, load.Options{}, func(d *load.Document) error {
+			set.Add(d)
+			return nil
+		}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	e, err := policyset.NewEngine(0, only)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := set.LoadInto(e); err != nil {
+		tb.Fatal(err)
+	}
+	return e
+}
+
+func libraryPod(tb testing.TB) *engine.Review {
+	tb.Helper()
+	var r *engine.Review
+	err := load.Walk([]string{"testdata/library-pod.yaml"}, load.Options{}, func(d *load.Document) error {
+		r = engine.ObjectReview(d.Object, "CREATE", nil)
+		return nil
+	})
+	if err != nil || r == nil {
+		tb.Fatalf("reading the pod: %v", err)
+	}
+	return r
+}
+
+// BenchmarkLibrary reviews one Pod against the whole built-in library, once
+// under each language. Both must report the same violations.
+func BenchmarkLibrary(b *testing.B) {
+	pod := libraryPod(b)
+	want := ""
+	for _, only := range []string{apis.EngineRego, apis.EngineCEL} {
+		b.Run(only, func(b *testing.B) {
+			e := loadLibrary(b, only)
+			ctx := context.Background()
+			review := func() *engine.Response {
+				r := *pod
+				resp, err := e.Review(ctx, &r)
+				if err != nil || len(resp.Errors) > 0 {
+					b.Fatalf("review: %v %v", err, resp.Errors)
+				}
+				return resp
+			}
+			resp := review()
+			got := strings.Join(messages(resp), "\n")
+			if want == "" {
+				want = got
+			} else if got != want {
+				b.Fatalf("%s reports\n%s\nwant\n%s", only, got, want)
+			}
+			if len(resp.Results) == 0 || resp.Evaluated < 20 {
+				b.Fatalf("%d results from %d constraints: the benchmark measures too little", len(resp.Results), resp.Evaluated)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				review()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(resp.Evaluated), "ns/constraint")
+		})
+	}
+}
