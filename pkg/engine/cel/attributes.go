@@ -26,6 +26,8 @@ type Request struct {
 	// Namespace is the object's Namespace (namespaceObject), nil for
 	// cluster-scoped objects and Namespaces themselves.
 	Namespace *corev1.Namespace
+
+	vals *reviewValues // the CEL values, built on first use by a template
 }
 
 // NewRequest converts a review. A namespaced review without a Namespace

@@ -7,11 +7,12 @@
 // constraint: spec.parameters holds its parameters), variables.params (the
 // parameters) and variables.anyObject (oldObject on DELETE, else object).
 //
-// Evaluation is the apiserver's own ValidatingAdmissionPolicy code
-// (k8s.io/apiserver/pkg/admission/plugin/policy/validating and .../cel), in
-// Kubernetes' CEL environment with its libraries and cost limits, so a
-// template behaves here as it would as a generated ValidatingAdmissionPolicy.
-// Expressions are checked and compiled once, in Compile. The package also
+// Expressions are compiled by the apiserver's own ValidatingAdmissionPolicy
+// compiler (k8s.io/apiserver/pkg/admission/plugin/cel), in Kubernetes' CEL
+// environment with its libraries and cost limits, once, in Compile; they
+// are evaluated as its Validator evaluates them (eval.go), so a template
+// behaves here as it would as a generated ValidatingAdmissionPolicy, but
+// with the review converted once for all templates. The package also
 // converts reviews for pkg/vap (NewRequest) and checks expressions (Check).
 package cel
 
@@ -29,8 +30,8 @@ import (
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
 	"k8s.io/apiserver/pkg/admission/plugin/webhook/matchconditions"
-	celconfig "k8s.io/apiserver/pkg/apis/cel"
 	apiservercel "k8s.io/apiserver/pkg/cel"
+	"k8s.io/apiserver/pkg/cel/common"
 	"k8s.io/apiserver/pkg/cel/environment"
 
 	"github.com/bouncer-policy/bouncer/pkg/apis"
@@ -172,14 +173,23 @@ func (d *Driver) Engine() string { return apis.EngineCEL }
 // Program is a compiled K8sNativeValidation template.
 type Program struct {
 	kind          string
-	validator     validating.Validator
 	failurePolicy admissionregistrationv1.FailurePolicyType
-	validations   int
+	// vars are the composited variables in declaration order (anyObject,
+	// params, then the template's); varIndex finds them by name.
+	vars     []compiledVar
+	varIndex map[string]int
+	// paramsVar and objectVar index variables.params and
+	// variables.anyObject (-1 if absent).
+	paramsVar, objectVar int
+	matchConds           []compiledExpr
+	validations          []compiledValidation
+	// messages counts the message expressions.
+	messages int
 }
 
 // Compile checks every expression (with params typed from the parameters
-// schema of a structural template) and compiles the template into the
-// apiserver's validator.
+// schema of a structural template) and compiles the template as the
+// apiserver's validator would.
 func (d *Driver) Compile(t *apis.ConstraintTemplate, code apis.Code) (engine.Program, error) {
 	const where = "code[engine=K8sNativeValidation]."
 	src, err := DecodeSource(code)
@@ -202,27 +212,11 @@ func (d *Driver) Compile(t *apis.ConstraintTemplate, code apis.Code) (engine.Pro
 		}
 		return nil, fmt.Errorf("%ssource.%w (type-checked against the parameters schema)", where, err)
 	}
-	vars := src.AllVariables()
-	validations := make([]admissionregistrationv1.Validation, len(src.Validations))
-	for i, v := range src.Validations {
-		validations[i] = admissionregistrationv1.Validation{Expression: v.Expression, Message: v.Message, MessageExpression: v.MessageExpression}
-	}
-	conds := make([]admissionregistrationv1.MatchCondition, len(src.MatchConditions))
-	for i, m := range src.MatchConditions {
-		conds[i] = admissionregistrationv1.MatchCondition{Name: m.Name, Expression: m.Expression}
-	}
-	v, err := NewValidator(Spec{
-		Name:            t.GetName(),
-		HasParams:       true,
-		Variables:       vars,
-		Validations:     validations,
-		MatchConditions: conds,
-		FailurePolicy:   fp,
-	})
-	if err != nil {
+	p := &Program{kind: t.Spec.CRD.Spec.Names.Kind, failurePolicy: fp}
+	if err := compileProgram(p, src); err != nil {
 		return nil, fmt.Errorf("%s%w", where, err)
 	}
-	return &Program{kind: t.Spec.CRD.Spec.Names.Kind, validator: v, failurePolicy: fp, validations: len(validations)}, nil
+	return p, nil
 }
 
 // TemplateExprs lists a source's expressions in the order the apiserver
@@ -299,17 +293,21 @@ func templateParamsType(t *apis.ConstraintTemplate) (*apiservercel.DeclType, err
 func (p *Program) UsesInventory() bool { return false }
 
 // PrepareParams builds the params object once per constraint: a constraint
-// of the template's kind whose spec.parameters are the parameters.
+// of the template's kind whose spec.parameters are the parameters, in CEL
+// form, with variables.params computed from it.
 func (p *Program) PrepareParams(params map[string]any) (any, error) {
 	spec := map[string]any{}
 	if params != nil {
 		spec["parameters"] = runtime.DeepCopyJSONValue(params)
 	}
-	return &unstructured.Unstructured{Object: map[string]any{
+	obj := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": apis.ConstraintsGroup + "/v1beta1",
 		"kind":       p.kind,
 		"spec":       spec,
-	}}, nil
+	}}
+	pp := &preparedParams{val: common.SchemalessTypedToVal(obj)}
+	p.prepareParamsVariable(pp)
+	return pp, nil
 }
 
 // PrepareReview implements engine.Driver.
@@ -317,34 +315,44 @@ func (d *Driver) PrepareReview(r *engine.Review) (engine.PreparedReview, error) 
 	return NewRequest(r)
 }
 
-// Eval runs the validator for one constraint. A validation that fails is a
-// violation; an expression that cannot be evaluated (runtime error, cost
-// budget exhausted) is an error under failurePolicy Fail and is ignored
-// under Ignore.
+// Eval evaluates the template for one constraint. A validation that fails
+// is a violation; an expression that cannot be evaluated (runtime error,
+// cost budget exhausted) is an error under failurePolicy Fail and is
+// ignored under Ignore.
 func (p *Program) Eval(ctx context.Context, review engine.PreparedReview, params any) ([]engine.Violation, error) {
 	req, ok := review.(*Request)
 	if !ok {
 		return nil, fmt.Errorf("cel: review was prepared by another driver")
 	}
-	var po runtime.Object
-	if u, ok := params.(*unstructured.Unstructured); ok && u != nil {
-		po = u
+	pp, ok := params.(*preparedParams)
+	if !ok {
+		return nil, fmt.Errorf("cel: params were prepared by another program")
 	}
-	res := p.validator.Validate(ctx, req.Resource, req.Attributes, po, req.Namespace, celconfig.RuntimeCELCostBudget, nil)
+	rv, err := req.values()
+	if err != nil {
+		return nil, err
+	}
+	outcomes, err := p.evaluate(ctx, rv, pp)
+	if err != nil {
+		// The Validator's single error decision.
+		if p.failurePolicy == admissionregistrationv1.Ignore {
+			return nil, nil
+		}
+		if len(p.validations) == 1 {
+			return nil, fmt.Errorf("validations[0]: %s", err)
+		}
+		return nil, errors.New(err.Error())
+	}
 	var out []engine.Violation
 	var errs []error
-	for i, d := range res.Decisions {
+	for i, o := range outcomes {
 		switch {
-		case d.Evaluation == validating.EvalError:
-			if d.Action == validating.ActionDeny {
-				if len(res.Decisions) == p.validations {
-					errs = append(errs, fmt.Errorf("validations[%d]: %s", i, d.Message))
-				} else {
-					errs = append(errs, errors.New(d.Message))
-				}
+		case o.err != nil:
+			if p.failurePolicy != admissionregistrationv1.Ignore {
+				errs = append(errs, fmt.Errorf("validations[%d]: %s", i, o.err))
 			}
-		case d.Action == validating.ActionDeny:
-			out = append(out, engine.Violation{Message: d.Message})
+		case o.deny:
+			out = append(out, engine.Violation{Message: o.message})
 		}
 	}
 	if len(errs) > 0 {

@@ -1,0 +1,688 @@
+package cel
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"reflect"
+	"strings"
+
+	celgo "github.com/google/cel-go/cel"
+	celast "github.com/google/cel-go/common/ast"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
+	"github.com/google/cel-go/interpreter"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
+	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
+	"k8s.io/apiserver/pkg/admission/plugin/webhook/matchconditions"
+	celconfig "k8s.io/apiserver/pkg/apis/cel"
+	apiservercel "k8s.io/apiserver/pkg/cel"
+	"k8s.io/apiserver/pkg/cel/common"
+	"k8s.io/apiserver/pkg/cel/environment"
+)
+
+// This file evaluates compiled templates directly, without the apiserver's
+// generic Validator, which rebuilds the admission request, the namespace
+// and params values and the composited variables for every call (three
+// times: match conditions, validations, message expressions). The programs
+// are the ones the apiserver compiles (same environment, libraries, cost
+// limits and interrupt checks); what changes is that the values are built
+// once: the review's once per review (reviewValues, shared by every
+// template), the constraint's params once per constraint (PrepareParams),
+// and each composited variable once per evaluation.
+//
+// The Validator's observable behaviour is kept, including its runtime cost
+// accounting: the per-call limit is the programs' own, and the budget of
+// RuntimeCELCostBudget per evaluation (RuntimeCELCostBudgetMatchConditions
+// for match conditions) is charged as the apiserver charges it. The
+// apiserver evaluates the variables anew in each phase (validations, then
+// message expressions) and charges them again; here a variable is computed
+// once, and its recorded cost, with that of the variables it read, is
+// charged again on its first use in a later phase.
+//
+// One difference is deliberate: the apiserver evaluates the message
+// expressions of passing validations too, and discards them. They are
+// evaluated here only when that cannot change the outcome, that is when the
+// remaining budget could be exhausted by them (see needAllMessages).
+
+// reviewValues are a review's CEL values, built once per review and shared
+// by every template evaluated for it.
+type reviewValues struct {
+	object, oldObject any // nil when absent, as the apiserver binds them
+	request           ref.Val
+	namespace         ref.Val // null for cluster-scoped objects
+	// anyObject caches variables.anyObject, whose expression (the same in
+	// every template) reads only request, object and oldObject.
+	anyObject *slot
+}
+
+// values converts the request once; the conversions are those of the
+// apiserver's activation (LazyObject.CELValue and SchemalessTypedToVal).
+func (r *Request) values() (*reviewValues, error) {
+	if r.vals != nil {
+		return r.vals, nil
+	}
+	va := r.Attributes
+	old, err := va.VersionedOldObject.CELValue()
+	if err != nil {
+		return nil, fmt.Errorf("failed to prepare oldObject variable for evaluation: %w", err)
+	}
+	obj, err := va.VersionedObject.CELValue()
+	if err != nil {
+		return nil, fmt.Errorf("failed to prepare object variable for evaluation: %w", err)
+	}
+	rv := &reviewValues{
+		request:   common.SchemalessTypedToVal(plugincel.CreateAdmissionRequest(va.Attributes, metav1.GroupVersionResource(r.Resource), metav1.GroupVersionKind(va.VersionedKind))),
+		namespace: common.SchemalessTypedToVal(plugincel.CreateNamespaceObject(r.Namespace)),
+	}
+	// A nil ref.Val must stay a nil interface, as in the apiserver.
+	if obj != nil {
+		rv.object = obj
+	}
+	if old != nil {
+		rv.oldObject = old
+	}
+	r.vals = rv
+	return rv, nil
+}
+
+// compiledExpr is an expression compiled by the apiserver's compiler.
+type compiledExpr struct {
+	plugincel.CompilationResult
+	// loops reports a comprehension: only those check for interruption
+	// (the review's deadline), so only those need ContextEval.
+	loops bool
+}
+
+// run evaluates the program; without comprehensions there is nothing to
+// interrupt, and Eval spares ContextEval's cancellable context.
+func (c *compiledExpr) run(ctx context.Context, act interpreter.Activation) (ref.Val, *celgo.EvalDetails, error) {
+	if c.loops {
+		return c.Program.ContextEval(ctx, act)
+	}
+	return c.Program.Eval(act)
+}
+
+// compiledVar is a composited variable.
+type compiledVar struct {
+	name string
+	compiledExpr
+}
+
+// compiledValidation is a validation with its message expression.
+type compiledValidation struct {
+	expression string
+	message    string
+	cond       compiledExpr
+	msg        *compiledExpr // nil without messageExpression
+}
+
+// preparedParams is a constraint's params value and its variables.params,
+// computed once per constraint.
+type preparedParams struct {
+	val  ref.Val
+	vars slot
+}
+
+// slot is one composited variable of one evaluation.
+type slot struct {
+	val  ref.Val
+	cost int64 // as reported by the apiserver's variable accessor
+	done bool
+	// phase is the last phase the variable's cost was charged in.
+	phase int32
+}
+
+type edge struct{ from, to int32 }
+
+// evaluation is the activation of one template evaluation: the review's
+// values, the constraint's params and the lazily computed variables. It is
+// used by one goroutine.
+type evaluation struct {
+	ctx       context.Context
+	p         *Program
+	rv        *reviewValues
+	params    ref.Val
+	namespace ref.Val
+	slots     []slot
+	// edges record which variables each variable read when it was
+	// computed, to charge them again with it in a later phase.
+	edges []edge
+	// cur is the variable being computed, -1 for none.
+	cur   int32
+	phase int32
+	// pending is the cost of variables computed or charged during the
+	// expression being evaluated (the apiserver's composition cost).
+	pending int64
+
+	slotBuf [8]slot
+	edgeBuf [8]edge
+}
+
+func (e *evaluation) reset(ctx context.Context, p *Program, rv *reviewValues, pp *preparedParams, namespace ref.Val) {
+	e.ctx, e.p, e.rv, e.namespace = ctx, p, rv, namespace
+	e.params = nil
+	if pp != nil {
+		e.params = pp.val
+	}
+	n := len(p.vars)
+	if n <= len(e.slotBuf) {
+		e.slots = e.slotBuf[:n]
+		clear(e.slots)
+	} else {
+		e.slots = make([]slot, n)
+	}
+	e.edges = e.edgeBuf[:0]
+	e.cur = -1
+	e.phase = 0
+	e.pending = 0
+	if pp != nil && p.paramsVar >= 0 {
+		e.slots[p.paramsVar] = pp.vars
+		e.slots[p.paramsVar].phase = 0
+	}
+	if rv != nil && rv.anyObject != nil && p.objectVar >= 0 {
+		e.slots[p.objectVar] = *rv.anyObject
+		e.slots[p.objectVar].phase = 0
+	}
+}
+
+// ResolveName implements interpreter.Activation with the names the
+// apiserver's activation binds (there is no authorizer offline).
+func (e *evaluation) ResolveName(name string) (any, bool) {
+	switch name {
+	case plugincel.ObjectVarName:
+		return e.rv.object, true
+	case plugincel.OldObjectVarName:
+		return e.rv.oldObject, true
+	case plugincel.ParamsVarName:
+		if e.params == nil {
+			return nil, true
+		}
+		return e.params, true
+	case plugincel.RequestVarName:
+		return e.rv.request, true
+	case plugincel.NamespaceVarName:
+		return e.namespace, true
+	case plugincel.VariableVarName:
+		return (*variables)(e), true
+	}
+	return nil, false
+}
+
+// Parent implements interpreter.Activation.
+func (e *evaluation) Parent() interpreter.Activation { return nil }
+
+// startPhase starts a phase: variables used in it are charged again.
+func (e *evaluation) startPhase() {
+	e.phase++
+	e.pending = 0
+}
+
+// variable returns variable i, computing it on first use and charging its
+// cost on first use in each phase.
+func (e *evaluation) variable(i int32) ref.Val {
+	if e.cur >= 0 {
+		e.addEdge(e.cur, i)
+	}
+	s := &e.slots[i]
+	if !s.done {
+		e.compute(i)
+		return e.slots[i].val
+	}
+	e.charge(i)
+	return s.val
+}
+
+func (e *evaluation) addEdge(from, to int32) {
+	for _, ed := range e.edges {
+		if ed.from == from && ed.to == to {
+			return
+		}
+	}
+	e.edges = append(e.edges, edge{from, to})
+}
+
+func (e *evaluation) charge(i int32) {
+	s := &e.slots[i]
+	if s.phase == e.phase {
+		return
+	}
+	s.phase = e.phase
+	e.pending += s.cost
+	for _, ed := range e.edges {
+		if ed.from == i {
+			e.charge(ed.to)
+		}
+	}
+}
+
+// compute evaluates variable i as the apiserver's variable accessor does.
+func (e *evaluation) compute(i int32) {
+	v := &e.p.vars[i]
+	prev := e.cur
+	e.cur = i
+	val, cost := e.evalVariable(v)
+	e.cur = prev
+	e.slots[i] = slot{val: val, cost: cost, done: true, phase: e.phase}
+	e.pending += cost
+}
+
+func (e *evaluation) evalVariable(v *compiledVar) (ref.Val, int64) {
+	if v.Error != nil {
+		return types.NewErr("composited variable %q fails to compile: %v", v.name, v.Error), 0
+	}
+	out, details, err := v.run(e.ctx, e)
+	if details == nil {
+		return types.NewErr("unable to get evaluation details of variable %q", v.name), 0
+	}
+	costPtr := details.ActualCost()
+	if costPtr == nil {
+		return types.NewErr("unable to calculate cost of variable %q", v.name), 0
+	}
+	cost := int64(*costPtr)
+	if *costPtr > math.MaxInt64 {
+		cost = math.MaxInt64
+	}
+	if err != nil {
+		return types.NewErr("composited variable %q fails to evaluate: %v", v.name, err), cost
+	}
+	return out, cost
+}
+
+// eval evaluates one expression as the apiserver's activation does. err is
+// the expression's own error; fatal stops the phase (budget exhausted or
+// cost unknown).
+func (e *evaluation) eval(c *compiledExpr, remaining int64) (val ref.Val, err error, left int64, fatal error) {
+	if c.Error != nil {
+		return nil, &apiservercel.Error{Type: apiservercel.ErrorTypeInvalid, Detail: fmt.Sprintf("compilation error: %v", c.Error), Cause: c.Error}, remaining, nil
+	}
+	if c.Program == nil {
+		return nil, &apiservercel.Error{Type: apiservercel.ErrorTypeInternal, Detail: "unexpected internal error compiling expression"}, remaining, nil
+	}
+	e.pending = 0
+	out, details, evalErr := c.run(e.ctx, e)
+	composition := e.pending
+	e.pending = 0
+	if composition > remaining {
+		return nil, nil, -1, errOutOfBudget()
+	}
+	remaining -= composition
+	if details == nil {
+		return nil, nil, -1, &apiservercel.Error{Type: apiservercel.ErrorTypeInternal, Detail: fmt.Sprintf("runtime cost could not be calculated for expression: %v, no further expression will be run", c.ExpressionAccessor.GetExpression())}
+	}
+	cost := details.ActualCost()
+	if cost == nil {
+		return nil, nil, -1, &apiservercel.Error{Type: apiservercel.ErrorTypeInvalid, Detail: fmt.Sprintf("runtime cost could not be calculated for expression: %v, no further expression will be run", c.ExpressionAccessor.GetExpression()), Cause: apiservercel.ErrOutOfBudget}
+	}
+	if *cost > math.MaxInt64 || int64(*cost) > remaining {
+		return nil, nil, -1, errOutOfBudget()
+	}
+	remaining -= int64(*cost)
+	if evalErr != nil {
+		return nil, &apiservercel.Error{Type: apiservercel.ErrorTypeInvalid, Detail: fmt.Sprintf("expression '%v' resulted in error: %v", c.ExpressionAccessor.GetExpression(), evalErr)}, remaining, nil
+	}
+	return out, nil, remaining, nil
+}
+
+func errOutOfBudget() error {
+	return &apiservercel.Error{Type: apiservercel.ErrorTypeInvalid, Detail: "validation failed due to running out of cost budget, no further validation rules will be run", Cause: apiservercel.ErrOutOfBudget}
+}
+
+// match evaluates the match conditions as the apiserver's matcher does:
+// all of them, with namespaceObject null and their own budget; any false
+// condition means no match, otherwise errors are errors.
+func (p *Program) match(e *evaluation) (bool, error) {
+	e.startPhase()
+	remaining := int64(celconfig.RuntimeCELCostBudgetMatchConditions)
+	falseSeen := false
+	var errs []error
+	for i := range p.matchConds {
+		val, err, left, fatal := e.eval(&p.matchConds[i], remaining)
+		if fatal != nil {
+			return false, fatal
+		}
+		remaining = left
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if val == types.False {
+			falseSeen = true
+		}
+	}
+	if falseSeen {
+		return false, nil
+	}
+	if len(errs) > 0 {
+		return false, utilerrors.NewAggregate(errs)
+	}
+	return true, nil
+}
+
+// outcome is what the apiserver's Validator decides for one validation.
+type outcome struct {
+	err     error // EvalError, with its message
+	deny    bool
+	message string
+}
+
+// evaluate runs match conditions, validations and the message expressions
+// of failing validations, and returns the Validator's decisions; a single
+// error decision stands for a failure of the whole evaluation.
+func (p *Program) evaluate(ctx context.Context, rv *reviewValues, pp *preparedParams) ([]outcome, error) {
+	e := &evaluation{}
+	if len(p.matchConds) > 0 {
+		e.reset(ctx, p, rv, pp, types.NullValue)
+		ok, err := p.match(e)
+		p.cacheAnyObject(e, rv)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, nil
+		}
+	}
+	e.reset(ctx, p, rv, pp, rv.namespace)
+	e.startPhase()
+	remaining := int64(celconfig.RuntimeCELCostBudget)
+	out := make([]outcome, len(p.validations))
+	vals := make([]ref.Val, len(p.validations))
+	for i := range p.validations {
+		val, err, left, fatal := e.eval(&p.validations[i].cond, remaining)
+		if fatal != nil {
+			p.cacheAnyObject(e, rv)
+			return nil, fatal
+		}
+		remaining = left
+		out[i].err = err
+		vals[i] = val
+	}
+	p.cacheAnyObject(e, rv)
+
+	e.startPhase()
+	all := p.needAllMessages(e, remaining)
+	var msgFatal error
+	msgs := make([]ref.Val, len(p.validations))
+	for i := range p.validations {
+		v := &p.validations[i]
+		if v.msg == nil || (!all && (out[i].err != nil || vals[i] == types.True)) {
+			continue
+		}
+		val, err, left, fatal := e.eval(v.msg, remaining)
+		if fatal != nil {
+			msgFatal = fatal
+			break
+		}
+		remaining = left
+		if err == nil {
+			msgs[i] = val
+		}
+	}
+	for i := range p.validations {
+		o := &out[i]
+		switch {
+		case o.err != nil:
+		case msgFatal != nil:
+			o.err = fmt.Errorf("failed messageExpression: %s", msgFatal)
+		case vals[i] != types.True:
+			o.deny = true
+			o.message = p.validations[i].denyMessage(msgs[i])
+		}
+	}
+	return out, nil
+}
+
+// cacheAnyObject keeps variables.anyObject for the other templates of the
+// review, once computed without error.
+func (p *Program) cacheAnyObject(e *evaluation, rv *reviewValues) {
+	if p.objectVar < 0 || rv.anyObject != nil {
+		return
+	}
+	if s := e.slots[p.objectVar]; s.done && !types.IsError(s.val) {
+		rv.anyObject = &slot{val: s.val, cost: s.cost, done: true}
+	}
+}
+
+// needAllMessages reports whether the message expressions of passing
+// validations must be evaluated, because their cost could exhaust the
+// remaining budget as it would in the apiserver. Each costs at most the
+// per-call limit, plus the variables it charges again.
+func (p *Program) needAllMessages(e *evaluation, remaining int64) bool {
+	bound := int64(p.messages) * celconfig.PerCallLimit
+	for _, s := range e.slots {
+		bound += s.cost
+	}
+	return bound >= remaining
+}
+
+// denyMessage is the Validator's message for a failed validation.
+func (v *compiledValidation) denyMessage(msg ref.Val) string {
+	var message string
+	if msg != nil {
+		if s, ok := msg.Value().(string); ok {
+			message = strings.TrimSpace(s)
+			if len(message) > celconfig.MaxEvaluatedMessageExpressionSizeBytes || strings.ContainsAny(message, "\n") {
+				message = ""
+			}
+		}
+	}
+	if message == "" && len(v.message) > 0 {
+		message = strings.TrimSpace(v.message)
+	}
+	if message == "" {
+		message = fmt.Sprintf("failed expression: %v", strings.TrimSpace(v.expression))
+	}
+	return message
+}
+
+// prepareParamsVariable computes variables.params for a constraint: its
+// expression reads only params.
+func (p *Program) prepareParamsVariable(pp *preparedParams) {
+	if p.paramsVar < 0 {
+		return
+	}
+	e := &evaluation{}
+	e.reset(context.Background(), p, &reviewValues{request: types.NullValue, namespace: types.NullValue}, nil, types.NullValue)
+	e.params = pp.val
+	e.compute(int32(p.paramsVar))
+	pp.vars = e.slots[p.paramsVar]
+}
+
+// variables is the value of `variables`: the composited variables of an
+// evaluation, computed on first use (as k8s.io/apiserver/pkg/cel/lazy's
+// MapValue, whose behaviour it keeps).
+type variables evaluation
+
+var (
+	_ ref.Val       = (*variables)(nil)
+	_ traits.Mapper = (*variables)(nil)
+)
+
+// variablesTypeName is the type the composited compiler declares.
+const variablesTypeName = "kubernetes.variables"
+
+var variablesType = types.NewTypeValue(variablesTypeName, traits.IndexerType|traits.FieldTesterType|traits.IterableType)
+
+func (v *variables) eval() *evaluation { return (*evaluation)(v) }
+
+func (v *variables) index(key ref.Val) (int32, bool) {
+	s := string(key.(types.String))
+	if strings.Contains(s, "__") {
+		// Only escaped names need the regular expression.
+		var ok bool
+		if s, ok = apiservercel.Unescape(s); !ok {
+			return 0, false
+		}
+	}
+	i, ok := v.p.varIndex[s]
+	return int32(i), ok
+}
+
+// Find implements traits.Mapper.
+func (v *variables) Find(key ref.Val) (ref.Val, bool) {
+	n, ok := key.(types.String)
+	if !ok {
+		return types.MaybeNoSuchOverloadErr(n), true
+	}
+	i, ok := v.index(n)
+	if !ok {
+		return nil, false
+	}
+	return v.eval().variable(i), true
+}
+
+// Get implements traits.Indexer.
+func (v *variables) Get(key ref.Val) ref.Val {
+	if val, found := v.Find(key); found {
+		return val
+	}
+	return types.ValOrErr(key, "no such key: %v", key)
+}
+
+// Contains implements traits.Container.
+func (v *variables) Contains(key ref.Val) ref.Val {
+	val, found := v.Find(key)
+	if val != nil && types.IsUnknownOrError(val) {
+		return val
+	}
+	return types.Bool(found)
+}
+
+// Size implements traits.Sizer.
+func (v *variables) Size() ref.Val { return types.Int(len(v.p.vars)) }
+
+// Iterator implements traits.Iterable.
+func (v *variables) Iterator() traits.Iterator { return &variablesIterator{parent: v} }
+
+// ConvertToNative implements ref.Val.
+func (v *variables) ConvertToNative(typeDesc reflect.Type) (any, error) {
+	return nil, fmt.Errorf("disallowed conversion from %q to %q", variablesTypeName, typeDesc.Name())
+}
+
+// ConvertToType implements ref.Val.
+func (v *variables) ConvertToType(typeVal ref.Type) ref.Val {
+	switch typeVal {
+	case variablesType:
+		return v
+	case types.TypeType:
+		return variablesType
+	}
+	return types.NewErr("disallowed conversion from %q to %q", variablesTypeName, typeVal.TypeName())
+}
+
+// Equal implements ref.Val.
+func (v *variables) Equal(other ref.Val) ref.Val {
+	o, ok := other.(*variables)
+	if !ok {
+		return types.MaybeNoSuchOverloadErr(other)
+	}
+	return types.Bool(v == o)
+}
+
+// Type implements ref.Val.
+func (v *variables) Type() ref.Type { return variablesType }
+
+// Value implements ref.Val.
+func (v *variables) Value() any { return types.NoSuchOverloadErr() }
+
+type variablesIterator struct {
+	parent *variables
+	index  int
+}
+
+var _ traits.Iterator = (*variablesIterator)(nil)
+
+func (i *variablesIterator) ConvertToNative(typeDesc reflect.Type) (any, error) {
+	return nil, fmt.Errorf("disallowed conversion to %q", typeDesc.Name())
+}
+
+func (i *variablesIterator) ConvertToType(typeValue ref.Type) ref.Val {
+	return types.NewErr("disallowed conversion o %q", typeValue.TypeName())
+}
+
+func (i *variablesIterator) Equal(other ref.Val) ref.Val {
+	o, ok := other.(*variablesIterator)
+	if !ok {
+		return types.MaybeNoSuchOverloadErr(other)
+	}
+	return types.Bool(o == i)
+}
+
+func (i *variablesIterator) Type() ref.Type { return types.IteratorType }
+func (i *variablesIterator) Value() any     { return nil }
+
+func (i *variablesIterator) HasNext() ref.Val {
+	return types.Bool(i.index < len(i.parent.p.vars))
+}
+
+func (i *variablesIterator) Next() ref.Val {
+	ret := i.parent.Get(types.String(i.parent.p.vars[i.index].name))
+	i.index++
+	return ret
+}
+
+// compileProgram compiles a template's expressions with the apiserver's
+// composited compiler, exactly as NewValidator does, and keeps the programs.
+func compileProgram(p *Program, src *Source) error {
+	compiler, err := plugincel.NewCompositedCompiler(BaseEnv())
+	if err != nil {
+		return fmt.Errorf("building CEL environment: %w", err)
+	}
+	opts := plugincel.OptionalVariableDeclarations{HasParams: true}
+	vars := src.AllVariables()
+	p.vars = make([]compiledVar, len(vars))
+	p.varIndex = make(map[string]int, len(vars))
+	p.paramsVar, p.objectVar = -1, -1
+	for i, v := range vars {
+		res := compiler.CompileAndStoreVariable(&validating.Variable{Name: v.Name, Expression: v.Expression}, opts, environment.StoredExpressions)
+		p.vars[i] = compiledVar{name: v.Name, compiledExpr: compiled(res)}
+		p.varIndex[v.Name] = i
+		switch {
+		case v.Name == ParamsVariable && v.Expression == ParamsExpression:
+			p.paramsVar = i
+		case v.Name == ObjectVariable && v.Expression == ObjectExpression:
+			p.objectVar = i
+		}
+	}
+	p.matchConds = make([]compiledExpr, len(src.MatchConditions))
+	for i, m := range src.MatchConditions {
+		acc := &matchconditions.MatchCondition{Name: m.Name, Expression: m.Expression}
+		p.matchConds[i] = compiled(compiler.CompileCELExpression(acc, opts, environment.StoredExpressions))
+	}
+	p.validations = make([]compiledValidation, len(src.Validations))
+	p.messages = 0
+	for i, v := range src.Validations {
+		cv := compiledValidation{expression: v.Expression, message: v.Message}
+		cv.cond = compiled(compiler.CompileCELExpression(&validating.ValidationCondition{Expression: v.Expression, Message: v.Message}, opts, environment.StoredExpressions))
+		if v.MessageExpression != "" {
+			r := compiled(compiler.CompileCELExpression(&validating.MessageExpressionCondition{MessageExpression: v.MessageExpression}, opts, environment.StoredExpressions))
+			cv.msg = &r
+			p.messages++
+		}
+		p.validations[i] = cv
+	}
+	return nil
+}
+
+// compiled notes whether a compiled expression has comprehensions (macros
+// such as all, exists, map and filter expand to them when parsed). If the
+// expression cannot be parsed here it is treated as having some.
+func compiled(r plugincel.CompilationResult) compiledExpr {
+	c := compiledExpr{CompilationResult: r, loops: true}
+	if r.Error != nil || r.ExpressionAccessor == nil {
+		return c
+	}
+	env, err := BaseEnv().Env(environment.StoredExpressions)
+	if err != nil {
+		return c
+	}
+	parsed, iss := env.Parse(r.ExpressionAccessor.GetExpression())
+	if iss != nil && iss.Err() != nil {
+		return c
+	}
+	nav := celast.NavigateAST(parsed.NativeRep())
+	c.loops = len(celast.MatchDescendants(nav, celast.KindMatcher(celast.ComprehensionKind))) > 0
+	return c
+}
