@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -75,7 +76,7 @@ func runTest(ctx context.Context, paths []string, o TestOptions) (int, error) {
 	twoPass := len(policyPaths) == 0
 	if twoPass {
 		policyPaths = paths
-		if contains(paths, load.Stdin) {
+		if slices.Contains(paths, load.Stdin) {
 			spool, cleanup, err := spoolStdin(o.Stdin)
 			if err != nil {
 				return ExitInvalid, err
@@ -311,15 +312,6 @@ func rewind(o load.Options) load.Options {
 		_, _ = s.Seek(0, io.SeekStart)
 	}
 	return o
-}
-
-func contains(set []string, s string) bool {
-	for _, v := range set {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // EngineFlag maps --engine to the engine's code[] name.

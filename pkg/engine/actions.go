@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/bouncer-policy/bouncer/pkg/apis"
@@ -52,7 +53,7 @@ func (a actionSet) at(point string) []string {
 		for _, p := range s.EnforcementPoints {
 			if p.Name == apis.PointAll || p.Name == point {
 				act := strings.ToLower(s.Action)
-				if !contains(out, act) {
+				if !slices.Contains(out, act) {
 					out = append(out, act)
 				}
 				break

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -149,7 +150,7 @@ func (s *snapshot) reindex() {
 		wild := len(kinds) == 0
 		seen := map[groupKind]bool{}
 		for _, k := range kinds {
-			if len(k.Kinds) == 0 || len(k.APIGroups) == 0 || contains(k.Kinds, "*") || contains(k.APIGroups, "*") {
+			if len(k.Kinds) == 0 || len(k.APIGroups) == 0 || slices.Contains(k.Kinds, "*") || slices.Contains(k.APIGroups, "*") {
 				wild = true
 				continue
 			}
@@ -609,15 +610,6 @@ func groupOf(apiVersion string) string {
 		return apiVersion[:i]
 	}
 	return ""
-}
-
-func contains(set []string, s string) bool {
-	for _, v := range set {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // NoTemplateError is a constraint whose kind no loaded template defines.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -32,7 +33,7 @@ func compileExpansion(x *apis.ExpansionTemplate) (*Expansion, error) {
 		return nil, fmt.Errorf("ExpansionTemplate %q: spec.enforcementAction %q is not one of deny, dryrun, warn", name, s.EnforcementAction)
 	}
 	for i, a := range s.ApplyTo {
-		if contains(a.Kinds, s.GeneratedGVK.Kind) && (len(a.Groups) == 0 || contains(a.Groups, s.GeneratedGVK.Group)) {
+		if slices.Contains(a.Kinds, s.GeneratedGVK.Kind) && (len(a.Groups) == 0 || slices.Contains(a.Groups, s.GeneratedGVK.Group)) {
 			return nil, fmt.Errorf("ExpansionTemplate %q: spec.applyTo[%d] includes the generated kind %s, which would expand forever", name, i, s.GeneratedGVK.Kind)
 		}
 	}
@@ -49,7 +50,7 @@ func (x *Expansion) appliesTo(k GVK) bool {
 }
 
 func anyOrContains(set []string, s string) bool {
-	return contains(set, "*") || contains(set, s)
+	return slices.Contains(set, "*") || slices.Contains(set, s)
 }
 
 // expand reviews the objects that expansion templates derive from r, and

@@ -10,6 +10,7 @@ package match
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/bouncer-policy/bouncer/pkg/apis"
@@ -126,8 +127,8 @@ func (c *Matcher) kindMatches(t *Target) bool {
 		return true
 	}
 	for _, k := range c.spec.Kinds {
-		if (len(k.Kinds) == 0 || contains(k.Kinds, Wildcard) || contains(k.Kinds, t.Kind)) &&
-			(len(k.APIGroups) == 0 || contains(k.APIGroups, Wildcard) || contains(k.APIGroups, t.Group)) {
+		if (len(k.Kinds) == 0 || slices.Contains(k.Kinds, Wildcard) || slices.Contains(k.Kinds, t.Kind)) &&
+			(len(k.APIGroups) == 0 || slices.Contains(k.APIGroups, Wildcard) || slices.Contains(k.APIGroups, t.Group)) {
 			return true
 		}
 	}
@@ -231,15 +232,6 @@ func validGlob(p string) error {
 func anyGlob(patterns []string, s string) bool {
 	for _, p := range patterns {
 		if Glob(p, s) {
-			return true
-		}
-	}
-	return false
-}
-
-func contains(set []string, s string) bool {
-	for _, v := range set {
-		if v == s {
 			return true
 		}
 	}

@@ -2,6 +2,7 @@ package vap
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -139,11 +140,11 @@ func FromConstraint(c *apis.Constraint) (*admissionregistrationv1.ValidatingAdmi
 	addNames(metav1.LabelSelectorOpNotIn, m.ExcludedNamespaces)
 	for _, k := range m.Kinds {
 		groups := k.APIGroups
-		if len(groups) == 0 || contains(groups, "*") {
+		if len(groups) == 0 || slices.Contains(groups, "*") {
 			groups = []string{"*"}
 		}
 		resources := []string{"*"}
-		if len(k.Kinds) > 0 && !contains(k.Kinds, "*") {
+		if len(k.Kinds) > 0 && !slices.Contains(k.Kinds, "*") {
 			resources = nil
 			for _, kind := range k.Kinds {
 				resources = append(resources, engine.Plural(kind))
@@ -191,7 +192,7 @@ func validationActions(spec apis.ConstraintSpec) ([]admissionregistrationv1.Vali
 			if err != nil {
 				return nil, err
 			}
-			if !containsAction(out, a) {
+			if !slices.Contains(out, a) {
 				out = append(out, a)
 			}
 		}
@@ -205,24 +206,6 @@ func validationActions(spec apis.ConstraintSpec) ([]admissionregistrationv1.Vali
 func hasGlob(names []string) bool {
 	for _, n := range names {
 		if strings.Contains(n, "*") {
-			return true
-		}
-	}
-	return false
-}
-
-func contains(set []string, s string) bool {
-	for _, v := range set {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
-func containsAction(set []admissionregistrationv1.ValidationAction, a admissionregistrationv1.ValidationAction) bool {
-	for _, v := range set {
-		if v == a {
 			return true
 		}
 	}
