@@ -4,7 +4,7 @@ BIN := bin/bouncer
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/bouncer-policy/bouncer/pkg/cli.Version=$(VERSION)
 
-.PHONY: build test unit e2e vet fmt bench fuzz
+.PHONY: build test unit e2e vet fmt bench fuzz image
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/bouncer
@@ -28,3 +28,7 @@ bench:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzRead -fuzztime 30s ./pkg/load/
+
+# image builds the container deploy/ refers to (needs a container runtime).
+image:
+	docker build --build-arg VERSION=$(VERSION) -t ghcr.io/bouncer-policy/bouncer:$(VERSION) .
