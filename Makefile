@@ -4,10 +4,17 @@ BIN := bin/bouncer
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/bouncer-policy/bouncer/pkg/cli.Version=$(VERSION)
 
-.PHONY: build test unit e2e vet fmt bench fuzz image
+.PHONY: build test unit e2e vet fmt bench fuzz image up down
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/bouncer
+
+# up starts a local control plane with Bouncer enforcing (see README); down stops it.
+up: build
+	$(BIN) up
+
+down: build
+	$(BIN) down
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
