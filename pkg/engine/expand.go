@@ -121,8 +121,10 @@ func (x *Expansion) generate(r *Review) (*Review, bool) {
 		meta = map[string]any{}
 		obj["metadata"] = meta
 	}
-	if _, ok := meta["name"]; !ok && r.Name != "" {
-		meta["name"] = r.Name
+	// Gatekeeper names the resultant <parent>-<kind>, lowercased, so
+	// policies that read the name see the same value in both.
+	if r.Name != "" {
+		meta["name"] = strings.ToLower(r.Name + "-" + gvk.Kind)
 	}
 	if _, ok := meta["namespace"]; !ok && r.Namespace != "" {
 		meta["namespace"] = r.Namespace
