@@ -83,9 +83,9 @@ func New(format string, w io.Writer, tool ToolInfo) (Writer, error) {
 	case "human", "":
 		return &humanWriter{w: w}, nil
 	case "json":
-		return &structuredWriter{w: w, yaml: false}, nil
+		return &jsonWriter{w: w}, nil
 	case "yaml":
-		return &structuredWriter{w: w, yaml: true}, nil
+		return &yamlWriter{w: w}, nil
 	case "sarif":
 		return &sarifWriter{w: w, tool: tool, rules: map[string]int{}}, nil
 	case "junit":

@@ -7,13 +7,71 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-type structuredWriter struct {
+// Document is the JSON/YAML report.
+type Document struct {
+	Results []*Object `json:"results"`
+	Summary Summary   `json:"summary"`
+}
+
+// jsonWriter streams each finding as it comes, so memory does not grow with
+// the number of findings; the output is the indented Document.
+type jsonWriter struct {
 	w       io.Writer
-	yaml    bool
+	started bool
+	n       int
+	err     error
+}
+
+func (j *jsonWriter) write(b []byte) {
+	if j.err == nil {
+		_, j.err = j.w.Write(b)
+	}
+}
+
+func (j *jsonWriter) Object(o *Object) error {
+	if len(o.Violations) == 0 && len(o.Errors) == 0 {
+		return j.err
+	}
+	if !j.started {
+		j.write([]byte("{\n  \"results\": [\n    "))
+		j.started = true
+	} else {
+		j.write([]byte(",\n    "))
+	}
+	c := *o
+	c.Violations = sortedViolations(o.Violations)
+	b, err := json.MarshalIndent(&c, "    ", "  ")
+	if err != nil {
+		return err
+	}
+	j.write(b)
+	j.n++
+	return j.err
+}
+
+func (j *jsonWriter) Close(sum Summary) error {
+	if !j.started {
+		j.write([]byte("{\n  \"results\": []"))
+	} else {
+		j.write([]byte("\n  ]"))
+	}
+	b, err := json.MarshalIndent(sum, "  ", "  ")
+	if err != nil {
+		return err
+	}
+	j.write([]byte(",\n  \"summary\": "))
+	j.write(b)
+	j.write([]byte("\n}\n"))
+	return j.err
+}
+
+// yamlWriter keeps the findings (not the objects) and writes one document.
+type yamlWriter struct {
+	w       io.Writer
 	objects []*Object
 }
 
-func (s *structuredWriter) Object(o *Object) error {
+func (s *yamlWriter) Object(o *Object) error {
 	if len(o.Violations) > 0 || len(o.Errors) > 0 {
 		c := *o
 		c.Violations = sortedViolations(o.Violations)
@@ -22,25 +80,12 @@ func (s *structuredWriter) Object(o *Object) error {
 	return nil
 }
 
-// Document is the JSON/YAML report.
-type Document struct {
-	Results []*Object `json:"results"`
-	Summary Summary   `json:"summary"`
-}
-
-func (s *structuredWriter) Close(sum Summary) error {
+func (s *yamlWriter) Close(sum Summary) error {
 	doc := Document{Results: s.objects, Summary: sum}
 	if doc.Results == nil {
 		doc.Results = []*Object{}
 	}
-	var b []byte
-	var err error
-	if s.yaml {
-		b, err = yaml.Marshal(doc)
-	} else {
-		b, err = json.MarshalIndent(doc, "", "  ")
-		b = append(b, '\n')
-	}
+	b, err := yaml.Marshal(doc)
 	if err != nil {
 		return err
 	}
