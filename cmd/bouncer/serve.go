@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/bouncer-policy/bouncer/pkg/cli"
 	"github.com/bouncer-policy/bouncer/pkg/server"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/tools/clientcmd"
@@ -15,7 +16,7 @@ func init() { extraCommands = append(extraCommands, newServeCmd) }
 func newServeCmd() *cobra.Command {
 	var o server.Options
 	var kubeconfig, logLevel, logFormat string
-	var operations string
+	var operations, engineFlag string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the admission webhook and the policy controllers",
@@ -37,6 +38,11 @@ step. Health and readiness (/healthz, /readyz) and Prometheus metrics
 			if o.PodName == "" {
 				o.PodName = os.Getenv("POD_NAME")
 			}
+			only, err := cli.EngineFlag(engineFlag)
+			if err != nil {
+				return err
+			}
+			o.Engine = only
 			if operations != "" {
 				o.Operations = strings.Split(operations, ",")
 			}
@@ -59,6 +65,8 @@ step. Health and readiness (/healthz, /readyz) and Prometheus metrics
 	f.BoolVar(&o.ManageWebhookConfig, "manage-webhook-config", true, "create and keep the ValidatingWebhookConfiguration")
 	f.BoolVar(&o.InstallCRDs, "install-crds", true, "apply Bouncer's CRDs at start")
 	f.BoolVar(&o.SyncVAP, "sync-vap", false, "also write a native ValidatingAdmissionPolicy per CEL template and a binding per constraint")
+	f.StringVar(&engineFlag, "engine", "auto", "policy language: auto (CEL where a template has it, as Gatekeeper), rego or cel")
+	f.BoolVar(&o.Profiling, "profiling", false, "serve net/http/pprof on --probe-addr")
 	f.StringVar(&operations, "operations", "CREATE,UPDATE", "operations the resources webhook reviews")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "json", "json or text")

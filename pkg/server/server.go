@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"time"
 
@@ -61,6 +62,11 @@ type Options struct {
 	CertValidity time.Duration
 	// Operations the resources webhook intercepts.
 	Operations []string
+	// Engine restricts evaluation to one language (apis.EngineRego or
+	// apis.EngineCEL); empty prefers CEL where a template has both.
+	Engine string
+	// Profiling serves net/http/pprof on ProbeAddr.
+	Profiling bool
 	// SyncVAP also writes native ValidatingAdmissionPolicies and bindings
 	// for templates with CEL code.
 	SyncVAP bool
@@ -116,7 +122,7 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
-	e, err := policyset.NewEngine(time.Duration(o.TimeoutSeconds)*time.Second*8/10, "")
+	e, err := policyset.NewEngine(time.Duration(o.TimeoutSeconds)*time.Second*8/10, o.Engine)
 	if err != nil {
 		return err
 	}
@@ -170,6 +176,12 @@ func Run(ctx context.Context, o Options) error {
 		_, _ = w.Write([]byte("ok"))
 	})
 	probes.Handle("/metrics", m.Handler())
+	if o.Profiling {
+		probes.HandleFunc("/debug/pprof/", pprof.Index)
+		probes.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		probes.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		probes.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	probeSrv := &http.Server{Addr: o.ProbeAddr, Handler: probes, ReadHeaderTimeout: 10 * time.Second}
 
 	if err := mgr.Start(ctx); err != nil {
