@@ -24,14 +24,10 @@ type LibraryListOptions struct {
 
 // LibraryList writes the library's policies that pass the filter.
 func LibraryList(o LibraryListOptions) error {
-	if err := o.Filter.Check(); err != nil {
-		return usageError{err}
-	}
-	all, err := library.Policies()
+	_, ps, err := selectPolicies(o.Filter)
 	if err != nil {
 		return err
 	}
-	ps := o.Filter.Apply(all)
 	switch o.Output {
 	case "", "table":
 		tw := tabwriter.NewWriter(o.Stdout, 0, 4, 2, ' ', 0)
@@ -118,14 +114,10 @@ type LibraryExportOptions struct {
 // LibraryExport writes the selected templates, their sample constraints and
 // the expansion templates, ready to commit to a policy repository.
 func LibraryExport(o LibraryExportOptions) error {
-	if err := o.Filter.Check(); err != nil {
-		return usageError{err}
-	}
-	all, err := library.Policies()
+	all, ps, err := selectPolicies(o.Filter)
 	if err != nil {
 		return err
 	}
-	ps := o.Filter.Apply(all)
 	if len(ps) == 0 {
 		return usageError{fmt.Errorf("no library policy matches (bundles: %s)", strings.Join(library.Bundles(all), ", "))}
 	}
@@ -188,4 +180,15 @@ func LibraryExitCode(err error, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "error: %v\n", err)
 	return ExitInvalid
+}
+
+// selectPolicies returns the whole library and the policies passing f.
+func selectPolicies(f library.Filter) (all, selected []library.Policy, err error) {
+	if err := f.Check(); err != nil {
+		return nil, nil, usageError{err}
+	}
+	if all, err = library.Policies(); err != nil {
+		return nil, nil, err
+	}
+	return all, f.Apply(all), nil
 }

@@ -15,9 +15,9 @@ const ConfigName = "config"
 
 func (m *Manager) startExpansions(ctx context.Context) {
 	inf := dynamicinformer.NewFilteredDynamicInformer(m.dyn, ExpansionsGVR, "", m.opts.Resync, cache.Indexers{}, nil).Informer()
-	upsert := func(o any) {
+	upsert := func(u *unstructured.Unstructured) {
 		var x apis.ExpansionTemplate
-		if err := decode(o, &x); err != nil {
+		if err := decode(u, &x); err != nil {
 			m.log.Warn("decoding ExpansionTemplate", "err", err)
 			return
 		}
@@ -27,18 +27,9 @@ func (m *Manager) startExpansions(ctx context.Context) {
 		}
 		m.log.Info("expansion template loaded", "name", x.Name)
 	}
-	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    upsert,
-		UpdateFunc: func(_, o any) { upsert(o) },
-		DeleteFunc: func(o any) {
-			if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
-				o = d.Obj
-			}
-			if u, ok := o.(*unstructured.Unstructured); ok {
-				m.opts.Engine.RemoveExpansion(u.GetName())
-			}
-		},
-	})
+	_, _ = inf.AddEventHandler(objectHandlers(upsert, func(u *unstructured.Unstructured) {
+		m.opts.Engine.RemoveExpansion(u.GetName())
+	}))
 	go inf.Run(ctx.Done())
 }
 
@@ -46,9 +37,8 @@ func (m *Manager) startExpansions(ctx context.Context) {
 // and the kinds to replicate into the inventory.
 func (m *Manager) startConfig(ctx context.Context) {
 	inf := dynamicinformer.NewFilteredDynamicInformer(m.dyn, ConfigsGVR, m.opts.Namespace, m.opts.Resync, cache.Indexers{}, nil).Informer()
-	apply := func(o any, deleted bool) {
-		u, ok := o.(*unstructured.Unstructured)
-		if !ok || u.GetName() != ConfigName {
+	apply := func(u *unstructured.Unstructured, deleted bool) {
+		if u.GetName() != ConfigName {
 			return
 		}
 		var c apis.Config
@@ -74,16 +64,9 @@ func (m *Manager) startConfig(ctx context.Context) {
 		m.syncInventory(ctx, c.Spec.Sync.SyncOnly, syncExcluded)
 		m.log.Info("config applied", "exemptNamespaces", exempt, "syncOnly", len(c.Spec.Sync.SyncOnly))
 	}
-	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(o any) { apply(o, false) },
-		UpdateFunc: func(_, o any) { apply(o, false) },
-		DeleteFunc: func(o any) {
-			if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
-				o = d.Obj
-			}
-			apply(o, true)
-		},
-	})
+	_, _ = inf.AddEventHandler(objectHandlers(
+		func(u *unstructured.Unstructured) { apply(u, false) },
+		func(u *unstructured.Unstructured) { apply(u, true) }))
 	go inf.Run(ctx.Done())
 }
 
@@ -123,25 +106,17 @@ func (m *Manager) syncInventory(ctx context.Context, kinds []apis.SyncOnlyEntry,
 			}
 		}
 		inf := dynamicinformer.NewFilteredDynamicInformer(m.dyn, mapping.Resource, "", m.opts.Resync, cache.Indexers{}, nil).Informer()
-		put := func(o any) {
-			if u, ok := o.(*unstructured.Unstructured); ok && !isExcluded(u.GetNamespace()) {
-				if err := m.opts.Engine.PutInventory(ctx, u.Object); err != nil {
-					m.log.Warn("inventory update", "err", err)
-				}
+		put := func(u *unstructured.Unstructured) {
+			if isExcluded(u.GetNamespace()) {
+				return
+			}
+			if err := m.opts.Engine.PutInventory(ctx, u.Object); err != nil {
+				m.log.Warn("inventory update", "err", err)
 			}
 		}
-		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    put,
-			UpdateFunc: func(_, o any) { put(o) },
-			DeleteFunc: func(o any) {
-				if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
-					o = d.Obj
-				}
-				if u, ok := o.(*unstructured.Unstructured); ok {
-					_ = m.opts.Engine.DeleteInventory(ctx, u.Object)
-				}
-			},
-		})
+		_, _ = inf.AddEventHandler(objectHandlers(put, func(u *unstructured.Unstructured) {
+			_ = m.opts.Engine.DeleteInventory(ctx, u.Object)
+		}))
 		wctx, cancel := context.WithCancel(ctx)
 		m.inventory[gvk] = &kindWatch{informer: inf, cancel: cancel}
 		go inf.Run(wctx.Done())

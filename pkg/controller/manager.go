@@ -282,3 +282,28 @@ func decode(o any, v any) error {
 }
 
 func globMatch(pattern, s string) bool { return match.Glob(pattern, s) }
+
+// objectHandlers adapts upsert and remove callbacks on unstructured objects
+// to informer events, unwrapping the tombstones of missed deletions.
+func objectHandlers(upsert, remove func(*unstructured.Unstructured)) cache.ResourceEventHandlerFuncs {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: func(o any) {
+			if u, ok := o.(*unstructured.Unstructured); ok {
+				upsert(u)
+			}
+		},
+		UpdateFunc: func(_, o any) {
+			if u, ok := o.(*unstructured.Unstructured); ok {
+				upsert(u)
+			}
+		},
+		DeleteFunc: func(o any) {
+			if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
+				o = d.Obj
+			}
+			if u, ok := o.(*unstructured.Unstructured); ok {
+				remove(u)
+			}
+		},
+	}
+}

@@ -138,34 +138,23 @@ func (m *Manager) watchKind(ctx context.Context, kind string) {
 	}
 	gvr := schema.GroupVersionResource{Group: apis.ConstraintsGroup, Version: "v1beta1", Resource: ConstraintPlural(kind)}
 	inf := dynamicinformer.NewFilteredDynamicInformer(m.dyn, gvr, "", m.opts.Resync, cache.Indexers{}, nil).Informer()
-	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(o any) { m.upsertConstraint(ctx, gvr, o) },
-		UpdateFunc: func(_, o any) { m.upsertConstraint(ctx, gvr, o) },
-		DeleteFunc: func(o any) {
-			if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
-				o = d.Obj
-			}
-			if u, ok := o.(*unstructured.Unstructured); ok {
-				m.opts.Engine.RemoveConstraint(u.GetKind(), u.GetName())
-				m.mu.Lock()
-				delete(m.failedC, u.GetKind()+"/"+u.GetName())
-				m.mu.Unlock()
-				m.deleteBinding(ctx, u.GetName())
-				m.log.Info("constraint removed", "kind", u.GetKind(), "name", u.GetName())
-				m.updateGauges()
-			}
-		},
-	})
+	_, _ = inf.AddEventHandler(objectHandlers(
+		func(u *unstructured.Unstructured) { m.upsertConstraint(ctx, gvr, u) },
+		func(u *unstructured.Unstructured) {
+			m.opts.Engine.RemoveConstraint(u.GetKind(), u.GetName())
+			m.mu.Lock()
+			delete(m.failedC, u.GetKind()+"/"+u.GetName())
+			m.mu.Unlock()
+			m.deleteBinding(ctx, u.GetName())
+			m.log.Info("constraint removed", "kind", u.GetKind(), "name", u.GetName())
+			m.updateGauges()
+		}))
 	wctx, cancel := context.WithCancel(ctx)
 	m.kinds[kind] = &kindWatch{informer: inf, cancel: cancel}
 	go inf.Run(wctx.Done())
 }
 
-func (m *Manager) upsertConstraint(ctx context.Context, gvr schema.GroupVersionResource, o any) {
-	u, ok := o.(*unstructured.Unstructured)
-	if !ok {
-		return
-	}
+func (m *Manager) upsertConstraint(ctx context.Context, gvr schema.GroupVersionResource, u *unstructured.Unstructured) {
 	var c apis.Constraint
 	var status []apis.StatusError
 	enforced := false
