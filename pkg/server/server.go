@@ -156,7 +156,7 @@ func Run(ctx context.Context, o Options) error {
 
 	h := &webhook.Handler{
 		Engine: e, Exempt: mgr.Exempt, Namespace: mgr.Namespace, Recorder: recorder, Metrics: m, Log: log,
-		Timeout: time.Duration(o.TimeoutSeconds) * time.Second * 8 / 10, Name: "bouncer",
+		Timeout: time.Duration(o.TimeoutSeconds) * time.Second * 8 / 10,
 	}
 	mux := http.NewServeMux()
 	h.Routes(mux)

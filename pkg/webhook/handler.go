@@ -61,8 +61,6 @@ type Handler struct {
 	Log       *slog.Logger
 	// Timeout bounds one review; it must be below the webhook's timeout.
 	Timeout time.Duration
-	// Name is the webhook's name, used in Event messages.
-	Name string
 }
 
 // Routes registers the handler's paths on mux.
