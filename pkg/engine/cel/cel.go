@@ -25,13 +25,11 @@ import (
 
 	celgo "github.com/google/cel-go/cel"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
 	"k8s.io/apiserver/pkg/admission/plugin/webhook/matchconditions"
 	apiservercel "k8s.io/apiserver/pkg/cel"
-	"k8s.io/apiserver/pkg/cel/common"
 	"k8s.io/apiserver/pkg/cel/environment"
 
 	"github.com/bouncer-policy/bouncer/pkg/apis"
@@ -300,12 +298,14 @@ func (p *Program) PrepareParams(params map[string]any) (any, error) {
 	if params != nil {
 		spec["parameters"] = runtime.DeepCopyJSONValue(params)
 	}
-	obj := &unstructured.Unstructured{Object: map[string]any{
+	obj := map[string]any{
 		"apiVersion": apis.ConstraintsGroup + "/v1beta1",
 		"kind":       p.kind,
 		"spec":       spec,
-	}}
-	pp := &preparedParams{val: common.SchemalessTypedToVal(obj)}
+	}
+	// Converted completely once: the params are read by every review, from
+	// several goroutines.
+	pp := &preparedParams{val: frozenValue(obj)}
 	p.prepareParamsVariable(pp)
 	return pp, nil
 }

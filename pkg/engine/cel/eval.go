@@ -14,7 +14,9 @@ import (
 	"github.com/google/cel-go/common/types/traits"
 	"github.com/google/cel-go/interpreter"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apiserver/pkg/admission"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
 	"k8s.io/apiserver/pkg/admission/plugin/webhook/matchconditions"
@@ -66,11 +68,11 @@ func (r *Request) values() (*reviewValues, error) {
 		return r.vals, nil
 	}
 	va := r.Attributes
-	old, err := va.VersionedOldObject.CELValue()
+	old, err := objectValue(&va.VersionedOldObject)
 	if err != nil {
 		return nil, fmt.Errorf("failed to prepare oldObject variable for evaluation: %w", err)
 	}
-	obj, err := va.VersionedObject.CELValue()
+	obj, err := objectValue(&va.VersionedObject)
 	if err != nil {
 		return nil, fmt.Errorf("failed to prepare object variable for evaluation: %w", err)
 	}
@@ -87,6 +89,15 @@ func (r *Request) values() (*reviewValues, error) {
 	}
 	r.vals = rv
 	return rv, nil
+}
+
+// objectValue is LazyObject.CELValue with an unstructured object's fields
+// memoised (see wrapValue).
+func objectValue(l *admission.LazyObject) (ref.Val, error) {
+	if u, ok := l.Object().(*unstructured.Unstructured); ok && u != nil {
+		return wrapValue(u.Object), nil
+	}
+	return l.CELValue()
 }
 
 // compiledExpr is an expression compiled by the apiserver's compiler.

@@ -2,6 +2,7 @@ package cel_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,5 +99,45 @@ func BenchmarkLibrary(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(resp.Evaluated), "ns/constraint")
 		})
+	}
+}
+
+// TestLibraryConcurrentReviews reviews one Pod from several goroutines on
+// one engine: constraint parameters are shared CEL values (run with -race).
+func TestLibraryConcurrentReviews(t *testing.T) {
+	e := loadLibrary(t, apis.EngineCEL)
+	pod := libraryPod(t)
+	review := func() (string, error) {
+		r := *pod
+		resp, err := e.Review(context.Background(), &r)
+		if err != nil {
+			return "", err
+		}
+		return strings.Join(messages(resp), "\n"), nil
+	}
+	want, err := review()
+	if err != nil || want == "" {
+		t.Fatalf("review: %q %v", want, err)
+	}
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			for range 10 {
+				got, err := review()
+				if err == nil && got != want {
+					err = fmt.Errorf("concurrent review reports\n%s\nwant\n%s", got, want)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
