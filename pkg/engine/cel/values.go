@@ -144,7 +144,9 @@ func (o *objectMap) Equal(other ref.Val) ref.Val {
 }
 
 // ConvertToNative implements ref.Val.
-func (o *objectMap) ConvertToNative(t reflect.Type) (any, error) { return o.native().ConvertToNative(t) }
+func (o *objectMap) ConvertToNative(t reflect.Type) (any, error) {
+	return o.native().ConvertToNative(t)
+}
 
 // ConvertToType implements ref.Val.
 func (o *objectMap) ConvertToType(t ref.Type) ref.Val {
@@ -276,7 +278,9 @@ func (l *objectList) Equal(other ref.Val) ref.Val {
 }
 
 // ConvertToNative implements ref.Val.
-func (l *objectList) ConvertToNative(t reflect.Type) (any, error) { return l.native().ConvertToNative(t) }
+func (l *objectList) ConvertToNative(t reflect.Type) (any, error) {
+	return l.native().ConvertToNative(t)
+}
 
 // ConvertToType implements ref.Val.
 func (l *objectList) ConvertToType(t ref.Type) ref.Val {
