@@ -6,7 +6,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/bouncer-policy/bouncer/pkg/cli.Version=${VERSION}" -o /bouncer ./cmd/bouncer
+RUN CGO_ENABLED=0 go build -trimpath -tags kustomize_disable_go_plugin_support -ldflags "-s -w -X github.com/bouncer-policy/bouncer/pkg/cli.Version=${VERSION}" -o /bouncer ./cmd/bouncer
 
 FROM gcr.io/distroless/static:nonroot
 COPY --from=build /bouncer /bouncer

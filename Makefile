@@ -3,11 +3,15 @@ GO ?= go
 BIN := bin/bouncer
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/bouncer-policy/bouncer/pkg/cli.Version=$(VERSION)
+# kustomize links Go's plugin package unless told not to; that makes the
+# binary dynamically linked with every symbol exported (~35 MB larger, and
+# ~30 MB more resident memory). Bouncer never loads kustomize Go plugins.
+TAGS := kustomize_disable_go_plugin_support
 
 .PHONY: build test unit e2e vet fmt bench fuzz image up down
 
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/bouncer
+	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/bouncer
 
 # up starts a local control plane with Bouncer enforcing (see README); down stops it.
 up: build
