@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"time"
 
 	"github.com/bouncer-policy/bouncer/pkg/cli"
@@ -21,6 +22,10 @@ func run(ctx context.Context, args []string) int {
 	root := newRoot()
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
+	// A failing command skips PersistentPostRun; profiles are written anyway.
+	if perr := activeProfiles.stop(); perr != nil && err == nil {
+		err = perr
+	}
 	var ee exitError
 	switch {
 	case err == nil:
@@ -40,6 +45,13 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	var prof profiles
+	root.PersistentFlags().StringVar(&prof.cpu, "cpuprofile", "", "write a CPU profile to this file (go tool pprof)")
+	root.PersistentFlags().StringVar(&prof.mem, "memprofile", "", "write an allocation profile to this file when the command ends")
+	_ = root.PersistentFlags().MarkHidden("cpuprofile")
+	_ = root.PersistentFlags().MarkHidden("memprofile")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error { return prof.start() }
+	root.PersistentPostRunE = func(*cobra.Command, []string) error { return prof.stop() }
 	root.AddCommand(newTestCmd(), newVerifyCmd(), newVersionCmd())
 	for _, c := range extraCommands {
 		root.AddCommand(c())
@@ -138,4 +150,56 @@ func batchGC() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(150 << 20)
 	}
+}
+
+// profiles are the hidden --cpuprofile and --memprofile flags, for the
+// profiling how-to in bench/README.md.
+type profiles struct {
+	cpu, mem string
+	cpuFile  *os.File
+	stopped  bool
+}
+
+var activeProfiles *profiles
+
+func (p *profiles) start() error {
+	activeProfiles = p
+	if p.cpu == "" {
+		return nil
+	}
+	f, err := os.Create(p.cpu)
+	if err != nil {
+		return fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("--cpuprofile: %w", err)
+	}
+	p.cpuFile = f
+	return nil
+}
+
+func (p *profiles) stop() error {
+	if p == nil || p.stopped {
+		return nil
+	}
+	p.stopped = true
+	if p.cpuFile != nil {
+		pprof.StopCPUProfile()
+		if err := p.cpuFile.Close(); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+	}
+	if p.mem == "" {
+		return nil
+	}
+	f, err := os.Create(p.mem)
+	if err != nil {
+		return fmt.Errorf("--memprofile: %w", err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		return fmt.Errorf("--memprofile: %w", err)
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -72,29 +74,75 @@ func Verify(ctx context.Context, paths []string, o VerifyOptions) (VerifySummary
 	if err != nil {
 		return sum, err
 	}
-	found := false
+	type suiteRun struct {
+		file  string
+		suite *apis.Suite
+		out   bytes.Buffer
+		sum   VerifySummary
+		done  chan struct{}
+	}
+	var runs []*suiteRun
 	for _, f := range files {
 		err := load.Walk([]string{f}, load.Options{}, func(d *load.Document) error {
 			if policyset.Classify(d) != policyset.Suite {
 				return nil
 			}
-			found = true
 			var s apis.Suite
 			if err := load.Into(d, &s); err != nil {
 				return err
 			}
-			sum.Suites++
-			runSuite(ctx, f, &s, filter, o, only, &sum)
+			runs = append(runs, &suiteRun{file: f, suite: &s, done: make(chan struct{})})
 			return nil
 		})
 		if err != nil {
 			return sum, err
 		}
 	}
-	if !found {
+	if len(runs) == 0 {
 		return sum, fmt.Errorf("no Suite (%s/v1alpha1) found under %s", apis.SuiteGroup, strings.Join(paths, ", "))
 	}
+	// Suites are independent (each test loads its own engine): run them on
+	// every CPU, and report them in input order.
+	next := make(chan *suiteRun)
+	stop := make(chan struct{})
+	defer close(stop)
+	for range min(runtime.GOMAXPROCS(0), len(runs)) {
+		go func() {
+			for r := range next {
+				so := o
+				so.Stdout = &r.out
+				runSuite(ctx, r.file, r.suite, filter, so, only, &r.sum)
+				close(r.done)
+			}
+		}()
+	}
+	go func() {
+		defer close(next)
+		for _, r := range runs {
+			select {
+			case next <- r:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	for _, r := range runs {
+		<-r.done
+		if _, err := o.Stdout.Write(r.out.Bytes()); err != nil {
+			return sum, err
+		}
+		sum.Suites++
+		sum.add(r.sum)
+	}
 	return sum, nil
+}
+
+func (s *VerifySummary) add(o VerifySummary) {
+	s.Tests += o.Tests
+	s.Cases += o.Cases
+	s.Passed += o.Passed
+	s.Failed += o.Failed
+	s.Skipped += o.Skipped
 }
 
 // suiteFiles expands paths: a file, a directory (its files), or DIR/...
