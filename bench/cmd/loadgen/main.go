@@ -43,7 +43,14 @@ type options struct {
 	timeout     time.Duration
 	maxInflight int
 	warmup      int
+	serveFlags  []string
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, " ") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 func main() {
 	var o options
@@ -55,6 +62,7 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Second, "client timeout of one create")
 	flag.IntVar(&o.maxInflight, "max-inflight", 2000, "creates in flight at most; a create beyond it counts as an error")
 	flag.IntVar(&o.warmup, "warmup", 50, "creates before each measured run (not counted)")
+	flag.Var((*stringList)(&o.serveFlags), "serve-flag", "extra flag for bouncer serve, e.g. -serve-flag=--cpuprofile=/tmp/serve.cpu; repeatable")
 	flag.Parse()
 	for _, r := range strings.Split(rates, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(r))
@@ -303,7 +311,7 @@ func startBouncer(ctx context.Context, cluster *controlplane.Cluster, kubectl st
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(o.bouncer, "serve",
+	cmd := exec.Command(o.bouncer, append([]string{"serve",
 		"--kubeconfig", cluster.Kubeconfig,
 		"--addr", fmt.Sprintf("127.0.0.1:%d", port),
 		"--probe-addr", fmt.Sprintf("127.0.0.1:%d", probe),
@@ -312,7 +320,7 @@ func startBouncer(ctx context.Context, cluster *controlplane.Cluster, kubectl st
 		"--pod-name", name,
 		"--failure-policy", "Fail",
 		"--log-level", "warn",
-	)
+	}, o.serveFlags...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return nil, err

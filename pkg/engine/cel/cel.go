@@ -332,7 +332,9 @@ func (p *Program) Eval(ctx context.Context, review engine.PreparedReview, params
 	if err != nil {
 		return nil, err
 	}
-	outcomes, err := p.evaluate(ctx, rv, pp)
+	e := evaluations.Get().(*evaluation)
+	defer e.release()
+	outcomes, err := p.evaluate(ctx, e, rv, pp)
 	if err != nil {
 		// The Validator's single error decision.
 		if p.failurePolicy == admissionregistrationv1.Ignore {

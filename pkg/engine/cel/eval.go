@@ -6,6 +6,7 @@ import (
 	"math"
 	"reflect"
 	"strings"
+	"sync"
 
 	celgo "github.com/google/cel-go/cel"
 	celast "github.com/google/cel-go/common/ast"
@@ -171,6 +172,37 @@ type evaluation struct {
 
 	slotBuf [8]slot
 	edgeBuf [8]edge
+
+	// Scratch for evaluate, kept with the evaluation in evaluations.
+	outs       []outcome
+	vals, msgs []ref.Val
+}
+
+// evaluations recycles evaluations: one is needed per template per review.
+var evaluations = sync.Pool{New: func() any { return new(evaluation) }}
+
+// release returns e to the pool without the values it refers to.
+func (e *evaluation) release() {
+	clear(e.slotBuf[:])
+	clear(e.vals)
+	clear(e.msgs)
+	clear(e.outs)
+	e.ctx, e.p, e.rv, e.params, e.namespace, e.slots = nil, nil, nil, nil, nil, nil
+	evaluations.Put(e)
+}
+
+// scratch returns e's buffers sized for n validations, zeroed.
+func (e *evaluation) scratch(n int) (out []outcome, vals, msgs []ref.Val) {
+	if cap(e.outs) < n {
+		e.outs = make([]outcome, n)
+		e.vals = make([]ref.Val, n)
+		e.msgs = make([]ref.Val, n)
+	}
+	e.outs, e.vals, e.msgs = e.outs[:n], e.vals[:n], e.msgs[:n]
+	clear(e.outs)
+	clear(e.vals)
+	clear(e.msgs)
+	return e.outs, e.vals, e.msgs
 }
 
 func (e *evaluation) reset(ctx context.Context, p *Program, rv *reviewValues, pp *preparedParams, namespace ref.Val) {
@@ -381,9 +413,9 @@ type outcome struct {
 
 // evaluate runs match conditions, validations and the message expressions
 // of failing validations, and returns the Validator's decisions; a single
-// error decision stands for a failure of the whole evaluation.
-func (p *Program) evaluate(ctx context.Context, rv *reviewValues, pp *preparedParams) ([]outcome, error) {
-	e := &evaluation{}
+// error decision stands for a failure of the whole evaluation. The
+// decisions belong to e, which the caller releases after reading them.
+func (p *Program) evaluate(ctx context.Context, e *evaluation, rv *reviewValues, pp *preparedParams) ([]outcome, error) {
 	if len(p.matchConds) > 0 {
 		e.reset(ctx, p, rv, pp, types.NullValue)
 		ok, err := p.match(e)
@@ -398,8 +430,7 @@ func (p *Program) evaluate(ctx context.Context, rv *reviewValues, pp *preparedPa
 	e.reset(ctx, p, rv, pp, rv.namespace)
 	e.startPhase()
 	remaining := int64(celconfig.RuntimeCELCostBudget)
-	out := make([]outcome, len(p.validations))
-	vals := make([]ref.Val, len(p.validations))
+	out, vals, msgs := e.scratch(len(p.validations))
 	for i := range p.validations {
 		val, err, left, fatal := e.eval(&p.validations[i].cond, remaining)
 		if fatal != nil {
@@ -415,7 +446,6 @@ func (p *Program) evaluate(ctx context.Context, rv *reviewValues, pp *preparedPa
 	e.startPhase()
 	all := p.needAllMessages(e, remaining)
 	var msgFatal error
-	msgs := make([]ref.Val, len(p.validations))
 	for i := range p.validations {
 		v := &p.validations[i]
 		if v.msg == nil || (!all && (out[i].err != nil || vals[i] == types.True)) {
