@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime/debug"
 	"runtime/pprof"
 	"time"
 
@@ -136,19 +135,6 @@ func newVersionCmd() *cobra.Command {
 		Run: func(cmd *cobra.Command, _ []string) {
 			fmt.Fprintf(cmd.OutOrStdout(), "bouncer %s\n", cli.Version)
 		},
-	}
-}
-
-// batchGC trades memory for CPU in the offline commands: policy evaluation
-// allocates many short-lived values, and with the default GOGC the collector
-// took about a third of `bouncer test`'s CPU. A soft memory limit keeps the
-// heap bounded on large inputs. Users' own GOGC/GOMEMLIMIT win.
-func batchGC() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(300)
-	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(150 << 20)
 	}
 }
 

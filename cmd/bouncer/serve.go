@@ -26,6 +26,7 @@ over TLS with a CA of its own and keep the ValidatingWebhookConfiguration in
 step. Health and readiness (/healthz, /readyz) and Prometheus metrics
 (/metrics) are served on --probe-addr.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			serverGC()
 			cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
 				&clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig, Precedence: clientcmd.NewDefaultClientConfigLoadingRules().Precedence},
 				&clientcmd.ConfigOverrides{}).ClientConfig()
