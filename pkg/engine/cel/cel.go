@@ -176,11 +176,10 @@ type Program struct {
 	// params, then the template's); varIndex finds them by name.
 	vars     []compiledVar
 	varIndex map[string]int
-	// paramsVar and objectVar index variables.params and
-	// variables.anyObject (-1 if absent).
-	paramsVar, objectVar int
-	matchConds           []compiledExpr
-	validations          []compiledValidation
+	// paramsVar indexes variables.params (-1 if absent).
+	paramsVar   int
+	matchConds  []compiledExpr
+	validations []compiledValidation
 	// messages counts the message expressions.
 	messages int
 }

@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	celgo "github.com/google/cel-go/cel"
-	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/common/types/traits"
@@ -57,9 +56,8 @@ type reviewValues struct {
 	object, oldObject any // nil when absent, as the apiserver binds them
 	request           ref.Val
 	namespace         ref.Val // null for cluster-scoped objects
-	// anyObject caches variables.anyObject, whose expression (the same in
-	// every template) reads only request, object and oldObject.
-	anyObject *slot
+	// shared holds the outcomes of review-only expressions (share.go).
+	shared map[string]*sharedResult
 }
 
 // values converts the request once; the conversions are those of the
@@ -107,6 +105,9 @@ type compiledExpr struct {
 	// loops reports a comprehension: only those check for interruption
 	// (the review's deadline), so only those need ContextEval.
 	loops bool
+	// shareKey is set for expressions whose outcome depends on the review
+	// alone (share.go).
+	shareKey string
 }
 
 // run evaluates the program; without comprehensions there is nothing to
@@ -226,10 +227,6 @@ func (e *evaluation) reset(ctx context.Context, p *Program, rv *reviewValues, pp
 		e.slots[p.paramsVar] = pp.vars
 		e.slots[p.paramsVar].phase = 0
 	}
-	if rv != nil && rv.anyObject != nil && p.objectVar >= 0 {
-		e.slots[p.objectVar] = *rv.anyObject
-		e.slots[p.objectVar].phase = 0
-	}
 }
 
 // ResolveName implements interpreter.Activation with the names the
@@ -302,15 +299,47 @@ func (e *evaluation) charge(i int32) {
 	}
 }
 
-// compute evaluates variable i as the apiserver's variable accessor does.
+// compute evaluates variable i as the apiserver's variable accessor does,
+// or reuses its outcome from another template of the review: then the
+// variables it read are read again, and its cost charged.
 func (e *evaluation) compute(i int32) {
 	v := &e.p.vars[i]
 	prev := e.cur
 	e.cur = i
-	val, cost := e.evalVariable(v)
+	var val ref.Val
+	var cost int64
+	if r, ok := e.sharedVariable(v); ok {
+		for _, name := range r.reads {
+			e.variable(int32(e.p.varIndex[name]))
+		}
+		val, cost = r.val, r.cost
+	} else {
+		val, cost = e.evalVariable(v)
+		if v.shareKey != "" && e.rv != nil && !types.IsError(val) {
+			e.rv.share(v.shareKey, &sharedResult{val: val, cost: cost, reads: e.readsOf(i)})
+		}
+	}
 	e.cur = prev
 	e.slots[i] = slot{val: val, cost: cost, done: true, phase: e.phase}
 	e.pending += cost
+}
+
+func (e *evaluation) sharedVariable(v *compiledVar) (*sharedResult, bool) {
+	if v.shareKey == "" || e.rv == nil {
+		return nil, false
+	}
+	return e.rv.sharedResult(v.shareKey)
+}
+
+// readsOf lists the variables variable i read, in order.
+func (e *evaluation) readsOf(i int32) []string {
+	var names []string
+	for _, ed := range e.edges {
+		if ed.from == i {
+			names = append(names, e.p.vars[ed.to].name)
+		}
+	}
+	return names
 }
 
 func (e *evaluation) evalVariable(v *compiledVar) (ref.Val, int64) {
@@ -345,6 +374,15 @@ func (e *evaluation) eval(c *compiledExpr, remaining int64) (val ref.Val, err er
 	if c.Program == nil {
 		return nil, &apiservercel.Error{Type: apiservercel.ErrorTypeInternal, Detail: "unexpected internal error compiling expression"}, remaining, nil
 	}
+	if c.shareKey != "" {
+		// Shared expressions read no variables: their cost is their own.
+		if r, ok := e.rv.sharedResult(c.shareKey); ok {
+			if r.cost > remaining {
+				return nil, nil, -1, errOutOfBudget()
+			}
+			return r.val, nil, remaining - r.cost, nil
+		}
+	}
 	e.pending = 0
 	out, details, evalErr := c.run(e.ctx, e)
 	composition := e.pending
@@ -366,6 +404,9 @@ func (e *evaluation) eval(c *compiledExpr, remaining int64) (val ref.Val, err er
 	remaining -= int64(*cost)
 	if evalErr != nil {
 		return nil, &apiservercel.Error{Type: apiservercel.ErrorTypeInvalid, Detail: fmt.Sprintf("expression '%v' resulted in error: %v", c.ExpressionAccessor.GetExpression(), evalErr)}, remaining, nil
+	}
+	if c.shareKey != "" && composition == 0 {
+		e.rv.share(c.shareKey, &sharedResult{val: out, cost: int64(*cost)})
 	}
 	return out, nil, remaining, nil
 }
@@ -419,7 +460,6 @@ func (p *Program) evaluate(ctx context.Context, e *evaluation, rv *reviewValues,
 	if len(p.matchConds) > 0 {
 		e.reset(ctx, p, rv, pp, types.NullValue)
 		ok, err := p.match(e)
-		p.cacheAnyObject(e, rv)
 		if err != nil {
 			return nil, err
 		}
@@ -434,15 +474,12 @@ func (p *Program) evaluate(ctx context.Context, e *evaluation, rv *reviewValues,
 	for i := range p.validations {
 		val, err, left, fatal := e.eval(&p.validations[i].cond, remaining)
 		if fatal != nil {
-			p.cacheAnyObject(e, rv)
 			return nil, fatal
 		}
 		remaining = left
 		out[i].err = err
 		vals[i] = val
 	}
-	p.cacheAnyObject(e, rv)
-
 	e.startPhase()
 	all := p.needAllMessages(e, remaining)
 	var msgFatal error
@@ -473,17 +510,6 @@ func (p *Program) evaluate(ctx context.Context, e *evaluation, rv *reviewValues,
 		}
 	}
 	return out, nil
-}
-
-// cacheAnyObject keeps variables.anyObject for the other templates of the
-// review, once computed without error.
-func (p *Program) cacheAnyObject(e *evaluation, rv *reviewValues) {
-	if p.objectVar < 0 || rv.anyObject != nil {
-		return
-	}
-	if s := e.slots[p.objectVar]; s.done && !types.IsError(s.val) {
-		rv.anyObject = &slot{val: s.val, cost: s.cost, done: true}
-	}
 }
 
 // needAllMessages reports whether the message expressions of passing
@@ -675,30 +701,32 @@ func compileProgram(p *Program, src *Source) error {
 	vars := src.AllVariables()
 	p.vars = make([]compiledVar, len(vars))
 	p.varIndex = make(map[string]int, len(vars))
-	p.paramsVar, p.objectVar = -1, -1
+	p.paramsVar = -1
+	varReads := make([]exprReads, len(vars))
 	for i, v := range vars {
 		res := compiler.CompileAndStoreVariable(&validating.Variable{Name: v.Name, Expression: v.Expression}, opts, environment.StoredExpressions)
-		p.vars[i] = compiledVar{name: v.Name, compiledExpr: compiled(res)}
+		c, reads := compiled(res)
+		p.vars[i] = compiledVar{name: v.Name, compiledExpr: c}
+		varReads[i] = reads
 		p.varIndex[v.Name] = i
-		switch {
-		case v.Name == ParamsVariable && v.Expression == ParamsExpression:
+		if v.Name == ParamsVariable && v.Expression == ParamsExpression {
 			p.paramsVar = i
-		case v.Name == ObjectVariable && v.Expression == ObjectExpression:
-			p.objectVar = i
 		}
 	}
 	p.matchConds = make([]compiledExpr, len(src.MatchConditions))
+	matchReads := make([]exprReads, len(src.MatchConditions))
 	for i, m := range src.MatchConditions {
 		acc := &matchconditions.MatchCondition{Name: m.Name, Expression: m.Expression}
-		p.matchConds[i] = compiled(compiler.CompileCELExpression(acc, opts, environment.StoredExpressions))
+		p.matchConds[i], matchReads[i] = compiled(compiler.CompileCELExpression(acc, opts, environment.StoredExpressions))
 	}
+	p.shareKeys(varReads, matchReads)
 	p.validations = make([]compiledValidation, len(src.Validations))
 	p.messages = 0
 	for i, v := range src.Validations {
 		cv := compiledValidation{expression: v.Expression, message: v.Message}
-		cv.cond = compiled(compiler.CompileCELExpression(&validating.ValidationCondition{Expression: v.Expression, Message: v.Message}, opts, environment.StoredExpressions))
+		cv.cond, _ = compiled(compiler.CompileCELExpression(&validating.ValidationCondition{Expression: v.Expression, Message: v.Message}, opts, environment.StoredExpressions))
 		if v.MessageExpression != "" {
-			r := compiled(compiler.CompileCELExpression(&validating.MessageExpressionCondition{MessageExpression: v.MessageExpression}, opts, environment.StoredExpressions))
+			r, _ := compiled(compiler.CompileCELExpression(&validating.MessageExpressionCondition{MessageExpression: v.MessageExpression}, opts, environment.StoredExpressions))
 			cv.msg = &r
 			p.messages++
 		}
@@ -708,22 +736,23 @@ func compileProgram(p *Program, src *Source) error {
 }
 
 // compiled notes whether a compiled expression has comprehensions (macros
-// such as all, exists, map and filter expand to them when parsed). If the
-// expression cannot be parsed here it is treated as having some.
-func compiled(r plugincel.CompilationResult) compiledExpr {
+// such as all, exists, map and filter expand to them when parsed), which
+// only those check for interruption, and what it reads. If the expression
+// cannot be parsed here it is treated as having loops and not shared.
+func compiled(r plugincel.CompilationResult) (compiledExpr, exprReads) {
 	c := compiledExpr{CompilationResult: r, loops: true}
 	if r.Error != nil || r.ExpressionAccessor == nil {
-		return c
+		return c, exprReads{}
 	}
 	env, err := BaseEnv().Env(environment.StoredExpressions)
 	if err != nil {
-		return c
+		return c, exprReads{}
 	}
 	parsed, iss := env.Parse(r.ExpressionAccessor.GetExpression())
 	if iss != nil && iss.Err() != nil {
-		return c
+		return c, exprReads{}
 	}
-	nav := celast.NavigateAST(parsed.NativeRep())
-	c.loops = len(celast.MatchDescendants(nav, celast.KindMatcher(celast.ComprehensionKind))) > 0
-	return c
+	reads := analyze(parsed.NativeRep())
+	c.loops = reads.loops
+	return c, reads
 }
