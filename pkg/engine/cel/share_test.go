@@ -44,7 +44,6 @@ func TestAnalyzeReads(t *testing.T) {
 	}
 }
 
-
 // TestLibraryTemplateShares: the library's common expressions are shared.
 func TestLibraryTemplateShares(t *testing.T) {
 	var tpl apis.ConstraintTemplate
