@@ -16,25 +16,36 @@ import (
 
 const libraryDir = "../../../library"
 
-// loadLibrary returns an engine running only one language with every
-// library policy that ships both languages (template.yaml and
-// constraint.yaml), so that both engines hold the same constraints.
-func loadLibrary(tb testing.TB, only string) *engine.Engine {
+// libraryDirs lists the library policies that ship both languages and a
+// sample constraint (template.yaml and constraint.yaml).
+func libraryDirs(tb testing.TB) []string {
 	tb.Helper()
 	templates, err := filepath.Glob(filepath.Join(libraryDir, "*", "template.yaml"))
 	if err != nil || len(templates) == 0 {
 		tb.Fatalf("no library templates: %v", err)
 	}
-	set := &policyset.Set{}
+	var dirs []string
 	for _, tpl := range templates {
 		raw, err := os.ReadFile(tpl)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		if !strings.Contains(string(raw), apis.EngineCEL) {
+		dir := filepath.Dir(tpl)
+		if _, err := os.Stat(filepath.Join(dir, "constraint.yaml")); err != nil || !strings.Contains(string(raw), apis.EngineCEL) {
 			continue
 		}
-		paths := []string{tpl, filepath.Join(filepath.Dir(tpl), "constraint.yaml")}
+		dirs = append(dirs, dir)
+	}
+	return dirs
+}
+
+// loadPolicies returns an engine running only one language with the
+// template and sample constraint of each directory.
+func loadPolicies(tb testing.TB, only string, dirs ...string) *engine.Engine {
+	tb.Helper()
+	set := &policyset.Set{}
+	for _, dir := range dirs {
+		paths := []string{filepath.Join(dir, "template.yaml"), filepath.Join(dir, "constraint.yaml")}
 		if err := load.Walk(paths, load.Options{}, func(d *load.Document) error {
 			set.Add(d)
 			return nil
@@ -50,6 +61,14 @@ func loadLibrary(tb testing.TB, only string) *engine.Engine {
 		tb.Fatal(err)
 	}
 	return e
+}
+
+// loadLibrary returns an engine running only one language with every
+// library policy that ships both languages, so that both engines hold the
+// same constraints.
+func loadLibrary(tb testing.TB, only string) *engine.Engine {
+	tb.Helper()
+	return loadPolicies(tb, only, libraryDirs(tb)...)
 }
 
 func libraryPod(tb testing.TB) *engine.Review {

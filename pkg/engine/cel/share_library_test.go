@@ -3,7 +3,6 @@ package cel_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -21,45 +20,12 @@ import (
 // template alone in an engine of its own (nothing shared): the findings
 // must be the same.
 func TestSharedResultsMatchSeparateEngines(t *testing.T) {
-	templates, err := filepath.Glob(filepath.Join(libraryDir, "*", "template.yaml"))
-	if err != nil || len(templates) == 0 {
-		t.Fatalf("no library templates: %v", err)
-	}
-	newEngine := func(dirs ...string) *engine.Engine {
-		set := &policyset.Set{}
-		for _, dir := range dirs {
-			paths := []string{filepath.Join(dir, "template.yaml"), filepath.Join(dir, "constraint.yaml")}
-			if err := load.Walk(paths, load.Options{}, func(d *load.Document) error { set.Add(d); return nil }); err != nil {
-				t.Fatal(err)
-			}
-		}
-		e, err := policyset.NewEngine(0, apis.EngineCEL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := set.LoadInto(e); err != nil {
-			t.Fatal(err)
-		}
-		return e
-	}
-	var dirs []string
+	dirs := libraryDirs(t)
 	var alone []*engine.Engine
-	for _, tpl := range templates {
-		raw, err := os.ReadFile(tpl)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(string(raw), apis.EngineCEL) {
-			continue
-		}
-		dir := filepath.Dir(tpl)
-		if _, err := os.Stat(filepath.Join(dir, "constraint.yaml")); err != nil {
-			continue
-		}
-		dirs = append(dirs, dir)
-		alone = append(alone, newEngine(dir))
+	for _, dir := range dirs {
+		alone = append(alone, loadPolicies(t, apis.EngineCEL, dir))
 	}
-	together := newEngine(dirs...)
+	together := loadPolicies(t, apis.EngineCEL, dirs...)
 	samples, err := filepath.Glob(filepath.Join(libraryDir, "*", "samples", "*.yaml"))
 	if err != nil {
 		t.Fatal(err)
