@@ -16,6 +16,7 @@ import (
 
 	"github.com/bouncer-policy/bouncer/pkg/apis"
 	"github.com/bouncer-policy/bouncer/pkg/engine"
+	"github.com/bouncer-policy/bouncer/pkg/engine/cel"
 	"github.com/bouncer-policy/bouncer/pkg/load"
 	"github.com/bouncer-policy/bouncer/pkg/policyset"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -30,6 +31,10 @@ type VerifyOptions struct {
 	Engine string
 	Stdout io.Writer
 	Stderr io.Writer
+
+	// programs is shared by every test's engine: suites load a template
+	// once per test.
+	programs *cel.ProgramCache
 }
 
 // VerifySummary counts suite outcomes.
@@ -69,6 +74,9 @@ func Verify(ctx context.Context, paths []string, o VerifyOptions) (VerifySummary
 	only, err := EngineFlag(o.Engine)
 	if err != nil {
 		return sum, err
+	}
+	if o.programs == nil {
+		o.programs = &cel.ProgramCache{}
 	}
 	files, err := suiteFiles(paths)
 	if err != nil {
@@ -212,7 +220,7 @@ func runSuite(ctx context.Context, file string, s *apis.Suite, filter *regexp.Re
 			fmt.Fprintf(o.Stdout, "SKIP %s\n", prefix)
 			continue
 		}
-		e, loadErr := loadCaseEvaluator(ctx, dir, t, o.Timeout, only)
+		e, loadErr := loadCaseEvaluator(ctx, dir, t, o, only)
 		if t.Invalid {
 			sum.Cases++
 			if loadErr == nil {
@@ -268,7 +276,7 @@ func anyCaseMatches(f *regexp.Regexp, t apis.SuiteTest) bool {
 
 // loadTest builds an engine holding one test's template, constraint and
 // optional expansion template.
-func loadTest(ctx context.Context, dir string, t apis.SuiteTest, timeout time.Duration, only string) (*engine.Engine, error) {
+func loadTest(ctx context.Context, dir string, t apis.SuiteTest, o VerifyOptions, only string) (*engine.Engine, error) {
 	if t.Template == "" || t.Constraint == "" {
 		return nil, errors.New("a test needs template and constraint")
 	}
@@ -293,7 +301,7 @@ func loadTest(ctx context.Context, dir string, t apis.SuiteTest, timeout time.Du
 			return nil, fmt.Errorf("%s: no document", paths[i])
 		}
 	}
-	e, err := policyset.NewEngine(timeout, only)
+	e, err := policyset.NewEngineSharing(o.Timeout, only, o.programs)
 	if err != nil {
 		return nil, err
 	}
@@ -321,11 +329,11 @@ func (x engineEvaluator) evaluate(ctx context.Context, r *engine.Review, inv []m
 	return x.e.Review(ctx, r, engine.AtEnforcementPoint(apis.PointCLI))
 }
 
-func loadCaseEvaluator(ctx context.Context, dir string, t apis.SuiteTest, timeout time.Duration, only string) (caseEvaluator, error) {
+func loadCaseEvaluator(ctx context.Context, dir string, t apis.SuiteTest, o VerifyOptions, only string) (caseEvaluator, error) {
 	if t.Policy != "" || t.Binding != "" {
 		return loadVAPTest(dir, t)
 	}
-	e, err := loadTest(ctx, dir, t, timeout, only)
+	e, err := loadTest(ctx, dir, t, o, only)
 	if err != nil {
 		return nil, err
 	}

@@ -18,3 +18,13 @@ func NewEngine(reviewTimeout time.Duration, only string) (*engine.Engine, error)
 		OnlyEngine:    only,
 	})
 }
+
+// NewEngineSharing is NewEngine with CEL programs taken from and added to
+// cache, for many engines loading the same templates.
+func NewEngineSharing(reviewTimeout time.Duration, only string, cache *cel.ProgramCache) (*engine.Engine, error) {
+	return engine.New(engine.Options{
+		Drivers:       []engine.Driver{rego.New(), cel.NewCaching(cache)},
+		ReviewTimeout: reviewTimeout,
+		OnlyEngine:    only,
+	})
+}

@@ -18,10 +18,12 @@ package cel
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	celgo "github.com/google/cel-go/cel"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -160,10 +162,55 @@ func (s *Source) AllVariables() []admissionregistrationv1.Variable {
 }
 
 // Driver compiles K8sNativeValidation templates. The zero value is ready.
-type Driver struct{}
+type Driver struct {
+	cache *ProgramCache
+}
 
 // New returns a driver.
 func New() *Driver { return &Driver{} }
+
+// NewCaching returns a driver that takes compiled programs from cache and
+// adds to it, for several engines that load the same templates (bouncer
+// verify loads a template once per test).
+func NewCaching(cache *ProgramCache) *Driver { return &Driver{cache: cache} }
+
+// ProgramCache holds compiled programs by everything compilation reads
+// from a template. Programs are read-only once compiled, so engines and
+// goroutines share them. It is safe for concurrent use.
+type ProgramCache struct {
+	mu sync.Mutex
+	m  map[[sha256.Size]byte]*Program
+}
+
+// cacheKey digests what Compile reads: the template's API version (which
+// sets the schema's legacy default), its CRD spec and the code.
+func cacheKey(t *apis.ConstraintTemplate, code apis.Code) ([sha256.Size]byte, bool) {
+	raw, err := json.Marshal(struct {
+		APIVersion string
+		CRD        any
+		Code       apis.Code
+	}{t.APIVersion, t.Spec.CRD.Spec, code})
+	if err != nil {
+		return [sha256.Size]byte{}, false
+	}
+	return sha256.Sum256(raw), true
+}
+
+func (c *ProgramCache) get(k [sha256.Size]byte) (*Program, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.m[k]
+	return p, ok
+}
+
+func (c *ProgramCache) put(k [sha256.Size]byte, p *Program) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[[sha256.Size]byte]*Program{}
+	}
+	c.m[k] = p
+}
 
 // Engine implements engine.Driver.
 func (d *Driver) Engine() string { return apis.EngineCEL }
@@ -188,6 +235,27 @@ type Program struct {
 // schema of a structural template) and compiles the template as the
 // apiserver's validator would.
 func (d *Driver) Compile(t *apis.ConstraintTemplate, code apis.Code) (engine.Program, error) {
+	key, cacheable := [sha256.Size]byte{}, false
+	if d.cache != nil {
+		key, cacheable = cacheKey(t, code)
+	}
+	if cacheable {
+		if p, ok := d.cache.get(key); ok {
+			return p, nil
+		}
+	}
+	// A nil *Program must not become a non-nil engine.Program.
+	p, err := compileTemplate(t, code)
+	if err != nil {
+		return nil, err
+	}
+	if cacheable {
+		d.cache.put(key, p)
+	}
+	return p, nil
+}
+
+func compileTemplate(t *apis.ConstraintTemplate, code apis.Code) (*Program, error) {
 	const where = "code[engine=K8sNativeValidation]."
 	src, err := DecodeSource(code)
 	if err != nil {

@@ -71,3 +71,40 @@ func TestLibraryTemplateShares(t *testing.T) {
 		t.Errorf("the match condition is not shared")
 	}
 }
+
+func TestProgramCache(t *testing.T) {
+	var tpl apis.ConstraintTemplate
+	readYAML(t, "../../../library/disallowed-tags/template.yaml", &tpl)
+	code, ok := celCode(t, &tpl)
+	if !ok {
+		t.Fatal("no CEL code")
+	}
+	cache := &ProgramCache{}
+	a, err := NewCaching(cache).Compile(&tpl, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewCaching(cache).Compile(&tpl, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a != b {
+		t.Error("the same template compiled twice through one cache")
+	}
+	if c, _ := New().Compile(&tpl, code); c == a {
+		t.Error("a driver without the cache returned the cached program")
+	}
+	var other apis.ConstraintTemplate
+	readYAML(t, "../../../library/disallowed-tags/template.yaml", &other)
+	other.Spec.CRD.Spec.Names.Kind = "K8sOtherTags"
+	if d, err := NewCaching(cache).Compile(&other, code); err != nil || d == a {
+		t.Errorf("a template of another kind got the cached program (%v)", err)
+	}
+	broken := code
+	broken.Source = nil
+	for range 2 {
+		if p, err := NewCaching(cache).Compile(&tpl, broken); err == nil || p != nil {
+			t.Fatalf("broken code: %v, %v; want an error and no program", p, err)
+		}
+	}
+}
