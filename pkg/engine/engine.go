@@ -198,10 +198,15 @@ func (s *snapshot) candidates(group, kind string) []*Constraint {
 // the template's kind are re-validated against the new schema; those that
 // no longer validate are dropped and reported in the returned error.
 func (e *Engine) AddTemplate(t *apis.ConstraintTemplate) (*Template, error) {
-	ct, err := e.compileTemplate(t)
+	ct, err := e.CompileTemplate(t)
 	if err != nil {
 		return nil, err
 	}
+	return e.AddCompiled(ct)
+}
+
+// AddCompiled adds a template compiled by CompileTemplate, as AddTemplate.
+func (e *Engine) AddCompiled(ct *Template) (*Template, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old := e.snap.Load()
@@ -230,7 +235,8 @@ func (e *Engine) AddTemplate(t *apis.ConstraintTemplate) (*Template, error) {
 }
 
 // CompileTemplate checks a template without adding it (for admission of
-// templates and for validating a whole git commit).
+// templates and for validating a whole git commit); it may run on several
+// goroutines at once, and AddCompiled adds the result.
 func (e *Engine) CompileTemplate(t *apis.ConstraintTemplate) (*Template, error) {
 	return e.compileTemplate(t)
 }

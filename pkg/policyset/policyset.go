@@ -8,7 +8,9 @@ package policyset
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/bouncer-policy/bouncer/pkg/apis"
 	"github.com/bouncer-policy/bouncer/pkg/engine"
@@ -102,6 +104,13 @@ func (s *Set) Empty() bool {
 func (s *Set) LoadInto(e *engine.Engine) error {
 	var errs []error
 	seen := map[string]*load.Document{}
+	type pending struct {
+		doc *load.Document
+		tpl *apis.ConstraintTemplate
+		ct  *engine.Template
+		err error
+	}
+	var todo []*pending
 	for _, d := range s.Templates {
 		var t apis.ConstraintTemplate
 		if err := load.Into(d, &t); err != nil {
@@ -113,8 +122,18 @@ func (s *Set) LoadInto(e *engine.Engine) error {
 			continue
 		}
 		seen[t.Name] = d
-		if _, err := e.AddTemplate(&t); err != nil {
-			errs = append(errs, located(d, err))
+		todo = append(todo, &pending{doc: d, tpl: &t})
+	}
+	// Compiling is most of loading: do it on every CPU, then add the
+	// templates in input order so that conflicts are reported the same way
+	// every time.
+	parallel(len(todo), func(i int) { todo[i].ct, todo[i].err = e.CompileTemplate(todo[i].tpl) })
+	for _, p := range todo {
+		if p.err == nil {
+			_, p.err = e.AddCompiled(p.ct)
+		}
+		if p.err != nil {
+			errs = append(errs, located(p.doc, p.err))
 		}
 	}
 	for _, d := range s.Expansions {
@@ -163,4 +182,25 @@ func (s *Set) ExcludedNamespaces(process string) []string {
 
 func located(d *load.Document, err error) error {
 	return &load.Error{File: d.File, Line: d.Line, Err: err}
+}
+
+// parallel runs fn(0..n-1) on up to GOMAXPROCS goroutines.
+func parallel(n int, fn func(int)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				fn(i)
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 }
