@@ -149,15 +149,7 @@ func (o *objectMap) ConvertToNative(t reflect.Type) (any, error) {
 }
 
 // ConvertToType implements ref.Val.
-func (o *objectMap) ConvertToType(t ref.Type) ref.Val {
-	switch t {
-	case types.MapType:
-		return o
-	case types.TypeType:
-		return types.MapType
-	}
-	return types.NewErr("type conversion error from '%s' to '%s'", types.MapType, t)
-}
+func (o *objectMap) ConvertToType(t ref.Type) ref.Val { return convertToType(o, types.MapType, t) }
 
 // Type implements ref.Val.
 func (o *objectMap) Type() ref.Type { return types.MapType }
@@ -283,14 +275,18 @@ func (l *objectList) ConvertToNative(t reflect.Type) (any, error) {
 }
 
 // ConvertToType implements ref.Val.
-func (l *objectList) ConvertToType(t ref.Type) ref.Val {
+func (l *objectList) ConvertToType(t ref.Type) ref.Val { return convertToType(l, types.ListType, t) }
+
+// convertToType converts a map or list value v of type own, as the
+// adapter's values do: to its own type, or to its type's type.
+func convertToType(v ref.Val, own *types.Type, t ref.Type) ref.Val {
 	switch t {
-	case types.ListType:
-		return l
+	case own:
+		return v
 	case types.TypeType:
-		return types.ListType
+		return own
 	}
-	return types.NewErr("type conversion error from '%s' to '%s'", types.ListType, t)
+	return types.NewErr("type conversion error from '%s' to '%s'", own, t)
 }
 
 // Type implements ref.Val.
