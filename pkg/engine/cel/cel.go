@@ -267,7 +267,8 @@ func compileTemplate(t *apis.ConstraintTemplate, code apis.Code) (*Program, erro
 		return nil, fmt.Errorf("%sparameters schema: %w", where, err)
 	}
 	decls := Decls{Params: true, ParamsType: paramsType}
-	if err := Check(decls, TemplateExprs(src, paramsType != nil)); err != nil {
+	asts, err := check(decls, TemplateExprs(src, paramsType != nil))
+	if err != nil {
 		if paramsType == nil {
 			return nil, fmt.Errorf("%ssource.%w", where, err)
 		}
@@ -278,7 +279,7 @@ func compileTemplate(t *apis.ConstraintTemplate, code apis.Code) (*Program, erro
 		return nil, fmt.Errorf("%ssource.%w (type-checked against the parameters schema)", where, err)
 	}
 	p := &Program{kind: t.Spec.CRD.Spec.Names.Kind, failurePolicy: fp}
-	if err := compileProgram(p, src); err != nil {
+	if err := compileProgram(p, src, asts); err != nil {
 		return nil, fmt.Errorf("%s%w", where, err)
 	}
 	return p, nil

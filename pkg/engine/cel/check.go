@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	celgo "github.com/google/cel-go/cel"
+	celast "github.com/google/cel-go/common/ast"
 	"k8s.io/apimachinery/pkg/util/version"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
 	celconfig "k8s.io/apiserver/pkg/apis/cel"
@@ -62,18 +63,27 @@ type Decls struct {
 // do not exist, and expressions whose cost is certain to exceed the
 // per-expression limit of Kubernetes.
 func Check(decls Decls, exprs []Expr) error {
+	_, err := check(decls, exprs)
+	return err
+}
+
+// check is Check that also returns the checked ASTs by expression text, so
+// that compiling the template need not parse them once more to analyse
+// them.
+func check(decls Decls, exprs []Expr) (map[string]*celast.AST, error) {
 	env, err := checkEnv(decls)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cc, err := plugincel.NewCompositedCompilerForTypeChecking(env)
 	if err != nil {
-		return fmt.Errorf("building CEL environment: %w", err)
+		return nil, fmt.Errorf("building CEL environment: %w", err)
 	}
 	tc := &checkCompiler{cc: cc}
 	cc.Compiler = tc
 	opts := plugincel.OptionalVariableDeclarations{HasParams: decls.Params, HasAuthorizer: decls.Authorizer}
 	var errs []string
+	asts := make(map[string]*celast.AST, len(exprs))
 	for _, e := range exprs {
 		tc.last = nil
 		var res plugincel.CompilationResult
@@ -91,6 +101,7 @@ func Check(decls Decls, exprs []Expr) error {
 			continue
 		}
 		if tc.last != nil {
+			asts[e.Expression] = tc.last.NativeRep()
 			env, _ := cc.Env(environment.StoredExpressions)
 			est, err := env.EstimateCost(tc.last, &library.CostEstimator{})
 			if err == nil && est.Min > celconfig.PerCallLimit {
@@ -99,9 +110,9 @@ func Check(decls Decls, exprs []Expr) error {
 		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("%s", strings.Join(errs, "; "))
+		return nil, fmt.Errorf("%s", strings.Join(errs, "; "))
 	}
-	return nil
+	return asts, nil
 }
 
 func returnsOneOf(t *celgo.Type, want []*celgo.Type) bool {

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	celgo "github.com/google/cel-go/cel"
+	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/common/types/traits"
@@ -692,7 +693,8 @@ func (i *variablesIterator) Next() ref.Val {
 
 // compileProgram compiles a template's expressions with the apiserver's
 // composited compiler, exactly as NewValidator does, and keeps the programs.
-func compileProgram(p *Program, src *Source) error {
+// asts are the template's expressions already parsed (by check), by text.
+func compileProgram(p *Program, src *Source, asts map[string]*celast.AST) error {
 	compiler, err := plugincel.NewCompositedCompiler(BaseEnv())
 	if err != nil {
 		return fmt.Errorf("building CEL environment: %w", err)
@@ -705,7 +707,7 @@ func compileProgram(p *Program, src *Source) error {
 	varReads := make([]exprReads, len(vars))
 	for i, v := range vars {
 		res := compiler.CompileAndStoreVariable(&validating.Variable{Name: v.Name, Expression: v.Expression}, opts, environment.StoredExpressions)
-		c, reads := compiled(res)
+		c, reads := compiled(res, asts)
 		p.vars[i] = compiledVar{name: v.Name, compiledExpr: c}
 		varReads[i] = reads
 		p.varIndex[v.Name] = i
@@ -717,16 +719,16 @@ func compileProgram(p *Program, src *Source) error {
 	matchReads := make([]exprReads, len(src.MatchConditions))
 	for i, m := range src.MatchConditions {
 		acc := &matchconditions.MatchCondition{Name: m.Name, Expression: m.Expression}
-		p.matchConds[i], matchReads[i] = compiled(compiler.CompileCELExpression(acc, opts, environment.StoredExpressions))
+		p.matchConds[i], matchReads[i] = compiled(compiler.CompileCELExpression(acc, opts, environment.StoredExpressions), asts)
 	}
 	p.shareKeys(varReads, matchReads)
 	p.validations = make([]compiledValidation, len(src.Validations))
 	p.messages = 0
 	for i, v := range src.Validations {
 		cv := compiledValidation{expression: v.Expression, message: v.Message}
-		cv.cond, _ = compiled(compiler.CompileCELExpression(&validating.ValidationCondition{Expression: v.Expression, Message: v.Message}, opts, environment.StoredExpressions))
+		cv.cond, _ = compiled(compiler.CompileCELExpression(&validating.ValidationCondition{Expression: v.Expression, Message: v.Message}, opts, environment.StoredExpressions), asts)
 		if v.MessageExpression != "" {
-			r, _ := compiled(compiler.CompileCELExpression(&validating.MessageExpressionCondition{MessageExpression: v.MessageExpression}, opts, environment.StoredExpressions))
+			r, _ := compiled(compiler.CompileCELExpression(&validating.MessageExpressionCondition{MessageExpression: v.MessageExpression}, opts, environment.StoredExpressions), asts)
 			cv.msg = &r
 			p.messages++
 		}
@@ -739,10 +741,15 @@ func compileProgram(p *Program, src *Source) error {
 // such as all, exists, map and filter expand to them when parsed), which
 // only those check for interruption, and what it reads. If the expression
 // cannot be parsed here it is treated as having loops and not shared.
-func compiled(r plugincel.CompilationResult) (compiledExpr, exprReads) {
+func compiled(r plugincel.CompilationResult, asts map[string]*celast.AST) (compiledExpr, exprReads) {
 	c := compiledExpr{CompilationResult: r, loops: true}
 	if r.Error != nil || r.ExpressionAccessor == nil {
 		return c, exprReads{}
+	}
+	if a, ok := asts[r.ExpressionAccessor.GetExpression()]; ok {
+		reads := analyze(a)
+		c.loops = reads.loops
+		return c, reads
 	}
 	env, err := BaseEnv().Env(environment.StoredExpressions)
 	if err != nil {
