@@ -279,9 +279,12 @@ func (p *Program) Eval(ctx context.Context, review engine.PreparedReview, params
 		return nil, err
 	}
 	defer p.store.Abort(ctx, txn)
-	cancel := topdown.NewCancel()
-	// Cancelled with the review's context, without a goroutine per query.
-	defer context.AfterFunc(ctx, cancel.Cancel)()
+	var cancel topdown.Cancel
+	if ctx.Done() != nil {
+		// Cancelled with the review's context, without a goroutine per query.
+		cancel = topdown.NewCancel()
+		defer context.AfterFunc(ctx, cancel.Cancel)()
+	}
 	rs, err := topdown.NewQuery(p.query).
 		WithQueryCompiler(p.queryCompiler).
 		WithCompiler(p.compiler).
@@ -320,9 +323,32 @@ func (p *Program) Eval(ctx context.Context, review engine.PreparedReview, params
 	return out, nil
 }
 
-// PrepareReview converts a review into input.review's value once.
+// PrepareReview converts a review into input.review's value once. The
+// Namespace appears twice in it (namespaceObject and _unstable.namespace)
+// and is converted once.
 func (d *Driver) PrepareReview(r *engine.Review) (engine.PreparedReview, error) {
-	return ast.InterfaceToValue(ReviewDocument(r))
+	doc := ReviewDocument(r)
+	if r.NamespaceObject == nil {
+		return ast.InterfaceToValue(doc)
+	}
+	delete(doc, "namespaceObject")
+	delete(doc, "_unstable")
+	v, err := ast.InterfaceToValue(doc)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := ast.InterfaceToValue(r.NamespaceObject)
+	if err != nil {
+		return nil, err
+	}
+	obj, ok := v.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("review converted to %T", v)
+	}
+	nsTerm := ast.NewTerm(ns)
+	obj.Insert(ast.StringTerm("namespaceObject"), nsTerm)
+	obj.Insert(ast.StringTerm("_unstable"), ast.ObjectTerm(ast.Item(ast.StringTerm("namespace"), nsTerm)))
+	return obj, nil
 }
 
 // ReviewDocument is input.review: an admission/v1 AdmissionRequest plus

@@ -11,6 +11,7 @@ import (
 	"github.com/bouncer-policy/bouncer/pkg/apis"
 	"github.com/bouncer-policy/bouncer/pkg/engine"
 	"github.com/bouncer-policy/bouncer/pkg/engine/rego"
+	"github.com/open-policy-agent/opa/v1/ast"
 	"sigs.k8s.io/yaml"
 )
 
@@ -211,4 +212,24 @@ func TestReviewDocument(t *testing.T) {
 func legacy(ct *apis.ConstraintTemplate) apis.Code {
 	raw, _ := json.Marshal(apis.RegoSource{Rego: ct.Spec.Targets[0].Rego, Libs: ct.Spec.Targets[0].Libs, Version: "v0"})
 	return apis.Code{Engine: apis.EngineRego, Source: &apis.RawExtension{Raw: raw}}
+}
+
+// TestPrepareReviewNamespace: the prepared review, which converts the
+// Namespace once for its two places, is the review document's value.
+func TestPrepareReviewNamespace(t *testing.T) {
+	ns := map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": "shop", "labels": map[string]any{"team": "a"}}}
+	pod := map[string]any{"apiVersion": "v1", "kind": "Pod", "metadata": map[string]any{"name": "p", "namespace": "shop"}}
+	for _, r := range []*engine.Review{engine.ObjectReview(pod, "CREATE", ns), engine.ObjectReview(pod, "CREATE", nil)} {
+		got, err := rego.New().PrepareReview(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := ast.InterfaceToValue(rego.ReviewDocument(r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.(ast.Value).Compare(want) != 0 {
+			t.Errorf("prepared review\n%v\nwant\n%v", got, want)
+		}
+	}
 }
