@@ -563,8 +563,7 @@ func (p *Program) prepareParamsVariable(pp *preparedParams) {
 	if p.paramsVar < 0 {
 		return
 	}
-	e := &evaluation{}
-	e.reset(context.Background(), p, &reviewValues{request: types.NullValue, namespace: types.NullValue}, nil, types.NullValue)
+	e := p.detachedEvaluation()
 	e.params = pp.val
 	e.compute(int32(p.paramsVar))
 	pp.vars = e.slots[p.paramsVar]
@@ -775,4 +774,12 @@ func compiled(r plugincel.CompilationResult, asts map[string]*celast.AST) (compi
 	reads := analyze(parsed.NativeRep())
 	c.loops = reads.loops
 	return c, reads
+}
+
+// detachedEvaluation is an evaluation of p outside any review (no object,
+// request or namespace), for work done once per constraint or template.
+func (p *Program) detachedEvaluation() *evaluation {
+	e := &evaluation{}
+	e.reset(context.Background(), p, &reviewValues{request: types.NullValue, namespace: types.NullValue}, nil, types.NullValue)
+	return e
 }

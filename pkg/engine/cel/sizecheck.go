@@ -1,8 +1,6 @@
 package cel
 
 import (
-	"context"
-
 	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/operators"
 	"github.com/google/cel-go/common/overloads"
@@ -106,8 +104,7 @@ func (p *Program) planSizeCheck(c *compiledExpr, a *celast.AST) {
 // measureSizeCheck runs c's program with variable i set to a list of n
 // items and returns its result and runtime cost.
 func (p *Program) measureSizeCheck(c *compiledExpr, i int32, n int) (ref.Val, int64, bool) {
-	e := &evaluation{}
-	e.reset(context.Background(), p, &reviewValues{request: types.NullValue, namespace: types.NullValue}, nil, types.NullValue)
+	e := p.detachedEvaluation()
 	e.startPhase()
 	items := make([]ref.Val, n)
 	for k := range items {

@@ -1,7 +1,6 @@
 package cel
 
 import (
-	"context"
 	"fmt"
 	"testing"
 
@@ -76,8 +75,7 @@ func TestSizeCheckAsProgram(t *testing.T) {
 		values[fmt.Sprintf("list of %d", n)] = types.NewRefValList(types.DefaultTypeAdapter, items)
 	}
 	run := func(c *compiledExpr, val ref.Val, remaining int64) (ref.Val, error, int64, error) {
-		e := &evaluation{}
-		e.reset(context.Background(), p, &reviewValues{request: types.NullValue, namespace: types.NullValue}, nil, types.NullValue)
+		e := p.detachedEvaluation()
 		// Computed in an earlier phase with a cost: charged again now.
 		e.slots[idx] = slot{val: val, cost: 7, done: true, phase: 0}
 		e.startPhase()
