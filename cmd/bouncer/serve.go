@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/bouncer-policy/bouncer/pkg/cli"
 	"github.com/bouncer-policy/bouncer/pkg/server"
@@ -59,7 +60,7 @@ step. Health and readiness (/healthz, /readyz) and Prometheus metrics
 	f.StringVar(&o.WebhookURL, "webhook-url", "", "register the webhook by URL (local control planes), e.g. https://127.0.0.1:9443")
 	f.StringVar(&o.ServiceName, "service-name", "bouncer-webhook", "the webhook's Service in --namespace")
 	f.StringSliceVar(&o.ExtraHosts, "extra-cert-hosts", nil, "extra DNS names or IPs for the serving certificate")
-	f.StringVar(&o.FailurePolicy, "failure-policy", "Ignore", "resources webhook failurePolicy: Ignore or Fail")
+	f.StringVar(&o.FailurePolicy, "failure-policy", "Ignore", "Ignore or Fail: the resources webhook's failurePolicy, and what an evaluation error or a review out of time does (Ignore admits with a warning, Fail denies)")
 	f.Int32Var(&o.TimeoutSeconds, "timeout-seconds", 3, "webhook timeout the apiserver applies (1-30)")
 	f.StringSliceVar(&o.ExemptNamespaces, "exempt-namespaces", nil, "namespaces never reviewed (prefix*/*suffix globs), besides kube-system and --namespace")
 	f.StringVar(&o.WebhookConfigName, "webhook-config-name", "bouncer", "name of the ValidatingWebhookConfiguration")
@@ -69,6 +70,13 @@ step. Health and readiness (/healthz, /readyz) and Prometheus metrics
 	f.StringVar(&engineFlag, "engine", "auto", "policy language: auto (CEL where a template has it, as Gatekeeper), rego or cel")
 	f.BoolVar(&o.Profiling, "profiling", false, "serve net/http/pprof on --probe-addr")
 	f.StringVar(&operations, "operations", "CREATE,UPDATE", "operations the resources webhook reviews")
+	f.BoolVar(&o.LeaderElect, "leader-elect", true, "elect a leader (a Lease in --namespace) for singleton work: constraint CRDs, webhook configuration, native policy sync, Ready conditions")
+	f.StringVar(&o.LeaderElectionID, "leader-election-id", "", "name of the Lease replicas of one installation share (default <webhook-config-name>-leader)")
+	f.DurationVar(&o.LeaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a lease is valid; a replica killed while leading is replaced after at most this")
+	f.DurationVar(&o.RenewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader keeps retrying to renew before it steps down")
+	f.DurationVar(&o.RetryPeriod, "leader-election-retry-period", 2*time.Second, "how often candidates try to acquire or renew the lease")
+	f.DurationVar(&o.ShutdownDrain, "shutdown-drain", 15*time.Second, "on SIGTERM, keep serving this long with readiness off so endpoints drop the replica first")
+	f.DurationVar(&o.CAValidity, "ca-validity", 365*24*time.Hour, "lifetime of a new webhook CA")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "json", "json or text")
 	return cmd

@@ -2,123 +2,234 @@ package controller
 
 import (
 	"context"
+	"fmt"
+	"sync"
 
 	"github.com/bouncer-policy/bouncer/pkg/apis"
+	"github.com/bouncer-policy/bouncer/pkg/match"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic/dynamicinformer"
-	"k8s.io/client-go/tools/cache"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
-// ConfigName is the only Config object Bouncer reads, as in Gatekeeper.
-const ConfigName = "config"
+// configReconciler applies the Config: the namespaces the webhook skips
+// and the kinds replicated into data.inventory.
+type configReconciler struct{ c *Controllers }
 
-func (m *Manager) startExpansions(ctx context.Context) {
-	inf := dynamicinformer.NewFilteredDynamicInformer(m.dyn, ExpansionsGVR, "", m.opts.Resync, cache.Indexers{}, nil).Informer()
-	upsert := func(u *unstructured.Unstructured) {
-		var x apis.ExpansionTemplate
-		if err := decode(u, &x); err != nil {
-			m.log.Warn("decoding ExpansionTemplate", "err", err)
-			return
-		}
-		if err := m.opts.Engine.AddExpansion(&x); err != nil {
-			m.log.Warn("ExpansionTemplate not loaded", "name", x.Name, "err", err)
-			return
-		}
-		m.log.Info("expansion template loaded", "name", x.Name)
-	}
-	_, _ = inf.AddEventHandler(objectHandlers(upsert, func(u *unstructured.Unstructured) {
-		m.opts.Engine.RemoveExpansion(u.GetName())
-	}))
-	go inf.Run(ctx.Done())
+func newConfig() *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(ConfigGVK)
+	return u
 }
 
-// startConfig watches the Config: its excluded namespaces for the webhook
-// and the kinds to replicate into the inventory.
-func (m *Manager) startConfig(ctx context.Context) {
-	inf := dynamicinformer.NewFilteredDynamicInformer(m.dyn, ConfigsGVR, m.opts.Namespace, m.opts.Resync, cache.Indexers{}, nil).Informer()
-	apply := func(u *unstructured.Unstructured, deleted bool) {
-		if u.GetName() != ConfigName {
-			return
-		}
-		var c apis.Config
-		if !deleted {
-			if err := decode(u, &c); err != nil {
-				m.log.Warn("decoding Config", "err", err)
-				return
-			}
-		}
-		exempt := append([]string(nil), m.opts.ExemptNamespaces...)
-		var syncExcluded []string
-		for _, e := range c.Spec.Match {
-			for _, p := range e.Processes {
-				if p == "*" || p == "webhook" {
-					exempt = append(exempt, e.ExcludedNamespaces...)
-				}
-				if p == "*" || p == "sync" {
-					syncExcluded = append(syncExcluded, e.ExcludedNamespaces...)
-				}
-			}
-		}
-		m.exempt.Store(&exempt)
-		m.syncInventory(ctx, c.Spec.Sync.SyncOnly, syncExcluded)
-		m.log.Info("config applied", "exemptNamespaces", exempt, "syncOnly", len(c.Spec.Sync.SyncOnly))
-	}
-	_, _ = inf.AddEventHandler(objectHandlers(
-		func(u *unstructured.Unstructured) { apply(u, false) },
-		func(u *unstructured.Unstructured) { apply(u, true) }))
-	go inf.Run(ctx.Done())
+func setupConfig(c *Controllers) error {
+	leaderless := false
+	ns := c.opts.Namespace
+	return builder.ControllerManagedBy(c.mgr).
+		Named("config").
+		WithOptions(controllerOptions(&leaderless)).
+		For(newConfig(), builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+			return o.GetNamespace() == ns && o.GetName() == ConfigName
+		}))).
+		Complete(&configReconciler{c: c})
 }
 
-// syncInventory starts an informer per synced kind feeding data.inventory,
-// and stops those no longer listed.
-func (m *Manager) syncInventory(ctx context.Context, kinds []apis.SyncOnlyEntry, excluded []string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	want := map[schema.GroupVersionKind]bool{}
-	for _, k := range kinds {
-		want[schema.GroupVersionKind{Group: k.Group, Version: k.Version, Kind: k.Kind}] = true
+func (r *configReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	if req.Namespace != r.c.opts.Namespace || req.Name != ConfigName {
+		return reconcile.Result{}, nil
 	}
-	for gvk, w := range m.inventory {
-		if !want[gvk] {
-			w.cancel()
-			delete(m.inventory, gvk)
+	key := readyKey(apis.KindConfig, req.Namespace, req.Name)
+	var cfg apis.Config
+	u := newConfig()
+	if err := r.c.cache.Get(ctx, req.NamespacedName, u); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return reconcile.Result{}, err
 		}
+		// No Config: nothing exempt beyond the flags, nothing synced.
+	} else if err := decodeInto(u.Object, &cfg); err != nil {
+		// A Config that does not decode keeps the one applied before.
+		r.c.log.Error("Config not applied", "err", err)
+		r.c.ready.observe(key)
+		return reconcile.Result{}, nil
 	}
-	isExcluded := func(ns string) bool {
-		for _, p := range excluded {
-			if ns != "" && globMatch(p, ns) {
-				return true
+	exempt := append([]string(nil), r.c.opts.ExemptNamespaces...)
+	var syncExcluded []string
+	for _, e := range cfg.Spec.Match {
+		for _, p := range e.Processes {
+			if p == "*" || p == "webhook" {
+				exempt = append(exempt, e.ExcludedNamespaces...)
+			}
+			if p == "*" || p == "sync" {
+				syncExcluded = append(syncExcluded, e.ExcludedNamespaces...)
 			}
 		}
+	}
+	r.c.exempt.Store(&exempt)
+	kinds := make([]schema.GroupVersionKind, 0, len(cfg.Spec.Sync.SyncOnly))
+	for _, k := range cfg.Spec.Sync.SyncOnly {
+		kinds = append(kinds, schema.GroupVersionKind{Group: k.Group, Version: k.Version, Kind: k.Kind})
+	}
+	if err := r.c.inventory.sync(ctx, kinds, syncExcluded); err != nil {
+		return reconcile.Result{}, err
+	}
+	r.c.log.Info("config applied", "exemptNamespaces", exempt, "syncOnly", len(kinds), "syncExcluded", syncExcluded)
+	r.c.ready.observe(key)
+	return reconcile.Result{}, nil
+}
+
+// inventory replicates the Config's syncOnly kinds into data.inventory
+// from the manager's cache. It remembers the objects it has seen per kind
+// (pointers into the cache, not copies) so that a kind dropped from the
+// Config or a namespace newly excluded can be taken out again.
+type inventory struct {
+	c *Controllers
+
+	mu       sync.Mutex
+	kinds    map[schema.GroupVersionKind]toolscache.ResourceEventHandlerRegistration
+	objects  map[schema.GroupVersionKind]map[string]*unstructured.Unstructured
+	excluded []string
+}
+
+func newInventory(c *Controllers) *inventory {
+	return &inventory{c: c,
+		kinds:   map[schema.GroupVersionKind]toolscache.ResourceEventHandlerRegistration{},
+		objects: map[schema.GroupVersionKind]map[string]*unstructured.Unstructured{},
+	}
+}
+
+func (inv *inventory) isExcluded(ns string) bool {
+	if ns == "" {
 		return false
 	}
-	for gvk := range want {
-		if _, ok := m.inventory[gvk]; ok {
+	for _, p := range inv.excluded {
+		if match.Glob(p, ns) {
+			return true
+		}
+	}
+	return false
+}
+
+// sync makes the inventory hold exactly the objects of kinds outside the
+// excluded namespaces: informers start for new kinds and stop for dropped
+// ones, and the engine's inventory is rebuilt.
+func (inv *inventory) sync(ctx context.Context, kinds []schema.GroupVersionKind, excluded []string) error {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.excluded = excluded
+	want := map[schema.GroupVersionKind]bool{}
+	for _, k := range kinds {
+		want[k] = true
+	}
+	informers := inv.c.mgr.GetCache()
+	for gvk, reg := range inv.kinds {
+		if want[gvk] {
 			continue
 		}
-		mapping, err := m.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		delete(inv.kinds, gvk)
+		delete(inv.objects, gvk)
+		if inf, err := informers.GetInformer(ctx, newObject(gvk), cache.BlockUntilSynced(false)); err == nil {
+			_ = inf.RemoveEventHandler(reg)
+		}
+		_ = informers.RemoveInformer(ctx, newObject(gvk))
+		inv.c.log.Info("inventory: kind no longer synced", "gvk", gvk.String())
+	}
+	for gvk := range want {
+		if _, ok := inv.kinds[gvk]; ok {
+			continue
+		}
+		// Unstructured informers, whatever the kind: the inventory holds
+		// JSON-shaped objects as policies read them.
+		inf, err := informers.GetInformer(ctx, newObject(gvk), cache.BlockUntilSynced(false))
 		if err != nil {
-			m.mapper.Reset()
-			if mapping, err = m.mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
-				m.log.Warn("cannot sync kind into inventory", "gvk", gvk.String(), "err", err)
-				continue
+			// An unknown kind must not hold back the others or readiness.
+			inv.c.log.Warn("cannot sync kind into inventory", "gvk", gvk.String(), "err", err)
+			continue
+		}
+		inv.objects[gvk] = map[string]*unstructured.Unstructured{}
+		reg, err := inf.AddEventHandler(objectHandlers(
+			func(u *unstructured.Unstructured) { inv.put(gvk, u) },
+			func(u *unstructured.Unstructured) { inv.remove(gvk, u) }))
+		if err != nil {
+			return fmt.Errorf("inventory handler for %s: %w", gvk, err)
+		}
+		inv.kinds[gvk] = reg
+		readyK := "Inventory/" + gvk.String()
+		inv.c.ready.expect(readyK)
+		go func() {
+			if toolscache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
+				inv.c.ready.observe(readyK)
+			}
+		}()
+	}
+	var objs []map[string]any
+	for _, m := range inv.objects {
+		for _, u := range m {
+			if !inv.isExcluded(u.GetNamespace()) {
+				objs = append(objs, u.Object)
 			}
 		}
-		inf := dynamicinformer.NewFilteredDynamicInformer(m.dyn, mapping.Resource, "", m.opts.Resync, cache.Indexers{}, nil).Informer()
-		put := func(u *unstructured.Unstructured) {
-			if isExcluded(u.GetNamespace()) {
-				return
+	}
+	return inv.c.opts.Engine.SetInventory(ctx, objs)
+}
+
+func (inv *inventory) put(gvk schema.GroupVersionKind, u *unstructured.Unstructured) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	m := inv.objects[gvk]
+	if m == nil {
+		return // the kind was dropped meanwhile
+	}
+	m[u.GetNamespace()+"/"+u.GetName()] = u
+	if inv.isExcluded(u.GetNamespace()) {
+		return
+	}
+	if err := inv.c.opts.Engine.PutInventory(context.Background(), u.Object); err != nil {
+		inv.c.log.Warn("inventory update", "err", err)
+	}
+}
+
+func (inv *inventory) remove(gvk schema.GroupVersionKind, u *unstructured.Unstructured) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if m := inv.objects[gvk]; m != nil {
+		delete(m, u.GetNamespace()+"/"+u.GetName())
+	}
+	_ = inv.c.opts.Engine.DeleteInventory(context.Background(), u.Object)
+}
+
+func newObject(gvk schema.GroupVersionKind) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvk)
+	return u
+}
+
+// objectHandlers adapts upsert and remove callbacks on unstructured objects
+// to informer events, unwrapping the tombstones of missed deletions.
+func objectHandlers(upsert, remove func(*unstructured.Unstructured)) toolscache.ResourceEventHandlerFuncs {
+	return toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(o any) {
+			if u, ok := o.(*unstructured.Unstructured); ok {
+				upsert(u)
 			}
-			if err := m.opts.Engine.PutInventory(ctx, u.Object); err != nil {
-				m.log.Warn("inventory update", "err", err)
+		},
+		UpdateFunc: func(_, o any) {
+			if u, ok := o.(*unstructured.Unstructured); ok {
+				upsert(u)
 			}
-		}
-		_, _ = inf.AddEventHandler(objectHandlers(put, func(u *unstructured.Unstructured) {
-			_ = m.opts.Engine.DeleteInventory(ctx, u.Object)
-		}))
-		wctx, cancel := context.WithCancel(ctx)
-		m.inventory[gvk] = &kindWatch{informer: inf, cancel: cancel}
-		go inf.Run(wctx.Done())
+		},
+		DeleteFunc: func(o any) {
+			if d, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
+				o = d.Obj
+			}
+			if u, ok := o.(*unstructured.Unstructured); ok {
+				remove(u)
+			}
+		},
 	}
 }

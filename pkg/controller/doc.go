@@ -1,10 +1,21 @@
-// Package controller keeps the engine in step with the cluster: it compiles
-// ConstraintTemplates, generates one constraint CRD per template, watches
-// the constraints of every kind, the ExpansionTemplates and the Config
-// (exempt namespaces and the kinds synced into data.inventory), and writes
-// what each replica enforces back to status.
+// Package controller keeps a replica's engine in step with the cluster. It
+// runs inside a controller-runtime manager: one level-triggered reconciler
+// per kind (ConstraintTemplate, every constraint kind, ExpansionTemplate,
+// Config) reads from the manager's cache, loads the engine and writes what
+// this replica enforces to status.
 //
-// Informers are client-go dynamic informers, started and stopped per
-// constraint kind as templates come and go, because constraint kinds only
-// exist at run time.
+// Last good wins: an update that does not compile or validate never
+// replaces the version being enforced. The version enforced is persisted in
+// the object's status (status.lastGood), so a replica that starts while the
+// stored version is broken enforces the last good one too.
+//
+// Work only one replica may do — generating constraint CRDs, syncing native
+// ValidatingAdmissionPolicies, writing the aggregated Ready condition — is
+// done by the leader; every replica loads its own engine and serves
+// admission. Readiness turns true once everything present at start is
+// loaded (templates, constraints, expansions, the Config and the inventory
+// it asks for).
+//
+// The package depends on the engine and the API types, never on the
+// webhook or the server that wires it.
 package controller

@@ -20,6 +20,10 @@ type Metrics struct {
 	Latency *prometheus.HistogramVec
 	// Violations counts violations by enforcement action.
 	Violations *prometheus.CounterVec
+	// EvalErrors counts evaluation errors and reviews out of time at
+	// admission by outcome (admitted, denied, with a _timeout suffix when
+	// the review ran out of time), as the failure policy decided.
+	EvalErrors *prometheus.CounterVec
 	// Constraints and Templates count loaded objects by status (active, error).
 	Constraints *prometheus.GaugeVec
 	Templates   *prometheus.GaugeVec
@@ -42,6 +46,10 @@ func New() *Metrics {
 			Name: "bouncer_violations_total",
 			Help: "Violations found at admission, by enforcement action.",
 		}, []string{"enforcement_action"}),
+		EvalErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bouncer_admission_evaluation_errors_total",
+			Help: "Evaluation errors and reviews out of time at admission, by the failure policy's outcome.",
+		}, []string{"outcome"}),
 		Constraints: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "bouncer_constraints",
 			Help: "Constraints known to this replica, by status.",
@@ -51,7 +59,7 @@ func New() *Metrics {
 			Help: "ConstraintTemplates known to this replica, by status.",
 		}, []string{"status"}),
 	}
-	m.Registry.MustRegister(m.Requests, m.Latency, m.Violations, m.Constraints, m.Templates,
+	m.Registry.MustRegister(m.Requests, m.Latency, m.Violations, m.EvalErrors, m.Constraints, m.Templates,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -3,13 +3,11 @@ package server
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/bouncer-policy/bouncer/deploy/crds"
 	"github.com/bouncer-policy/bouncer/pkg/certs"
-	"github.com/bouncer-policy/bouncer/pkg/controller"
 	"github.com/bouncer-policy/bouncer/pkg/webhook"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -59,13 +57,7 @@ func InstallCRDs(ctx context.Context, cfg *rest.Config) error {
 
 // LoadOrCreateCA reads the CA Secret or creates it; the first replica to
 // create it wins and the others read it back, so all share one caBundle.
-func LoadOrCreateCA(ctx context.Context, kube kubernetes.Interface, namespace string, createNamespace bool) (*certs.CA, error) {
-	if createNamespace {
-		_, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{})
-		if err != nil && !apierrors.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("creating namespace %s: %w", namespace, err)
-		}
-	}
+func LoadOrCreateCA(ctx context.Context, kube kubernetes.Interface, namespace string, validity time.Duration) (*certs.CA, error) {
 	secrets := kube.CoreV1().Secrets(namespace)
 	for attempt := 0; attempt < 3; attempt++ {
 		s, err := secrets.Get(ctx, CASecretName, metav1.GetOptions{})
@@ -75,7 +67,7 @@ func LoadOrCreateCA(ctx context.Context, kube kubernetes.Interface, namespace st
 		if !apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("reading CA secret: %w", err)
 		}
-		ca, err := certs.NewCA("bouncer-webhook-ca", 10*365*24*time.Hour)
+		ca, err := certs.NewCA("bouncer-webhook-ca", validity)
 		if err != nil {
 			return nil, err
 		}
@@ -92,6 +84,19 @@ func LoadOrCreateCA(ctx context.Context, kube kubernetes.Interface, namespace st
 		}
 	}
 	return nil, fmt.Errorf("could not read or create the CA secret %s/%s", namespace, CASecretName)
+}
+
+// ensureNamespace creates Bouncer's namespace when asked (local control
+// planes), and otherwise only checks it exists.
+func ensureNamespace(ctx context.Context, kube kubernetes.Interface, namespace string, create bool) error {
+	if !create {
+		return nil
+	}
+	_, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating namespace %s: %w", namespace, err)
+	}
+	return nil
 }
 
 // WebhookConfiguration builds the ValidatingWebhookConfiguration.
@@ -174,37 +179,5 @@ func (o *Options) WebhookConfiguration(caBundle []byte) *admissionregistrationv1
 				AdmissionReviewVersions: []string{"v1"},
 			},
 		},
-	}
-}
-
-// keepWebhookConfig registers the webhook once this replica is ready, and
-// re-applies it periodically to undo drift.
-func (o *Options) keepWebhookConfig(ctx context.Context, mgr *controller.Manager, caBundle []byte, log *slog.Logger) {
-	for !mgr.Ready() {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	force := true
-	vwc := o.WebhookConfiguration(caBundle)
-	for {
-		body, err := yaml.Marshal(vwc)
-		if err == nil {
-			body, err = yaml.YAMLToJSON(body)
-		}
-		if err == nil {
-			_, err = mgr.Kube().AdmissionregistrationV1().ValidatingWebhookConfigurations().Patch(ctx, vwc.Name, types.ApplyPatchType, body,
-				metav1.PatchOptions{FieldManager: fieldManager, Force: &force})
-		}
-		if err != nil && ctx.Err() == nil {
-			log.Error("applying ValidatingWebhookConfiguration", "name", vwc.Name, "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(30 * time.Second):
-		}
 	}
 }

@@ -1,39 +1,44 @@
-// Package server wires `bouncer serve`: it installs Bouncer's CRDs, runs the
-// controllers that feed the engine, serves the admission webhooks over TLS
-// with a CA of its own, keeps its ValidatingWebhookConfiguration in step,
-// and exposes health, readiness and Prometheus metrics.
+// Package server wires `bouncer serve`: one controller-runtime manager owns
+// the caches, the reconcilers of pkg/controller, the webhook and probe
+// servers, certificate rotation and, on the elected leader, the webhook
+// configuration. Every replica serves admission from its own engine.
+//
+// Shutdown is graceful: on SIGTERM readiness turns false first, the webhook
+// keeps answering for a drain period (long enough for the Service's
+// endpoints to drop the replica), and only then does the manager stop.
 package server
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/http/pprof"
 	"net/url"
+	"sync/atomic"
 	"time"
 
-	"github.com/bouncer-policy/bouncer/pkg/certs"
 	"github.com/bouncer-policy/bouncer/pkg/controller"
 	"github.com/bouncer-policy/bouncer/pkg/metrics"
 	"github.com/bouncer-policy/bouncer/pkg/policyset"
 	"github.com/bouncer-policy/bouncer/pkg/webhook"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"github.com/go-logr/logr"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 )
 
 // Options are the flags of bouncer serve.
 type Options struct {
 	Config *rest.Config
-	// Namespace is where Bouncer runs (its Config, CA Secret, exemption).
+	// Namespace is where Bouncer runs (its Config, CA Secret, Lease; exempt).
 	Namespace string
-	// PodName identifies this replica in status.
+	// PodName identifies this replica in status and in the Lease.
 	PodName string
 	// Addr is the webhook's TLS listen address, e.g. ":9443".
 	Addr string
@@ -46,7 +51,9 @@ type Options struct {
 	ServiceName string
 	// ExtraHosts are added to the serving certificate.
 	ExtraHosts []string
-	// FailurePolicy is Ignore or Fail for the resources webhook.
+	// FailurePolicy is Ignore or Fail: the resources webhook's failurePolicy
+	// and what Bouncer does itself when a policy errors or a review runs
+	// out of time.
 	FailurePolicy string
 	// TimeoutSeconds is the apiserver's timeout for a webhook call.
 	TimeoutSeconds int32
@@ -60,6 +67,8 @@ type Options struct {
 	InstallCRDs bool
 	// CertValidity is the lifetime of serving certificates.
 	CertValidity time.Duration
+	// CAValidity is the lifetime of the webhook CA.
+	CAValidity time.Duration
 	// Operations the resources webhook intercepts.
 	Operations []string
 	// Engine restricts evaluation to one language (apis.EngineRego or
@@ -70,67 +79,145 @@ type Options struct {
 	// SyncVAP also writes native ValidatingAdmissionPolicies and bindings
 	// for templates with CEL code.
 	SyncVAP bool
-	Log     *slog.Logger
+	// LeaderElect turns on leader election for singleton work; without it
+	// this replica does all of it (one replica only).
+	LeaderElect bool
+	// LeaderElectionID names the Lease; replicas of one installation share
+	// it. Default: <WebhookConfigName>-leader.
+	LeaderElectionID string
+	LeaseDuration    time.Duration
+	RenewDeadline    time.Duration
+	RetryPeriod      time.Duration
+	// ShutdownDrain is how long the webhook keeps serving after SIGTERM
+	// with readiness already false.
+	ShutdownDrain time.Duration
+	Log           *slog.Logger
 }
 
 // Defaults fills unset options.
 func (o *Options) Defaults() {
-	if o.Addr == "" {
-		o.Addr = ":9443"
+	def := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
 	}
-	if o.ProbeAddr == "" {
-		o.ProbeAddr = ":8888"
-	}
-	if o.Namespace == "" {
-		o.Namespace = "bouncer-system"
-	}
-	if o.ServiceName == "" {
-		o.ServiceName = "bouncer-webhook"
-	}
-	if o.FailurePolicy == "" {
-		o.FailurePolicy = "Ignore"
-	}
+	def(&o.Addr, ":9443")
+	def(&o.ProbeAddr, ":8888")
+	def(&o.Namespace, "bouncer-system")
+	def(&o.ServiceName, "bouncer-webhook")
+	def(&o.FailurePolicy, "Ignore")
+	def(&o.WebhookConfigName, "bouncer")
+	def(&o.PodName, "bouncer-local")
+	def(&o.LeaderElectionID, o.WebhookConfigName+"-leader")
 	if o.TimeoutSeconds == 0 {
 		o.TimeoutSeconds = 3
-	}
-	if o.WebhookConfigName == "" {
-		o.WebhookConfigName = "bouncer"
 	}
 	if o.CertValidity == 0 {
 		o.CertValidity = 7 * 24 * time.Hour
 	}
+	if o.CAValidity == 0 {
+		o.CAValidity = 365 * 24 * time.Hour
+	}
 	if len(o.Operations) == 0 {
 		o.Operations = []string{"CREATE", "UPDATE"}
+	}
+	if o.LeaseDuration == 0 {
+		o.LeaseDuration = 15 * time.Second
+	}
+	if o.RenewDeadline == 0 {
+		o.RenewDeadline = 10 * time.Second
+	}
+	if o.RetryPeriod == 0 {
+		o.RetryPeriod = 2 * time.Second
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	if o.PodName == "" {
-		o.PodName = "bouncer-local"
-	}
 }
 
-// Run serves until ctx ends.
-func Run(ctx context.Context, o Options) error {
-	o.Defaults()
+func (o *Options) validate() error {
 	if o.FailurePolicy != "Ignore" && o.FailurePolicy != "Fail" {
 		return fmt.Errorf("--failure-policy: %q is not Ignore or Fail", o.FailurePolicy)
 	}
+	if o.TimeoutSeconds < 1 || o.TimeoutSeconds > 30 {
+		return fmt.Errorf("--timeout-seconds: %d is outside 1-30 (the apiserver's range)", o.TimeoutSeconds)
+	}
+	if o.ShutdownDrain < 0 {
+		return fmt.Errorf("--shutdown-drain: %s is negative", o.ShutdownDrain)
+	}
+	if o.LeaderElect && !(o.LeaseDuration > o.RenewDeadline && o.RenewDeadline > o.RetryPeriod) {
+		return fmt.Errorf("leader election: want lease duration > renew deadline > retry period, got %s, %s, %s", o.LeaseDuration, o.RenewDeadline, o.RetryPeriod)
+	}
+	return nil
+}
+
+// reviewTimeout bounds one review below the apiserver's timeout, so Bouncer
+// answers (per its failure policy) before the apiserver gives up on it.
+func (o *Options) reviewTimeout() time.Duration {
+	return time.Duration(o.TimeoutSeconds) * time.Second * 8 / 10
+}
+
+// Run serves until ctx ends, then drains and stops.
+func Run(ctx context.Context, o Options) error {
+	o.Defaults()
+	if err := o.validate(); err != nil {
+		return err
+	}
 	log := o.Log
+	ctrllog.SetLogger(logr.FromSlogHandler(log.Handler()))
+	kube, err := kubernetes.NewForConfig(o.Config)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
 	if o.InstallCRDs {
 		if err := InstallCRDs(ctx, o.Config); err != nil {
 			return err
 		}
 	}
-	e, err := policyset.NewEngine(time.Duration(o.TimeoutSeconds)*time.Second*8/10, o.Engine)
+	// The namespace holds the CA Secret and the Lease; on a local control
+	// plane nobody else creates it.
+	if err := ensureNamespace(ctx, kube, o.Namespace, o.WebhookURL != ""); err != nil {
+		return err
+	}
+	e, err := policyset.NewEngine(o.reviewTimeout(), o.Engine)
 	if err != nil {
 		return err
 	}
 	m := metrics.New()
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := apiextensionsv1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	gracefulStop := 10 * time.Second
+	mgr, err := manager.New(o.Config, manager.Options{
+		Scheme: scheme,
+		Logger: logr.FromSlogHandler(log.Handler()),
+		// Bouncer serves its own probes and metrics (probeServer), so the
+		// manager's servers are off.
+		Metrics:                       metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:        "0",
+		LeaderElection:                o.LeaderElect,
+		LeaderElectionID:              o.LeaderElectionID,
+		LeaderElectionNamespace:       o.Namespace,
+		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &o.LeaseDuration,
+		RenewDeadline:                 &o.RenewDeadline,
+		RetryPeriod:                   &o.RetryPeriod,
+		GracefulShutdownTimeout:       &gracefulStop,
+		Cache:                         cache.Options{ReaderFailOnMissingInformer: true},
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+	applier := &objectApplier{client: mgr.GetClient()}
 	exempt := append([]string{o.Namespace, "kube-system"}, o.ExemptNamespaces...)
-	mgr, err := controller.New(controller.Options{
-		Config: o.Config, Engine: e, Namespace: o.Namespace, PodID: o.PodName,
-		ExemptNamespaces: exempt, Log: log, Metrics: m, SyncVAP: o.SyncVAP,
+	ctrls, err := controller.Setup(mgr, controller.Options{
+		Engine: e, Namespace: o.Namespace, PodID: o.PodName, ExemptNamespaces: exempt,
+		Log: log, Metrics: m, SyncVAP: o.SyncVAP, Applier: applier,
 	})
 	if err != nil {
 		return err
@@ -140,89 +227,64 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	ca, err := LoadOrCreateCA(ctx, mgr.Kube(), o.Namespace, o.WebhookURL != "")
+	certSrc, err := newServingCerts(ctx, kube, o, hosts)
 	if err != nil {
 		return err
 	}
-	rot, err := certs.NewRotator(ca, hosts, o.CertValidity)
-	if err != nil {
+	if err := mgr.Add(certSrc); err != nil {
 		return err
 	}
+	recorder, stopEvents := newRecorder(kube, o.PodName)
+	defer stopEvents()
 
-	broadcaster := record.NewBroadcaster()
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: mgr.Kube().CoreV1().Events("")})
-	defer broadcaster.Shutdown()
-	recorder := recorderAdapter{record: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "bouncer", Host: o.PodName})}
-
+	var draining atomic.Bool
 	h := &webhook.Handler{
-		Engine: e, Exempt: mgr.Exempt, Namespace: mgr.Namespace, Recorder: recorder, Metrics: m, Log: log,
-		Timeout: time.Duration(o.TimeoutSeconds) * time.Second * 8 / 10,
+		Engine: e, Exempt: ctrls.Exempt, Namespace: ctrls.Namespace, Recorder: recorder, Metrics: m, Log: log,
+		Timeout: o.reviewTimeout(), FailurePolicy: o.FailurePolicy,
 	}
-	mux := http.NewServeMux()
-	h.Routes(mux)
-	whSrv := &http.Server{
-		Addr:              o.Addr,
-		Handler:           mux,
-		TLSConfig:         &tls.Config{GetCertificate: rot.GetCertificate, MinVersion: tls.VersionTLS12},
-		ReadHeaderTimeout: 10 * time.Second,
+	if err := mgr.Add(&webhookServer{addr: o.Addr, handler: h, certs: certSrc, log: log, timeout: time.Duration(o.TimeoutSeconds) * time.Second}); err != nil {
+		return err
 	}
-	probes := http.NewServeMux()
-	probes.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	probes.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !mgr.Ready() {
-			http.Error(w, "policies not loaded yet", http.StatusServiceUnavailable)
+	ready := func() (bool, string) {
+		if draining.Load() {
+			return false, "shutting down"
+		}
+		if !ctrls.Ready() {
+			return false, fmt.Sprintf("policies not loaded yet: waiting for %v", ctrls.Pending())
+		}
+		return true, ""
+	}
+	if err := mgr.Add(&probeServer{addr: o.ProbeAddr, ready: ready, metrics: m, profiling: o.Profiling, log: log}); err != nil {
+		return err
+	}
+	if o.ManageWebhookConfig {
+		if err := mgr.Add(&webhookConfigKeeper{o: &o, applier: applier, ready: ctrls.Ready, certs: certSrc, log: log}); err != nil {
+			return err
+		}
+	}
+
+	// The manager runs on its own context so that SIGTERM first turns
+	// readiness off and drains, and only then stops caches and servers.
+	mgrCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-mgrCtx.Done():
 			return
 		}
-		_, _ = w.Write([]byte("ok"))
-	})
-	probes.Handle("/metrics", m.Handler())
-	if o.Profiling {
-		probes.HandleFunc("/debug/pprof/", pprof.Index)
-		probes.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		probes.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		probes.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
-	probeSrv := &http.Server{Addr: o.ProbeAddr, Handler: probes, ReadHeaderTimeout: 10 * time.Second}
-
-	if err := mgr.Start(ctx); err != nil {
-		return err
-	}
-	errc := make(chan error, 3)
-	lis, err := net.Listen("tcp", o.Addr)
-	if err != nil {
-		return fmt.Errorf("webhook listener: %w", err)
-	}
-	go func() { errc <- serveTLS(whSrv, lis) }()
-	plis, err := net.Listen("tcp", o.ProbeAddr)
-	if err != nil {
-		return fmt.Errorf("probe listener: %w", err)
-	}
-	go func() { errc <- ignoreClosed(probeSrv.Serve(plis)) }()
-	log.Info("serving", "webhook", lis.Addr().String(), "probes", plis.Addr().String(), "hosts", hosts)
-
-	go rotate(ctx, rot, log)
-	if o.ManageWebhookConfig {
-		go o.keepWebhookConfig(ctx, mgr, ca.CertPEM, log)
-	}
-
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = whSrv.Shutdown(shutdown)
-	_ = probeSrv.Shutdown(shutdown)
-	return err
-}
-
-func serveTLS(s *http.Server, l net.Listener) error {
-	return ignoreClosed(s.Serve(tls.NewListener(l, s.TLSConfig)))
-}
-
-func ignoreClosed(err error) error {
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
+		draining.Store(true)
+		log.Info("shutting down: readiness off, draining", "drain", o.ShutdownDrain.String())
+		select {
+		case <-time.After(o.ShutdownDrain):
+		case <-mgrCtx.Done():
+		}
+		stop()
+	}()
+	log.Info("starting", "pod", o.PodName, "leaderElection", o.LeaderElect, "lease", o.LeaderElectionID, "hosts", hosts)
+	err = mgr.Start(mgrCtx)
+	if errors.Is(err, context.Canceled) {
+		err = nil
 	}
 	return err
 }
@@ -240,30 +302,4 @@ func (o *Options) certHosts() ([]string, error) {
 		hosts = append(hosts, svc+"."+ns+".svc", svc+"."+ns+".svc.cluster.local", svc+"."+ns, svc)
 	}
 	return append(hosts, o.ExtraHosts...), nil
-}
-
-// rotate renews the serving certificate before it expires.
-func rotate(ctx context.Context, r *certs.Rotator, log *slog.Logger) {
-	for {
-		wait := time.Until(r.RenewAt())
-		if wait < time.Second {
-			wait = time.Second
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		if err := r.Rotate(); err != nil {
-			log.Error("rotating serving certificate", "err", err)
-			continue
-		}
-		log.Info("serving certificate rotated", "notAfter", r.Current().Leaf.NotAfter)
-	}
-}
-
-type recorderAdapter struct{ record record.EventRecorder }
-
-func (r recorderAdapter) Eventf(ref *corev1.ObjectReference, eventType, reason, messageFmt string, args ...any) {
-	r.record.Eventf(ref, eventType, reason, messageFmt, args...)
 }

@@ -61,6 +61,11 @@ type Handler struct {
 	Log       *slog.Logger
 	// Timeout bounds one review; it must be below the webhook's timeout.
 	Timeout time.Duration
+	// FailurePolicy is what an evaluation error or a review out of time
+	// leads to: "Fail" denies with the reason, anything else ("Ignore")
+	// admits with a warning. A CEL template's own failurePolicy: Ignore is
+	// applied by the engine, and its explicit Fail denies whatever this says.
+	FailurePolicy string
 }
 
 // Routes registers the handler's paths on mux.
@@ -143,6 +148,50 @@ func (h *Handler) serve(review reviewFunc, webhook string) http.HandlerFunc {
 
 func allowed() *admissionv1.AdmissionResponse { return &admissionv1.AdmissionResponse{Allowed: true} }
 
+// failClosed reports whether an evaluation error denies: a template's own
+// explicit policy wins, else the webhook's.
+func (h *Handler) failClosed(templatePolicy string) bool {
+	if templatePolicy != "" {
+		return templatePolicy == "Fail"
+	}
+	return h.FailurePolicy == "Fail"
+}
+
+// templatePolicy is the failurePolicy a constraint kind's template sets
+// itself (K8sNativeValidation source.failurePolicy), or "".
+func (h *Handler) templatePolicy(kind string) string {
+	for _, t := range h.Engine.Templates() {
+		if t.Kind != kind || t.Engine != apis.EngineCEL {
+			continue
+		}
+		for _, c := range t.Object.Spec.Targets[0].Code {
+			if c.Engine != apis.EngineCEL || c.Source == nil {
+				continue
+			}
+			var src struct {
+				FailurePolicy string `json:"failurePolicy"`
+			}
+			if json.Unmarshal(c.Source.Raw, &src) == nil {
+				return src.FailurePolicy
+			}
+		}
+	}
+	return ""
+}
+
+func (h *Handler) countError(ctx context.Context, r *engine.Review, denied bool) {
+	outcome := "admitted"
+	if denied {
+		outcome = "denied"
+	}
+	if ctx.Err() != nil {
+		outcome += "_timeout"
+	}
+	if h.Metrics != nil {
+		h.Metrics.EvalErrors.WithLabelValues(outcome).Inc()
+	}
+}
+
 // reviewResource evaluates an ordinary object.
 func (h *Handler) reviewResource(ctx context.Context, _ map[string]any, r *engine.Review) (*admissionv1.AdmissionResponse, string) {
 	ns := r.Namespace
@@ -160,10 +209,18 @@ func (h *Handler) reviewResource(ctx context.Context, _ map[string]any, r *engin
 	}
 	res, err := h.Engine.Review(ctx, r, engine.AtEnforcementPoint(apis.PointWebhook))
 	if err != nil {
+		// The whole review failed (e.g. it ran out of time before any
+		// constraint answered): the failure policy decides.
 		h.logDecision(r, "error", nil, err)
-		return &admissionv1.AdmissionResponse{Allowed: false, Result: &metav1.Status{
-			Code: http.StatusInternalServerError, Message: "bouncer could not evaluate the request: " + err.Error(),
-		}}, "error"
+		h.countError(ctx, r, h.failClosed(""))
+		if h.failClosed("") {
+			return &admissionv1.AdmissionResponse{Allowed: false, Result: &metav1.Status{
+				Code: http.StatusInternalServerError, Message: "bouncer could not evaluate the request (failurePolicy Fail): " + err.Error(),
+			}}, "error"
+		}
+		resp := allowed()
+		resp.Warnings = []string{"bouncer could not evaluate the request and admitted it (failurePolicy Ignore): " + err.Error()}
+		return resp, "error-ignored"
 	}
 	var denies, warns []string
 	for _, v := range res.Results {
@@ -186,7 +243,13 @@ func (h *Handler) reviewResource(ctx context.Context, _ map[string]any, r *engin
 	}
 	var evalErrs []string
 	for _, e := range res.Errors {
-		evalErrs = append(evalErrs, e.Error())
+		fail := h.failClosed(h.templatePolicy(e.ConstraintKind))
+		h.countError(ctx, r, fail)
+		if fail {
+			evalErrs = append(evalErrs, e.Error())
+			continue
+		}
+		warns = append(warns, "admitted despite an evaluation error (failurePolicy Ignore): "+e.Error())
 	}
 	sort.Strings(denies)
 	sort.Strings(warns)
@@ -275,7 +338,7 @@ func (h *Handler) reviewPolicy(_ context.Context, _ map[string]any, r *engine.Re
 		if err := json.Unmarshal(raw, &t); err != nil {
 			return deny(fmt.Errorf("decoding ConstraintTemplate: %w", err)), "deny"
 		}
-		if _, err := h.Engine.CompileTemplate(&t); err != nil {
+		if _, err := h.Engine.CompileEveryEngine(&t); err != nil {
 			return deny(err), "deny"
 		}
 	case apis.ConstraintsGroup:

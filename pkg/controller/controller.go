@@ -1,0 +1,280 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bouncer-policy/bouncer/pkg/apis"
+	"github.com/bouncer-policy/bouncer/pkg/engine"
+	"github.com/bouncer-policy/bouncer/pkg/match"
+	"github.com/bouncer-policy/bouncer/pkg/metrics"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+)
+
+// Kinds Bouncer reads.
+var (
+	TemplateGVK  = schema.GroupVersionKind{Group: apis.TemplatesGroup, Version: "v1", Kind: apis.KindConstraintTemplate}
+	ExpansionGVK = schema.GroupVersionKind{Group: apis.ExpansionGroup, Version: "v1beta1", Kind: apis.KindExpansionTemplate}
+	ConfigGVK    = schema.GroupVersionKind{Group: apis.ConfigGroup, Version: "v1alpha1", Kind: apis.KindConfig}
+)
+
+// ConfigName is the only Config object Bouncer reads, as in Gatekeeper.
+const ConfigName = "config"
+
+// FieldManager is the server-side apply field manager of everything
+// Bouncer writes.
+const FieldManager = "bouncer"
+
+// Applier writes the objects only the leader writes (constraint CRDs,
+// native policies). pkg/apply implements it.
+type Applier interface {
+	// Apply server-side applies obj with Bouncer's field manager.
+	Apply(ctx context.Context, obj *unstructured.Unstructured) error
+	// Delete removes an object Bouncer wrote; a missing object is no error.
+	Delete(ctx context.Context, gvk schema.GroupVersionKind, namespace, name string) error
+}
+
+// Options configure the controllers.
+type Options struct {
+	Engine *engine.Engine
+	// Namespace is Bouncer's own namespace (where the Config lives).
+	Namespace string
+	// PodID identifies this replica in status.byPod.
+	PodID string
+	// ExemptNamespaces are never reviewed by the webhook, besides Config's.
+	ExemptNamespaces []string
+	Log              *slog.Logger
+	Metrics          *metrics.Metrics
+	Applier          Applier
+	// SyncVAP writes a ValidatingAdmissionPolicy per CEL template and a
+	// binding per constraint of it (leader only).
+	SyncVAP bool
+}
+
+// Controllers are the reconcilers of one replica and what the webhook asks
+// of them (readiness, exemptions, Namespace objects).
+type Controllers struct {
+	opts   Options
+	log    *slog.Logger
+	mgr    manager.Manager
+	cache  client.Reader // the manager's cache
+	api    client.Reader // uncached, for status writes and fresh Namespaces
+	client client.Client
+	leader atomic.Bool
+	ready  *tracker
+
+	exempt atomic.Pointer[[]string]
+
+	templates   *templateReconciler
+	constraints *constraintReconciler
+	inventory   *inventory
+
+	mu sync.Mutex
+	// enforcedGen is the generation of each object whose version the engine
+	// enforces ("template/<name>", "constraint/<kind>/<name>").
+	enforcedGen map[string]int64
+}
+
+// Setup adds the reconcilers and their watches to mgr.
+func Setup(mgr manager.Manager, o Options) (*Controllers, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	c := &Controllers{
+		opts: o, log: o.Log, mgr: mgr,
+		cache: mgr.GetCache(), api: mgr.GetAPIReader(), client: mgr.GetClient(),
+		ready:       newTracker(),
+		enforcedGen: map[string]int64{},
+	}
+	exempt := append([]string(nil), o.ExemptNamespaces...)
+	c.exempt.Store(&exempt)
+	c.inventory = newInventory(c)
+	var err error
+	if c.templates, err = setupTemplates(c); err != nil {
+		return nil, fmt.Errorf("template controller: %w", err)
+	}
+	if c.constraints, err = setupConstraints(c); err != nil {
+		return nil, fmt.Errorf("constraint controller: %w", err)
+	}
+	if err := setupExpansions(c); err != nil {
+		return nil, fmt.Errorf("expansion controller: %w", err)
+	}
+	if err := setupConfig(c); err != nil {
+		return nil, fmt.Errorf("config controller: %w", err)
+	}
+	// Namespaces back namespaceSelector matching in the webhook.
+	if _, err := mgr.GetCache().GetInformer(context.Background(), &corev1.Namespace{}); err != nil {
+		return nil, fmt.Errorf("namespace informer: %w", err)
+	}
+	if err := mgr.Add(manager.RunnableFunc(c.expectInitial)); err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(&leaderRunnable{c: c}); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Ready reports whether everything present at start is loaded, so the
+// webhook never admits what it should deny.
+func (c *Controllers) Ready() bool { return c.ready.satisfied() }
+
+// Pending lists what readiness still waits for (for /readyz).
+func (c *Controllers) Pending() []string { return c.ready.pending(5) }
+
+// Leader reports whether this replica holds the leader lease.
+func (c *Controllers) Leader() bool { return c.leader.Load() }
+
+// Exempt reports whether the webhook must skip a namespace.
+func (c *Controllers) Exempt(ns string) bool {
+	for _, p := range *c.exempt.Load() {
+		if match.Glob(p, ns) {
+			return true
+		}
+	}
+	return false
+}
+
+// Namespace returns a Namespace as a JSON-shaped object, from the cache or,
+// for one created a moment ago, from the API; nil when it does not exist.
+func (c *Controllers) Namespace(ctx context.Context, name string) map[string]any {
+	ns := &corev1.Namespace{}
+	key := types.NamespacedName{Name: name}
+	if err := c.cache.Get(ctx, key, ns); err != nil {
+		if err := c.api.Get(ctx, key, ns); err != nil {
+			return nil
+		}
+	}
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ns)
+	if err != nil {
+		return nil
+	}
+	u["apiVersion"], u["kind"] = "v1", "Namespace"
+	return u
+}
+
+// expectInitial registers what readiness waits for: every template,
+// expansion and Config present once the caches have synced. Constraints are
+// added per kind as their templates load.
+func (c *Controllers) expectInitial(ctx context.Context) error {
+	if !c.mgr.GetCache().WaitForCacheSync(ctx) {
+		return fmt.Errorf("waiting for caches: %w", ctx.Err())
+	}
+	for _, gvk := range []schema.GroupVersionKind{TemplateGVK, ExpansionGVK, ConfigGVK} {
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := c.cache.List(ctx, list); err != nil {
+			return fmt.Errorf("listing %s: %w", gvk.Kind, err)
+		}
+		for _, u := range list.Items {
+			c.ready.expect(readyKey(gvk.Kind, u.GetNamespace(), u.GetName()))
+		}
+	}
+	c.ready.populated()
+	c.log.Info("waiting for initial policies", "pending", c.ready.count())
+	go c.logWhenReady(ctx)
+	return nil
+}
+
+func (c *Controllers) logWhenReady(ctx context.Context) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if c.ready.satisfied() {
+			c.log.Info("initial policies loaded; ready", "templates", len(c.opts.Engine.Templates()), "constraints", len(c.opts.Engine.Constraints()))
+			return
+		}
+	}
+}
+
+func readyKey(kind, namespace, name string) string {
+	if namespace != "" {
+		return kind + "/" + namespace + "/" + name
+	}
+	return kind + "/" + name
+}
+
+// leaderRunnable runs only on the elected replica: it marks the replica as
+// leader and asks every reconciler to pass over everything again, so the
+// new leader converges the singleton work (CRDs, native policies, Ready
+// conditions) whatever the previous leader left behind.
+type leaderRunnable struct{ c *Controllers }
+
+func (l *leaderRunnable) NeedLeaderElection() bool { return true }
+
+func (l *leaderRunnable) Start(ctx context.Context) error {
+	l.c.leader.Store(true)
+	l.c.log.Info("elected leader", "pod", l.c.opts.PodID)
+	l.c.templates.resyncAll(ctx)
+	l.c.constraints.resyncAll(ctx)
+	<-ctx.Done()
+	l.c.leader.Store(false)
+	return nil
+}
+
+func (c *Controllers) setEnforced(key string, gen int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen == 0 {
+		delete(c.enforcedGen, key)
+		return
+	}
+	c.enforcedGen[key] = gen
+}
+
+func (c *Controllers) enforced(key string) (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, ok := c.enforcedGen[key]
+	return g, ok
+}
+
+func (c *Controllers) updateGauges() {
+	m := c.opts.Metrics
+	if m == nil {
+		return
+	}
+	m.Templates.WithLabelValues("active").Set(float64(len(c.opts.Engine.Templates())))
+	m.Constraints.WithLabelValues("active").Set(float64(len(c.opts.Engine.Constraints())))
+}
+
+func ignoreNotFound(err error) error {
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// controllerOptions are shared by every reconciler: a panic in one
+// reconcile is recovered and retried instead of taking the replica (and
+// admission with it) down.
+func controllerOptions(needLeader *bool) controller.Options {
+	recoverPanic, skipNames := true, true
+	return controller.Options{
+		NeedLeaderElection:      needLeader,
+		MaxConcurrentReconciles: 2,
+		RecoverPanic:            &recoverPanic,
+		// Tests run several managers in one process.
+		SkipNameValidation: &skipNames,
+	}
+}
+
+type workqueueAdder = workqueue.TypedRateLimitingInterface[constraintKey]
