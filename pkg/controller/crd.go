@@ -59,6 +59,8 @@ func ConstraintCRD(t *engine.Template, owner types.UID) *apiextensionsv1.CustomR
 			Subresources: &apiextensionsv1.CustomResourceSubresources{Status: &apiextensionsv1.CustomResourceSubresourceStatus{}},
 			AdditionalPrinterColumns: []apiextensionsv1.CustomResourceColumnDefinition{
 				{Name: "Enforcement-Action", Type: "string", JSONPath: ".spec.enforcementAction"},
+				{Name: "Ready", Type: "string", JSONPath: `.status.conditions[?(@.type=="Ready")].status`},
+				{Name: "Reason", Type: "string", JSONPath: `.status.conditions[?(@.type=="Ready")].reason`},
 				{Name: "Total-Violations", Type: "integer", JSONPath: ".status.totalViolations"},
 				{Name: "Age", Type: "date", JSONPath: ".metadata.creationTimestamp"},
 			},

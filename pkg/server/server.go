@@ -24,9 +24,11 @@ import (
 	"github.com/go-logr/logr"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -193,22 +195,28 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	gracefulStop := 10 * time.Second
+	// The Lease names the replica holding it (kubectl get lease shows who
+	// leads); the suffix keeps two processes of one pod name apart.
+	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, o.Namespace, o.LeaderElectionID,
+		kube.CoreV1(), kube.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: o.PodName + "_" + string(uuid.NewUUID())[:8]})
+	if err != nil {
+		return fmt.Errorf("leader election lock: %w", err)
+	}
 	mgr, err := manager.New(o.Config, manager.Options{
 		Scheme: scheme,
 		Logger: logr.FromSlogHandler(log.Handler()),
 		// Bouncer serves its own probes and metrics (probeServer), so the
 		// manager's servers are off.
-		Metrics:                       metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress:        "0",
-		LeaderElection:                o.LeaderElect,
-		LeaderElectionID:              o.LeaderElectionID,
-		LeaderElectionNamespace:       o.Namespace,
-		LeaderElectionReleaseOnCancel: true,
-		LeaseDuration:                 &o.LeaseDuration,
-		RenewDeadline:                 &o.RenewDeadline,
-		RetryPeriod:                   &o.RetryPeriod,
-		GracefulShutdownTimeout:       &gracefulStop,
-		Cache:                         cache.Options{ReaderFailOnMissingInformer: true},
+		Metrics:                             metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:              "0",
+		LeaderElection:                      o.LeaderElect,
+		LeaderElectionResourceLockInterface: lock,
+		LeaderElectionReleaseOnCancel:       true,
+		LeaseDuration:                       &o.LeaseDuration,
+		RenewDeadline:                       &o.RenewDeadline,
+		RetryPeriod:                         &o.RetryPeriod,
+		GracefulShutdownTimeout:             &gracefulStop,
+		Cache:                               cache.Options{ReaderFailOnMissingInformer: true},
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)

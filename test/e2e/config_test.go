@@ -36,8 +36,9 @@ func TestConfigSyncAndExemptions(t *testing.T) {
 	createNamespace(t, "team-b")
 	createNamespace(t, "sandbox")
 	ctx := context.Background()
-	startBouncer(t, "bouncer-config", "--namespace", sys)
-	mustKubectl(t, fmt.Sprintf(`apiVersion: config.gatekeeper.sh/v1alpha1
+	first := startBouncer(t, "bouncer-config", "--namespace", sys)
+	config := func(syncOnly, extraMatch string) string {
+		return fmt.Sprintf(`apiVersion: config.gatekeeper.sh/v1alpha1
 kind: Config
 metadata:
   name: config
@@ -45,13 +46,16 @@ metadata:
 spec:
   sync:
     syncOnly:
-      - group: networking.k8s.io
-        version: v1
-        kind: Ingress
+%s
   match:
     - excludedNamespaces: ["sand*"]
       processes: ["webhook"]
-`, sys), "apply", "-f", "-")
+%s`, sys, syncOnly, extraMatch)
+	}
+	const syncIngress = `      - group: networking.k8s.io
+        version: v1
+        kind: Ingress`
+	mustKubectl(t, config(syncIngress, ""), "apply", "-f", "-")
 	mustKubectl(t, readFile(t, "library/unique-ingress-host/template.yaml"), "apply", "-f", "-")
 	eventually(t, 30*time.Second, func() error {
 		_, err := kubectl(t, readFile(t, "library/unique-ingress-host/constraint.yaml"), "apply", "-f", "-")
@@ -82,6 +86,40 @@ spec:
 	if _, err := kube(t).NetworkingV1().Ingresses("sandbox").Create(ctx, ingress("shop", "sandbox", "shop.example.com"), metav1.CreateOptions{}); err != nil {
 		t.Fatalf("namespace excluded by the Config was reviewed: %v", err)
 	}
+
+	// A restarted replica is ready only once the inventory is loaded: its
+	// first answer already knows team-a's Ingress.
+	first.stop()
+	startBouncer(t, "bouncer-config", "--namespace", sys)
+	if _, err := kube(t).NetworkingV1().Ingresses("team-b").Create(ctx, ingress("shop", "team-b", "shop.example.com"), metav1.CreateOptions{}); err == nil || !strings.Contains(err.Error(), "shop.example.com") {
+		t.Fatalf("first request after a restart: want the duplicate host refused from the inventory, got %v", err)
+	}
+
+	duplicateAdmitted := func() error {
+		_, err := kube(t).NetworkingV1().Ingresses("team-b").Create(ctx, ingress("shop", "team-b", "shop.example.com"), metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("duplicate still refused: %v", err)
+		}
+		return kube(t).NetworkingV1().Ingresses("team-b").Delete(ctx, "shop", metav1.DeleteOptions{})
+	}
+	// Excluding team-a from sync takes its Ingress out of the inventory.
+	mustKubectl(t, config(syncIngress, `    - excludedNamespaces: ["team-a"]
+      processes: ["sync"]
+`), "apply", "-f", "-")
+	eventually(t, 30*time.Second, duplicateAdmitted)
+	// Back in, then the kind dropped from syncOnly: nothing of it stays.
+	mustKubectl(t, config(syncIngress, ""), "apply", "-f", "-")
+	eventually(t, 30*time.Second, func() error {
+		_, err := kube(t).NetworkingV1().Ingresses("team-b").Create(ctx, ingress("shop", "team-b", "shop.example.com"), metav1.CreateOptions{})
+		if err == nil {
+			_ = kube(t).NetworkingV1().Ingresses("team-b").Delete(ctx, "shop", metav1.DeleteOptions{})
+			return fmt.Errorf("duplicate admitted with team-a synced again")
+		}
+		return nil
+	})
+	mustKubectl(t, config("      []", ""), "apply", "-f", "-")
+	eventually(t, 30*time.Second, duplicateAdmitted)
+
 	mustKubectl(t, "", "delete", "constrainttemplate", "k8suniqueingresshost")
 	mustKubectl(t, "", "-n", sys, "delete", "config", "config")
 }

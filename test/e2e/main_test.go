@@ -87,6 +87,7 @@ func kube(t *testing.T) kubernetes.Interface {
 type bouncerProcess struct {
 	cmd      *exec.Cmd
 	probeURL string
+	url      string // the webhook's base URL
 	log      string
 	done     chan struct{}
 }
@@ -119,13 +120,16 @@ func startBouncer(t *testing.T, name string, extra ...string) *bouncerProcess {
 		"--webhook-config-name", name,
 		"--pod-name", name,
 		"--log-level", "debug",
+		// Tests stop replicas often; a short drain keeps them quick (flags
+		// later in extra override it).
+		"--shutdown-drain", "500ms",
 	}, extra...)
 	cmd := exec.Command(bouncerBin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &bouncerProcess{cmd: cmd, probeURL: fmt.Sprintf("http://127.0.0.1:%d", probe), log: logPath, done: make(chan struct{})}
+	p := &bouncerProcess{cmd: cmd, probeURL: fmt.Sprintf("http://127.0.0.1:%d", probe), url: fmt.Sprintf("https://127.0.0.1:%d", port), log: logPath, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); logf.Close(); close(p.done) }()
 	t.Cleanup(func() {
 		p.stop()

@@ -127,7 +127,7 @@ func setEndpoints(t *testing.T, namespace string, port int32, ips []string) {
 	}
 }
 
-func startReplica(t *testing.T, name, ip string, port int32, namespace string) *bouncerProcess {
+func startReplica(t *testing.T, name, ip string, port int32, namespace string, extra ...string) *bouncerProcess {
 	t.Helper()
 	probe := freePort(t)
 	logPath := filepath.Join(t.TempDir(), name+".log")
@@ -135,14 +135,16 @@ func startReplica(t *testing.T, name, ip string, port int32, namespace string) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bouncerBin, "serve",
+	args := append([]string{"serve",
 		"--kubeconfig", cluster.Kubeconfig,
 		"--namespace", namespace,
 		"--addr", fmt.Sprintf("%s:%d", ip, port),
 		"--probe-addr", fmt.Sprintf("127.0.0.1:%d", probe),
 		"--webhook-config-name", "bouncer-svc",
 		"--pod-name", name,
-		"--failure-policy", "Fail")
+		"--failure-policy", "Fail",
+		"--shutdown-drain", "500ms"}, extra...)
+	cmd := exec.Command(bouncerBin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
