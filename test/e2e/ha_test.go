@@ -268,7 +268,9 @@ func TestFailoverZeroFailedAdmissions(t *testing.T) {
 	rs.start(0)
 	rs.start(1)
 	mustKubectl(t, readFile(t, disallowedTagsTemplate), "apply", "-f", "-")
-	t.Cleanup(func() { _, _ = kubectl(t, "", "delete", "constrainttemplate", "k8sdisallowedtags", "--ignore-not-found") })
+	t.Cleanup(func() {
+		_, _ = kubectl(t, "", "delete", "constrainttemplate", "k8sdisallowedtags", "--ignore-not-found")
+	})
 	eventually(t, 30*time.Second, func() error {
 		_, err := kubectl(t, readFile(t, disallowedTagsConstraint), "apply", "-f", "-")
 		return err
