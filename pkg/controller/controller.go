@@ -119,7 +119,7 @@ func Setup(mgr manager.Manager, o Options) (*Controllers, error) {
 	if _, err := mgr.GetCache().GetInformer(context.Background(), &corev1.Namespace{}); err != nil {
 		return nil, fmt.Errorf("namespace informer: %w", err)
 	}
-	if err := mgr.Add(manager.RunnableFunc(c.expectInitial)); err != nil {
+	if err := mgr.Add(everyReplica(c.expectInitial)); err != nil {
 		return nil, err
 	}
 	if err := mgr.Add(&leaderRunnable{c: c}); err != nil {
@@ -211,6 +211,13 @@ func readyKey(kind, namespace, name string) string {
 	}
 	return kind + "/" + name
 }
+
+// everyReplica is a runnable that runs on every replica, leader or not
+// (the manager runs plain runnables on the leader only).
+type everyReplica func(context.Context) error
+
+func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
+func (everyReplica) NeedLeaderElection() bool          { return false }
 
 // leaderRunnable runs only on the elected replica: it marks the replica as
 // leader and asks every reconciler to pass over everything again, so the
