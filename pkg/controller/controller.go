@@ -122,9 +122,6 @@ func Setup(mgr manager.Manager, o Options) (*Controllers, error) {
 	if err := mgr.Add(everyReplica(c.expectInitial)); err != nil {
 		return nil, err
 	}
-	if err := mgr.Add(&leaderRunnable{c: c}); err != nil {
-		return nil, err
-	}
 	return c, nil
 }
 
@@ -134,6 +131,10 @@ func (c *Controllers) Ready() bool { return c.ready.satisfied() }
 
 // Pending lists what readiness still waits for (for /readyz).
 func (c *Controllers) Pending() []string { return c.ready.pending(5) }
+
+// LeaderTask is the controllers' singleton work, to be run while this
+// replica holds the leader lease (and restarted when it wins it again).
+func (c *Controllers) LeaderTask() manager.Runnable { return &leaderRunnable{c: c} }
 
 // Leader reports whether this replica holds the leader lease.
 func (c *Controllers) Leader() bool { return c.leader.Load() }

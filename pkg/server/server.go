@@ -221,6 +221,11 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
+	leaders := &leaderGroup{lock: lock, elect: o.LeaderElect, leaseDuration: o.LeaseDuration,
+		renewDeadline: o.RenewDeadline, retryPeriod: o.RetryPeriod, log: log}
+	if err := mgr.Add(leaders); err != nil {
+		return err
+	}
 	applier := &objectApplier{client: mgr.GetClient()}
 	exempt := append([]string{o.Namespace, "kube-system"}, o.ExemptNamespaces...)
 	ctrls, err := controller.Setup(mgr, controller.Options{
@@ -230,6 +235,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	leaders.Add(ctrls.LeaderTask())
 
 	hosts, err := o.certHosts()
 	if err != nil {
@@ -266,9 +272,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	if o.ManageWebhookConfig {
-		if err := mgr.Add(&webhookConfigKeeper{o: &o, applier: applier, ready: ctrls.Ready, certs: certSrc, log: log}); err != nil {
-			return err
-		}
+		leaders.Add(&webhookConfigKeeper{o: &o, applier: applier, ready: ctrls.Ready, certs: certSrc, log: log})
 	}
 
 	// The manager runs on its own context so that SIGTERM first turns
