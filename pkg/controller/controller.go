@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -115,9 +116,13 @@ func Setup(mgr manager.Manager, o Options) (*Controllers, error) {
 	if err := setupConfig(c); err != nil {
 		return nil, fmt.Errorf("config controller: %w", err)
 	}
-	// Namespaces back namespaceSelector matching in the webhook.
-	if _, err := mgr.GetCache().GetInformer(context.Background(), &corev1.Namespace{}); err != nil {
-		return nil, fmt.Errorf("namespace informer: %w", err)
+	// Namespaces back namespaceSelector matching in the webhook. The
+	// policy kinds' informers are created now, not when their controllers
+	// start, so that the initial listing (expectInitial) sees them synced.
+	for _, obj := range []client.Object{&corev1.Namespace{}, newTemplate(), newExpansion(), newConfig()} {
+		if _, err := mgr.GetCache().GetInformer(context.Background(), obj, cache.BlockUntilSynced(false)); err != nil {
+			return nil, fmt.Errorf("informer for %T %s: %w", obj, obj.GetObjectKind().GroupVersionKind(), err)
+		}
 	}
 	if err := mgr.Add(everyReplica(c.expectInitial)); err != nil {
 		return nil, err

@@ -207,16 +207,13 @@ func Run(ctx context.Context, o Options) error {
 		Logger: logr.FromSlogHandler(log.Handler()),
 		// Bouncer serves its own probes and metrics (probeServer), so the
 		// manager's servers are off.
-		Metrics:                             metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress:              "0",
-		LeaderElection:                      o.LeaderElect,
-		LeaderElectionResourceLockInterface: lock,
-		LeaderElectionReleaseOnCancel:       true,
-		LeaseDuration:                       &o.LeaseDuration,
-		RenewDeadline:                       &o.RenewDeadline,
-		RetryPeriod:                         &o.RetryPeriod,
-		GracefulShutdownTimeout:             &gracefulStop,
-		Cache:                               cache.Options{ReaderFailOnMissingInformer: true},
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		// Leader election is Bouncer's own (leaderGroup): losing the lease
+		// must not end a replica that serves admission.
+		LeaderElection:          false,
+		GracefulShutdownTimeout: &gracefulStop,
+		Cache:                   cache.Options{ReaderFailOnMissingInformer: true},
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)

@@ -70,7 +70,7 @@ func TestLastGoodSurvivesOutage(t *testing.T) {
 		}
 	}
 	t.Cleanup(resume)
-	broken := strings.Replace(readFile(t, disallowedTagsConstraint), "tags: [\"latest\"]", "tags: [\"latest\"]\n  enforcementAction: block", 1)
+	broken := strings.TrimRight(readFile(t, disallowedTagsConstraint), "\n") + "\n  enforcementAction: block\n"
 	mustKubectl(t, broken, "apply", "-f", "-")
 	brokenTemplate := strings.Replace(readFile(t, disallowedTagsTemplate), "tag == input.parameters.tags[_]", "tag == input.parameters.tags[_", 1)
 	mustKubectl(t, brokenTemplate, "apply", "-f", "-")
