@@ -186,6 +186,9 @@ func (c *Controllers) expectInitial(ctx context.Context) error {
 			return fmt.Errorf("listing %s: %w", gvk.Kind, err)
 		}
 		for _, u := range list.Items {
+			if gvk == ConfigGVK && (u.GetNamespace() != c.opts.Namespace || u.GetName() != ConfigName) {
+				continue // another installation's, or not the one Config read
+			}
 			c.ready.expect(readyKey(gvk.Kind, u.GetNamespace(), u.GetName()))
 		}
 	}
