@@ -175,6 +175,10 @@ func (o *Options) WebhookConfiguration(caBundle []byte) *admissionregistrationv1
 					// Policies are checked by the second webhook, which fails open,
 					// so an outage of Bouncer never blocks fixing its own policies.
 					{Name: "not-policies", Expression: `!(request.resource.group in ["templates.gatekeeper.sh", "constraints.gatekeeper.sh", "expansion.gatekeeper.sh", "config.gatekeeper.sh"])`},
+					// Bouncer installs its CRDs (and generates constraint CRDs)
+					// before it serves: with failurePolicy Fail and every replica
+					// down, reviewing them would keep Bouncer from ever starting.
+					{Name: "not-bouncer-crds", Expression: `!(request.resource.group == "apiextensions.k8s.io" && request.resource.resource == "customresourcedefinitions" && request.name.endsWith(".gatekeeper.sh"))`},
 				},
 				SideEffects:             &none,
 				TimeoutSeconds:          &timeout,
