@@ -841,3 +841,40 @@ violation[{"msg": "slow"}] {
 		t.Errorf("errors %v, want one mentioning the deadline", resp.Errors)
 	}
 }
+
+// TestReviewFromRequestFillsFromObject: a hand-written request without
+// kind, name and namespace takes them from its object (oldObject on
+// DELETE); one that gives them keeps its own.
+func TestReviewFromRequestFillsFromObject(t *testing.T) {
+	pod := func(ns string) map[string]any {
+		return map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": map[string]any{"name": "web", "namespace": ns}}
+	}
+	r, err := engine.ReviewFromRequest(map[string]any{"operation": "UPDATE", "object": pod("prod"), "oldObject": pod("prod")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := engine.GVK{Group: "apps", Version: "v1", Kind: "Deployment"}
+	if r.Kind != want || r.Name != "web" || r.Namespace != "prod" || r.Resource.Resource != "deployments" {
+		t.Errorf("filled review %+v", r)
+	}
+	r, err = engine.ReviewFromRequest(map[string]any{"operation": "DELETE", "oldObject": pod("dev")})
+	if err != nil || r.Kind != want || r.Namespace != "dev" {
+		t.Errorf("DELETE: %+v, %v", r, err)
+	}
+	r, err = engine.ReviewFromRequest(map[string]any{
+		"kind": map[string]any{"group": "apps", "version": "v1beta1", "kind": "Deployment"}, "namespace": "given", "name": "given",
+		"object": pod("prod"),
+	})
+	if err != nil || r.Kind.Version != "v1beta1" || r.Namespace != "given" || r.Name != "given" {
+		t.Errorf("given fields must win: %+v, %v", r, err)
+	}
+	for _, bad := range []map[string]any{
+		{"operation": "UPDATE"},
+		{"object": map[string]any{"metadata": map[string]any{"name": "x"}}},
+		{"kind": "Pod", "object": pod("prod")},
+	} {
+		if r, err := engine.ReviewFromRequest(bad); err == nil {
+			t.Errorf("accepted %v: %+v", bad, r)
+		}
+	}
+}
