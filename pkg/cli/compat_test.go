@@ -1,6 +1,9 @@
 package cli
 
 import (
+	"encoding/xml"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -44,5 +47,50 @@ func TestVerifyAdmissionReviewsRefused(t *testing.T) {
 		if !strings.Contains(r.stdout, w) {
 			t.Errorf("stdout lacks %q:\n%s", w, r.stdout)
 		}
+	}
+}
+
+// TestLoneBrokenTemplate: a broken template is the error to report even
+// when no constraint was given.
+func TestLoneBrokenTemplate(t *testing.T) {
+	dir := t.TempDir()
+	tpl := filepath.Join(dir, "broken-template.yaml")
+	src, err := os.ReadFile("testdata/bad/badrego.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only the template, not the constraint after it.
+	if err := os.WriteFile(tpl, []byte(strings.SplitN(string(src), "\n---\n", 2)[0]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runTestCmd(t, []string{"testdata/pods.yaml"}, TestOptions{Policies: []string{tpl}})
+	if r.code != ExitInvalid {
+		t.Errorf("exit %d, want %d", r.code, ExitInvalid)
+	}
+	if want := tpl + `:1: template "k8sbroken": compiling rego: k8sbroken.rego:3:3: rego_unsafe_var_error: var undefined_thing is unsafe`; !strings.Contains(r.stderr, want) || strings.Contains(r.stderr, "no constraints found") {
+		t.Errorf("stderr %q, want %q", r.stderr, want)
+	}
+}
+
+// TestJUnitCarriesVAPs: a native ValidatingAdmissionPolicy's denial is a
+// failed testcase, as it is a finding in every other format.
+func TestJUnitCarriesVAPs(t *testing.T) {
+	vapDir := "../../examples/vap-require-labels"
+	r := runTestCmd(t, []string{filepath.Join(vapDir, "samples", "pod-bad-team.yaml")}, TestOptions{
+		Policies: []string{filepath.Join(vapDir, "policy.yaml"), filepath.Join(vapDir, "binding.yaml")},
+		Output:   "junit",
+	})
+	if r.code != ExitDenied {
+		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var doc struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+	}
+	if err := xml.Unmarshal([]byte(r.stdout), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Tests != 1 || doc.Failures != 1 || !strings.Contains(r.stdout, "Pod shop/worker × ValidatingAdmissionPolicy/require-labels") {
+		t.Errorf("tests=%d failures=%d, want 1 and 1:\n%s", doc.Tests, doc.Failures, r.stdout)
 	}
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/bouncer-policy/bouncer/pkg/load"
 	"github.com/bouncer-policy/bouncer/pkg/policyset"
 	"github.com/bouncer-policy/bouncer/pkg/report"
-	"github.com/bouncer-policy/bouncer/pkg/vap"
 )
 
 // Exit codes of bouncer test and verify.
@@ -114,15 +113,16 @@ func runTest(ctx context.Context, paths []string, o TestOptions) (int, error) {
 	}); err != nil {
 		return ExitInvalid, err
 	}
-	if set.Empty() {
-		return ExitInvalid, errors.New("no constraints found: give templates and constraints in the input or with --policy")
-	}
 	e, err := policyset.NewEngine(o.Timeout, only)
 	if err != nil {
 		return ExitInvalid, err
 	}
+	// A broken policy is the problem to report, whatever else is missing.
 	if err := set.LoadInto(e); err != nil {
 		return ExitInvalid, err
+	}
+	if set.Empty() {
+		return ExitInvalid, errors.New("no constraints found: give templates and constraints in the input or with --policy")
 	}
 	if (e.UsesInventory() || set.HasVAPs()) && twoPass {
 		// Referential policies see every object of the input as cluster state.
@@ -135,8 +135,7 @@ func runTest(ctx context.Context, paths []string, o TestOptions) (int, error) {
 			return ExitInvalid, err
 		}
 	}
-	vs, err := loadVAPs(set, inventory)
-	if err != nil {
+	if err := loadVAPs(e, set, inventory); err != nil {
 		return ExitInvalid, err
 	}
 	if len(inventory) > 0 {
@@ -146,9 +145,9 @@ func runTest(ctx context.Context, paths []string, o TestOptions) (int, error) {
 	}
 	inventory = nil
 
-	summary := report.Summary{Constraints: len(e.Constraints()) + vs.Bindings()}
+	summary := report.Summary{Constraints: len(e.Constraints()) + e.PolicyBindings()}
 	recordMatched := o.Output == "junit"
-	err = reviewStream(ctx, e, vs, paths, rewind(lopts), namespaces, o.Workers, recordMatched, func(obj *report.Object) error {
+	err = reviewStream(ctx, e, paths, rewind(lopts), namespaces, o.Workers, recordMatched, func(obj *report.Object) error {
 		summary.Add(obj)
 		return w.Object(obj)
 	})
@@ -172,7 +171,7 @@ type job struct {
 
 // reviewStream reviews documents on several workers and delivers outcomes
 // in input order. The channels bound how many documents are in memory.
-func reviewStream(ctx context.Context, e *engine.Engine, vs *vap.Set, paths []string, lopts load.Options, namespaces map[string]map[string]any, workers int, recordMatched bool, emit func(*report.Object) error) error {
+func reviewStream(ctx context.Context, e *engine.Engine, paths []string, lopts load.Options, namespaces map[string]map[string]any, workers int, recordMatched bool, emit func(*report.Object) error) error {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
@@ -186,7 +185,7 @@ func reviewStream(ctx context.Context, e *engine.Engine, vs *vap.Set, paths []st
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				j.out = reviewDocument(ctx, e, vs, j.doc, namespaces, recordMatched)
+				j.out = reviewDocument(ctx, e, j.doc, namespaces, recordMatched)
 				j.doc = nil
 				done <- j
 			}
@@ -240,7 +239,7 @@ func reviewStream(ctx context.Context, e *engine.Engine, vs *vap.Set, paths []st
 	return emitErr
 }
 
-func reviewDocument(ctx context.Context, e *engine.Engine, vs *vap.Set, d *load.Document, namespaces map[string]map[string]any, recordMatched bool) *report.Object {
+func reviewDocument(ctx context.Context, e *engine.Engine, d *load.Document, namespaces map[string]map[string]any, recordMatched bool) *report.Object {
 	ns := d.Namespace()
 	var nsObj map[string]any
 	if d.Kind() == "Namespace" && d.APIVersion() == "v1" {
@@ -268,7 +267,6 @@ func reviewDocument(ctx context.Context, e *engine.Engine, vs *vap.Set, d *load.
 			out.Errors = append(out.Errors, ee.Error())
 		}
 	}
-	reviewVAPs(ctx, vs, r, out)
 	return out
 }
 

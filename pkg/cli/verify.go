@@ -333,7 +333,7 @@ func (x engineEvaluator) evaluate(ctx context.Context, r *engine.Review, inv []m
 
 func loadCaseEvaluator(ctx context.Context, dir string, t apis.SuiteTest, o VerifyOptions, only string) (caseEvaluator, error) {
 	if t.Policy != "" || t.Binding != "" {
-		return loadVAPTest(dir, t)
+		return loadVAPTest(dir, t, o, only)
 	}
 	e, err := loadTest(ctx, dir, t, o, only)
 	if err != nil {

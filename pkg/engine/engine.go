@@ -96,6 +96,8 @@ type snapshot struct {
 	byGroupKind map[groupKind][]*Constraint
 	wildcard    []*Constraint
 	expansions  map[string]*Expansion
+	// policies are the policy drivers, by name.
+	policies []PolicyDriver
 	// gkCache memoises the candidate list per group/kind for this snapshot.
 	gkCache sync.Map
 }
@@ -131,6 +133,7 @@ func (s *snapshot) clone() *snapshot {
 	for k, v := range s.expansions {
 		n.expansions[k] = v
 	}
+	n.policies = slices.Clone(s.policies)
 	return n
 }
 
@@ -530,10 +533,9 @@ func (e *Engine) Review(ctx context.Context, r *Review, opts ...ReviewOption) (*
 	}
 	s := e.snap.Load()
 	resp := &Response{}
-	if err := e.review(ctx, s, r, &cfg, resp, "", 0); err != nil {
-		return resp, err
-	}
-	return resp, nil
+	err := e.review(ctx, s, r, &cfg, resp, "", 0)
+	reviewPolicies(ctx, s, r, &cfg, resp)
+	return resp, err
 }
 
 func (e *Engine) review(ctx context.Context, s *snapshot, r *Review, cfg *reviewConfig, resp *Response, expansion string, depth int) error {
