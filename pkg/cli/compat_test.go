@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/xml"
 	"os"
 	"path/filepath"
@@ -92,5 +93,36 @@ func TestJUnitCarriesVAPs(t *testing.T) {
 	}
 	if doc.Tests != 1 || doc.Failures != 1 || !strings.Contains(r.stdout, "Pod shop/worker × ValidatingAdmissionPolicy/require-labels") {
 		t.Errorf("tests=%d failures=%d, want 1 and 1:\n%s", doc.Tests, doc.Failures, r.stdout)
+	}
+}
+
+// TestGenerateVAPRefusesBrokenCEL: a template whose CEL does not compile
+// yields no policy, and the error names the template, its file and line.
+func TestGenerateVAPRefusesBrokenCEL(t *testing.T) {
+	tpl := `apiVersion: templates.gatekeeper.sh/v1
+kind: ConstraintTemplate
+metadata:
+  name: k8sbadcel
+spec:
+  crd:
+    spec:
+      names:
+        kind: K8sBadCEL
+  targets:
+    - target: admission.k8s.gatekeeper.sh
+      code:
+        - engine: K8sNativeValidation
+          source:
+            validations:
+              - expression: "object.metadata.name == ("
+                message: broken
+`
+	var out bytes.Buffer
+	err := GenerateVAP([]string{"-"}, strings.NewReader("---\n"+tpl), &out)
+	if err == nil || !strings.Contains(err.Error(), `<stdin>:2: template "k8sbadcel": code[engine=K8sNativeValidation].source.validations[0].expression: 1:26: Syntax error`) {
+		t.Errorf("error %v", err)
+	}
+	if out.Len() != 0 {
+		t.Errorf("a policy was written:\n%s", out.String())
 	}
 }

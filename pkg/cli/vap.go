@@ -104,8 +104,16 @@ func GenerateVAP(paths []string, stdin io.Reader, w io.Writer) error {
 	if len(paths) == 0 {
 		return errors.New("no input: give files, directories, kustomize directories or - for stdin")
 	}
-	var templates []*apis.ConstraintTemplate
-	var constraints []*apis.Constraint
+	type templateDoc struct {
+		doc *load.Document
+		t   *apis.ConstraintTemplate
+	}
+	type constraintDoc struct {
+		doc *load.Document
+		c   *apis.Constraint
+	}
+	var templates []templateDoc
+	var constraints []constraintDoc
 	err := load.Walk(paths, load.Options{Stdin: stdin}, func(d *load.Document) error {
 		switch policyset.Classify(d) {
 		case policyset.Template:
@@ -113,13 +121,13 @@ func GenerateVAP(paths []string, stdin io.Reader, w io.Writer) error {
 			if err := load.Into(d, t); err != nil {
 				return err
 			}
-			templates = append(templates, t)
+			templates = append(templates, templateDoc{d, t})
 		case policyset.Constraint:
 			c := &apis.Constraint{}
 			if err := load.Into(d, c); err != nil {
 				return err
 			}
-			constraints = append(constraints, c)
+			constraints = append(constraints, constraintDoc{d, c})
 		}
 		return nil
 	})
@@ -130,25 +138,25 @@ func GenerateVAP(paths []string, stdin io.Reader, w io.Writer) error {
 	var docs []any
 	var errs []error
 	for _, t := range templates {
-		if !hasCEL(t) {
+		if !hasCEL(t.t) {
 			continue
 		}
-		p, err := vap.FromTemplate(t)
+		p, err := vap.FromTemplate(t.t)
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, &load.Error{File: t.doc.File, Line: t.doc.Line, Err: err})
 			continue
 		}
-		kinds[t.Spec.CRD.Spec.Names.Kind] = true
+		kinds[t.t.Spec.CRD.Spec.Names.Kind] = true
 		docs = append(docs, p)
 	}
-	sort.SliceStable(constraints, func(i, j int) bool { return constraints[i].Name < constraints[j].Name })
+	sort.SliceStable(constraints, func(i, j int) bool { return constraints[i].c.Name < constraints[j].c.Name })
 	for _, c := range constraints {
-		if !kinds[c.Kind] {
+		if !kinds[c.c.Kind] {
 			continue
 		}
-		b, err := vap.FromConstraint(c)
+		b, err := vap.FromConstraint(c.c)
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, &load.Error{File: c.doc.File, Line: c.doc.Line, Err: err})
 			continue
 		}
 		docs = append(docs, b)
