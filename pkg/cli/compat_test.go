@@ -2,11 +2,13 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/xml"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestVerifyAdmissionReviews runs AdmissionReview cases of both API versions
@@ -124,5 +126,22 @@ spec:
 	}
 	if out.Len() != 0 {
 		t.Errorf("a policy was written:\n%s", out.String())
+	}
+}
+
+// TestTimeoutMustBePositive: a zero or negative --timeout is refused
+// instead of failing every review or standing for 5s.
+func TestTimeoutMustBePositive(t *testing.T) {
+	for _, d := range []time.Duration{-time.Second, 0} {
+		var out, errb bytes.Buffer
+		code := RunTest(context.Background(), []string{"testdata/pods.yaml"}, TestOptions{Policies: []string{policies}, Timeout: d, Stdout: &out, Stderr: &errb})
+		if code != ExitInvalid || !strings.Contains(errb.String(), "--timeout: "+d.String()+" is not a positive duration") {
+			t.Errorf("test --timeout %v: exit %d, stderr %q", d, code, errb.String())
+		}
+		errb.Reset()
+		code = RunVerify(context.Background(), []string{"testdata/suite/good"}, VerifyOptions{Timeout: d, Stdout: &out, Stderr: &errb})
+		if code != ExitInvalid || !strings.Contains(errb.String(), "--timeout") {
+			t.Errorf("verify --timeout %v: exit %d, stderr %q", d, code, errb.String())
+		}
 	}
 }

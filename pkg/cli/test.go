@@ -64,6 +64,9 @@ func runTest(ctx context.Context, paths []string, o TestOptions) (int, error) {
 	if err != nil {
 		return ExitInvalid, err
 	}
+	if err := checkTimeout(o.Timeout); err != nil {
+		return ExitInvalid, err
+	}
 	w, err := report.New(o.Output, o.Stdout, report.ToolInfo{Name: "bouncer", Version: Version, URI: ProjectURI})
 	if err != nil {
 		return ExitInvalid, err
@@ -310,6 +313,15 @@ func rewind(o load.Options) load.Options {
 		_, _ = s.Seek(0, io.SeekStart)
 	}
 	return o
+}
+
+// checkTimeout refuses a --timeout no review could meet: with zero or less,
+// every review would fail at once.
+func checkTimeout(d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("--timeout: %v is not a positive duration (e.g. 5s)", d)
+	}
+	return nil
 }
 
 // EngineFlag maps --engine to the engine's code[] name.

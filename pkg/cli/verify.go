@@ -77,6 +77,9 @@ func Verify(ctx context.Context, paths []string, o VerifyOptions) (VerifySummary
 	if err != nil {
 		return sum, err
 	}
+	if err := checkTimeout(o.Timeout); err != nil {
+		return sum, err
+	}
 	if o.programs == nil {
 		o.programs = &cel.ProgramCache{}
 	}

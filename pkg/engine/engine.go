@@ -386,6 +386,10 @@ func (e *Engine) checkConstraint(s *snapshot, c *apis.Constraint) (*Constraint, 
 	if g := groupOf(c.APIVersion); g != apis.ConstraintsGroup {
 		return nil, fmt.Errorf("constraint %s/%s: apiVersion must be in group %s, found %q", kind, c.GetName(), apis.ConstraintsGroup, c.APIVersion)
 	}
+	// The generated constraint CRDs serve these versions only, as Gatekeeper's.
+	if v := c.APIVersion[len(apis.ConstraintsGroup)+1:]; !slices.Contains(constraintVersions, v) {
+		return nil, fmt.Errorf("constraint %s/%s: apiVersion %q is not served: use %s/%s", kind, c.GetName(), c.APIVersion, apis.ConstraintsGroup, strings.Join(constraintVersions, " or "+apis.ConstraintsGroup+"/"))
+	}
 	t, ok := s.templates[kind]
 	if !ok {
 		return nil, &NoTemplateError{Kind: kind, Name: c.GetName()}
@@ -612,6 +616,9 @@ func (t *Template) operationApplies(op string) bool {
 	}
 	return false
 }
+
+// constraintVersions are the served versions of constraint kinds.
+var constraintVersions = []string{"v1beta1", "v1alpha1"}
 
 func groupOf(apiVersion string) string {
 	if i := strings.Index(apiVersion, "/"); i >= 0 {
