@@ -3,12 +3,17 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/xml"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/bouncer-policy/bouncer/pkg/report"
 )
 
 // TestVerifyAdmissionReviews runs AdmissionReview cases of both API versions
@@ -142,6 +147,167 @@ func TestTimeoutMustBePositive(t *testing.T) {
 		code = RunVerify(context.Background(), []string{"testdata/suite/good"}, VerifyOptions{Timeout: d, Stdout: &out, Stderr: &errb})
 		if code != ExitInvalid || !strings.Contains(errb.String(), "--timeout") {
 			t.Errorf("verify --timeout %v: exit %d, stderr %q", d, code, errb.String())
+		}
+	}
+}
+
+// outcome is one (object, policy, outcome) finding of a report.
+type outcome struct{ object, policy, outcome string }
+
+func mixedRun(t *testing.T, output string, paths ...string) result {
+	t.Helper()
+	v := "../../examples/vap-require-labels"
+	if len(paths) == 0 {
+		paths = []string{"testdata/pods.yaml", "testdata/soft.yaml", filepath.Join(v, "samples", "pod-bad-team.yaml")}
+	}
+	return runTestCmd(t, paths, TestOptions{
+		Policies: []string{policies, "testdata/mixed", filepath.Join(v, "policy.yaml"), filepath.Join(v, "binding.yaml"), filepath.Join(v, "binding-warn.yaml")},
+		Output:   output,
+	})
+}
+
+func outcomesOf(t *testing.T, format, out string) (map[outcome]bool, bool) {
+	t.Helper()
+	got := map[outcome]bool{}
+	switch format {
+	case "json", "yaml":
+		var doc report.Document
+		var err error
+		if format == "json" {
+			err = json.Unmarshal([]byte(out), &doc)
+		} else {
+			err = yaml.UnmarshalStrict([]byte(out), &doc)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", format, err, out)
+		}
+		for _, o := range doc.Results {
+			for _, v := range o.Violations {
+				got[outcome{o.ID(), v.ConstraintKind + "/" + v.ConstraintName, v.EnforcementAction}] = true
+			}
+			for _, e := range o.Errors {
+				got[outcome{o.ID(), e.ConstraintKind + "/" + e.ConstraintName, "error"}] = true
+			}
+		}
+		return got, doc.Summary.Incomplete
+	case "sarif":
+		var log struct {
+			Runs []struct {
+				Invocations []struct {
+					ExecutionSuccessful bool `json:"executionSuccessful"`
+				} `json:"invocations"`
+				Results []struct {
+					RuleID     string            `json:"ruleId"`
+					Properties map[string]string `json:"properties"`
+				} `json:"results"`
+			} `json:"runs"`
+		}
+		if err := json.Unmarshal([]byte(out), &log); err != nil {
+			t.Fatalf("sarif: %v\n%s", err, out)
+		}
+		for _, r := range log.Runs[0].Results {
+			got[outcome{r.Properties["object"], r.RuleID, r.Properties["outcome"]}] = true
+		}
+		return got, !log.Runs[0].Invocations[0].ExecutionSuccessful
+	case "junit":
+		var doc struct {
+			Suites []struct {
+				Name  string `xml:"name,attr"`
+				Cases []struct {
+					Name      string    `xml:"name,attr"`
+					Failure   *struct{} `xml:"failure"`
+					Error     *struct{} `xml:"error"`
+					SystemOut string    `xml:"system-out"`
+				} `xml:"testcase"`
+			} `xml:"testsuite"`
+		}
+		if err := xml.Unmarshal([]byte(out), &doc); err != nil {
+			t.Fatalf("junit: %v\n%s", err, out)
+		}
+		incomplete := false
+		for _, s := range doc.Suites {
+			for _, c := range s.Cases {
+				if s.Name == "bouncer" {
+					incomplete = incomplete || c.Error != nil
+					continue
+				}
+				obj, policy, _ := strings.Cut(c.Name, " × ")
+				switch {
+				case c.Error != nil:
+					got[outcome{obj, policy, "error"}] = true
+				case c.Failure != nil:
+					got[outcome{obj, policy, "deny"}] = true
+				}
+				for _, line := range strings.Split(c.SystemOut, "\n") {
+					if action, _, ok := strings.Cut(line, ": "); ok && (action == "warn" || action == "dryrun") {
+						got[outcome{obj, policy, action}] = true
+					}
+				}
+			}
+		}
+		return got, incomplete
+	}
+	t.Fatalf("format %s", format)
+	return nil, false
+}
+
+// TestEveryFormatCarriesEveryOutcome: on one input mixing Gatekeeper
+// constraints (deny, warn, dryrun, and one that cannot be evaluated) and
+// native ValidatingAdmissionPolicies (Deny and Warn bindings), JSON, YAML,
+// SARIF and JUnit report the same (object, policy, outcome) set.
+func TestEveryFormatCarriesEveryOutcome(t *testing.T) {
+	const vapDeny, vapWarn = "ValidatingAdmissionPolicy/require-labels-workloads", "ValidatingAdmissionPolicy/require-labels-warn"
+	want := map[outcome]bool{
+		{"Pod shop/pinned", vapDeny, "deny"}:                       true,
+		{"Pod shop/pinned", vapWarn, "warn"}:                       true,
+		{"Pod shop/latest", "K8sDisallowedTags/no-latest", "deny"}: true,
+		{"Pod shop/latest", vapDeny, "deny"}:                       true,
+		{"Pod shop/latest", vapWarn, "warn"}:                       true,
+		{"Pod shop/edgy", "K8sDisallowedTags/no-edge", "warn"}:     true,
+		{"Pod shop/edgy", "K8sDisallowedTags/no-canary", "dryrun"}: true,
+		{"Pod shop/edgy", "K8sConflict/conflicted", "error"}:       true,
+		{"Pod shop/edgy", vapDeny, "deny"}:                         true,
+		{"Pod shop/edgy", vapWarn, "warn"}:                         true,
+		{"Pod shop/worker", vapDeny, "deny"}:                       true,
+		{"Pod shop/worker", vapWarn, "warn"}:                       true,
+	}
+	for _, format := range []string{"json", "yaml", "sarif", "junit"} {
+		r := mixedRun(t, format)
+		if r.code != ExitDenied {
+			t.Errorf("%s: exit %d\n%s", format, r.code, r.stderr)
+		}
+		got, incomplete := outcomesOf(t, format, r.stdout)
+		if incomplete {
+			t.Errorf("%s: a complete run is marked incomplete", format)
+		}
+		for o := range want {
+			if !got[o] {
+				t.Errorf("%s lacks %v", format, o)
+			}
+		}
+		for o := range got {
+			if !want[o] {
+				t.Errorf("%s has the unexpected %v", format, o)
+			}
+		}
+	}
+}
+
+// TestFailedRunWritesWellFormedReports: an input error in the middle of
+// the objects still leaves a parseable document in every format, with the
+// findings before it and a mark that the run is incomplete.
+func TestFailedRunWritesWellFormedReports(t *testing.T) {
+	for _, format := range []string{"json", "yaml", "sarif", "junit"} {
+		r := mixedRun(t, format, "testdata/pods.yaml", "testdata/bad/malformed.yaml")
+		if r.code != ExitInvalid || !strings.Contains(r.stderr, "testdata/bad/malformed.yaml:6:") {
+			t.Errorf("%s: exit %d, stderr %q", format, r.code, r.stderr)
+		}
+		got, incomplete := outcomesOf(t, format, r.stdout)
+		if !incomplete {
+			t.Errorf("%s: the report does not say it is incomplete:\n%s", format, r.stdout)
+		}
+		if !got[outcome{"Pod shop/latest", "K8sDisallowedTags/no-latest", "deny"}] {
+			t.Errorf("%s: the findings before the error are lost: %v", format, got)
 		}
 	}
 }

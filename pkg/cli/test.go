@@ -71,6 +71,22 @@ func runTest(ctx context.Context, paths []string, o TestOptions) (int, error) {
 	if err != nil {
 		return ExitInvalid, err
 	}
+	// Whatever stops the run, the report is closed: a well-formed document
+	// with what was found, marked incomplete.
+	var summary report.Summary
+	code, err := reviewInput(ctx, paths, o, only, w, &summary)
+	if err != nil {
+		summary.Fail(err)
+	}
+	if cerr := w.Close(summary); cerr != nil && err == nil {
+		return ExitInvalid, cerr
+	}
+	return code, err
+}
+
+// reviewInput loads the policies, reviews every object and passes each
+// outcome to w, counting it in summary.
+func reviewInput(ctx context.Context, paths []string, o TestOptions, only string, w report.Writer, summary *report.Summary) (int, error) {
 	lopts := load.Options{Stdin: o.Stdin}
 	// Policies may sit in the same stream as the objects: then the stream is
 	// read twice, policies first, and standard input is spooled to a file.
@@ -92,7 +108,7 @@ func runTest(ctx context.Context, paths []string, o TestOptions) (int, error) {
 	namespaces := map[string]map[string]any{}
 	var inventory []map[string]any
 	collectInventory := !twoPass // non-policy objects in --policy paths are inventory
-	err = load.Walk(policyPaths, lopts, func(d *load.Document) error {
+	err := load.Walk(policyPaths, lopts, func(d *load.Document) error {
 		if set.Add(d) {
 			return nil
 		}
@@ -148,16 +164,13 @@ func runTest(ctx context.Context, paths []string, o TestOptions) (int, error) {
 	}
 	inventory = nil
 
-	summary := report.Summary{Constraints: len(e.Constraints()) + e.PolicyBindings()}
+	summary.Constraints = len(e.Constraints()) + e.PolicyBindings()
 	recordMatched := o.Output == "junit"
 	err = reviewStream(ctx, e, paths, rewind(lopts), namespaces, o.Workers, recordMatched, func(obj *report.Object) error {
 		summary.Add(obj)
 		return w.Object(obj)
 	})
 	if err != nil {
-		return ExitInvalid, err
-	}
-	if err := w.Close(summary); err != nil {
 		return ExitInvalid, err
 	}
 	if summary.Deny > 0 || summary.Errors > 0 {
@@ -260,16 +273,12 @@ func reviewDocument(ctx context.Context, e *engine.Engine, d *load.Document, nam
 	}
 	out := &report.Object{File: d.File, Line: d.Line, APIVersion: d.APIVersion(), Kind: d.Kind(), Namespace: ns, Name: d.Name()}
 	resp, err := e.Review(ctx, r, opts...)
-	if err != nil {
-		out.Errors = append(out.Errors, err.Error())
+	if resp == nil {
+		resp = &engine.Response{}
 	}
-	if resp != nil {
-		out.Violations = resp.Results
-		out.Matched = resp.Matched
-		for _, ee := range resp.Errors {
-			out.Errors = append(out.Errors, ee.Error())
-		}
-	}
+	out.Violations = resp.Results
+	out.Matched = resp.Matched
+	out.Errors = report.ErrorsOf(err, resp.Errors)
 	return out
 }
 
