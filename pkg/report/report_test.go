@@ -3,8 +3,8 @@ package report
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"encoding/xml"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
