@@ -55,6 +55,7 @@ func newRoot() *cobra.Command {
 	for _, c := range extraCommands {
 		root.AddCommand(c())
 	}
+	plainBoolFlags(root)
 	return root
 }
 

@@ -17,7 +17,6 @@ import (
 	"github.com/bouncer-policy/bouncer/pkg/load"
 	"github.com/bouncer-policy/bouncer/pkg/policyset"
 	"github.com/bouncer-policy/bouncer/pkg/report"
-	"github.com/bouncer-policy/bouncer/pkg/vap"
 )
 
 // Exit codes of bouncer test and verify.
@@ -65,10 +64,29 @@ func runTest(ctx context.Context, paths []string, o TestOptions) (int, error) {
 	if err != nil {
 		return ExitInvalid, err
 	}
+	if err := checkTimeout(o.Timeout); err != nil {
+		return ExitInvalid, err
+	}
 	w, err := report.New(o.Output, o.Stdout, report.ToolInfo{Name: "bouncer", Version: Version, URI: ProjectURI})
 	if err != nil {
 		return ExitInvalid, err
 	}
+	// Whatever stops the run, the report is closed: a well-formed document
+	// with what was found, marked incomplete.
+	var summary report.Summary
+	code, err := reviewInput(ctx, paths, o, only, w, &summary)
+	if err != nil {
+		summary.Fail(err)
+	}
+	if cerr := w.Close(summary); cerr != nil && err == nil {
+		return ExitInvalid, cerr
+	}
+	return code, err
+}
+
+// reviewInput loads the policies, reviews every object and passes each
+// outcome to w, counting it in summary.
+func reviewInput(ctx context.Context, paths []string, o TestOptions, only string, w report.Writer, summary *report.Summary) (int, error) {
 	lopts := load.Options{Stdin: o.Stdin}
 	// Policies may sit in the same stream as the objects: then the stream is
 	// read twice, policies first, and standard input is spooled to a file.
@@ -90,7 +108,7 @@ func runTest(ctx context.Context, paths []string, o TestOptions) (int, error) {
 	namespaces := map[string]map[string]any{}
 	var inventory []map[string]any
 	collectInventory := !twoPass // non-policy objects in --policy paths are inventory
-	err = load.Walk(policyPaths, lopts, func(d *load.Document) error {
+	err := load.Walk(policyPaths, lopts, func(d *load.Document) error {
 		if set.Add(d) {
 			return nil
 		}
@@ -114,15 +132,16 @@ func runTest(ctx context.Context, paths []string, o TestOptions) (int, error) {
 	}); err != nil {
 		return ExitInvalid, err
 	}
-	if set.Empty() {
-		return ExitInvalid, errors.New("no constraints found: give templates and constraints in the input or with --policy")
-	}
 	e, err := policyset.NewEngine(o.Timeout, only)
 	if err != nil {
 		return ExitInvalid, err
 	}
+	// A broken policy is the problem to report, whatever else is missing.
 	if err := set.LoadInto(e); err != nil {
 		return ExitInvalid, err
+	}
+	if set.Empty() {
+		return ExitInvalid, errors.New("no constraints found: give templates and constraints in the input or with --policy")
 	}
 	if (e.UsesInventory() || set.HasVAPs()) && twoPass {
 		// Referential policies see every object of the input as cluster state.
@@ -135,8 +154,7 @@ func runTest(ctx context.Context, paths []string, o TestOptions) (int, error) {
 			return ExitInvalid, err
 		}
 	}
-	vs, err := loadVAPs(set, inventory)
-	if err != nil {
+	if err := loadVAPs(e, set, inventory); err != nil {
 		return ExitInvalid, err
 	}
 	if len(inventory) > 0 {
@@ -146,16 +164,13 @@ func runTest(ctx context.Context, paths []string, o TestOptions) (int, error) {
 	}
 	inventory = nil
 
-	summary := report.Summary{Constraints: len(e.Constraints()) + vs.Bindings()}
+	summary.Constraints = len(e.Constraints()) + e.PolicyBindings()
 	recordMatched := o.Output == "junit"
-	err = reviewStream(ctx, e, vs, paths, rewind(lopts), namespaces, o.Workers, recordMatched, func(obj *report.Object) error {
+	err = reviewStream(ctx, e, paths, rewind(lopts), namespaces, o.Workers, recordMatched, func(obj *report.Object) error {
 		summary.Add(obj)
 		return w.Object(obj)
 	})
 	if err != nil {
-		return ExitInvalid, err
-	}
-	if err := w.Close(summary); err != nil {
 		return ExitInvalid, err
 	}
 	if summary.Deny > 0 || summary.Errors > 0 {
@@ -172,7 +187,7 @@ type job struct {
 
 // reviewStream reviews documents on several workers and delivers outcomes
 // in input order. The channels bound how many documents are in memory.
-func reviewStream(ctx context.Context, e *engine.Engine, vs *vap.Set, paths []string, lopts load.Options, namespaces map[string]map[string]any, workers int, recordMatched bool, emit func(*report.Object) error) error {
+func reviewStream(ctx context.Context, e *engine.Engine, paths []string, lopts load.Options, namespaces map[string]map[string]any, workers int, recordMatched bool, emit func(*report.Object) error) error {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
@@ -186,7 +201,7 @@ func reviewStream(ctx context.Context, e *engine.Engine, vs *vap.Set, paths []st
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				j.out = reviewDocument(ctx, e, vs, j.doc, namespaces, recordMatched)
+				j.out = reviewDocument(ctx, e, j.doc, namespaces, recordMatched)
 				j.doc = nil
 				done <- j
 			}
@@ -240,7 +255,7 @@ func reviewStream(ctx context.Context, e *engine.Engine, vs *vap.Set, paths []st
 	return emitErr
 }
 
-func reviewDocument(ctx context.Context, e *engine.Engine, vs *vap.Set, d *load.Document, namespaces map[string]map[string]any, recordMatched bool) *report.Object {
+func reviewDocument(ctx context.Context, e *engine.Engine, d *load.Document, namespaces map[string]map[string]any, recordMatched bool) *report.Object {
 	ns := d.Namespace()
 	var nsObj map[string]any
 	if d.Kind() == "Namespace" && d.APIVersion() == "v1" {
@@ -258,17 +273,12 @@ func reviewDocument(ctx context.Context, e *engine.Engine, vs *vap.Set, d *load.
 	}
 	out := &report.Object{File: d.File, Line: d.Line, APIVersion: d.APIVersion(), Kind: d.Kind(), Namespace: ns, Name: d.Name()}
 	resp, err := e.Review(ctx, r, opts...)
-	if err != nil {
-		out.Errors = append(out.Errors, err.Error())
+	if resp == nil {
+		resp = &engine.Response{}
 	}
-	if resp != nil {
-		out.Violations = resp.Results
-		out.Matched = resp.Matched
-		for _, ee := range resp.Errors {
-			out.Errors = append(out.Errors, ee.Error())
-		}
-	}
-	reviewVAPs(ctx, vs, r, out)
+	out.Violations = resp.Results
+	out.Matched = resp.Matched
+	out.Errors = report.ErrorsOf(err, resp.Errors)
 	return out
 }
 
@@ -312,6 +322,15 @@ func rewind(o load.Options) load.Options {
 		_, _ = s.Seek(0, io.SeekStart)
 	}
 	return o
+}
+
+// checkTimeout refuses a --timeout no review could meet: with zero or less,
+// every review would fail at once.
+func checkTimeout(d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("--timeout: %v is not a positive duration (e.g. 5s)", d)
+	}
+	return nil
 }
 
 // EngineFlag maps --engine to the engine's code[] name.

@@ -15,49 +15,31 @@ import (
 	"github.com/bouncer-policy/bouncer/pkg/engine"
 	"github.com/bouncer-policy/bouncer/pkg/load"
 	"github.com/bouncer-policy/bouncer/pkg/policyset"
-	"github.com/bouncer-policy/bouncer/pkg/report"
 	"github.com/bouncer-policy/bouncer/pkg/vap"
 )
 
-// ValidatingAdmissionPolicies run beside the engine, not inside it: they
-// carry their own matching, bindings and parameter objects, so the CLI
-// evaluates them with pkg/vap for the same reviews and merges the results.
-
-// loadVAPs compiles the set's policies with objects (inventory and
-// non-policy input) and constraints as parameter objects (generated
-// bindings' paramRefs name constraints); nil when there are none.
-func loadVAPs(set *policyset.Set, objects []map[string]any) (*vap.Set, error) {
+// loadVAPs compiles the set's ValidatingAdmissionPolicies into e's policy
+// driver, with objects (inventory and non-policy input) and constraints as
+// parameter objects (generated bindings' paramRefs name constraints).
+func loadVAPs(e *engine.Engine, set *policyset.Set, objects []map[string]any) error {
 	if !set.HasVAPs() {
-		return nil, nil
+		return nil
 	}
 	params := append([]map[string]any{}, objects...)
 	for _, d := range set.Constraints {
 		params = append(params, d.Object)
 	}
-	return set.LoadVAPs(vap.NewObjects(params))
-}
-
-// reviewVAPs adds the policies' results for r to out.
-func reviewVAPs(ctx context.Context, vs *vap.Set, r *engine.Review, out *report.Object) {
-	if vs == nil {
-		return
-	}
-	res, err := vs.Evaluate(ctx, r)
+	vs, err := set.LoadVAPs(vap.NewObjects(params))
 	if err != nil {
-		out.Errors = append(out.Errors, err.Error())
+		return err
 	}
-	out.Violations = append(out.Violations, res...)
+	return e.SetPolicies(vs)
 }
 
-// vapEvaluator runs a Suite test that gives policy and binding paths. Other
-// objects in those files, and each case's inventory, are parameter objects.
-type vapEvaluator struct {
-	set    *vap.Set
-	params *vap.Objects
-	fixed  []map[string]any
-}
-
-func loadVAPTest(dir string, t apis.SuiteTest) (caseEvaluator, error) {
+// loadVAPTest loads a Suite test that gives policy and binding paths into
+// an engine's policy driver. Other objects in those files, and each case's
+// inventory, are parameter objects.
+func loadVAPTest(dir string, t apis.SuiteTest, o VerifyOptions, only string) (caseEvaluator, error) {
 	if t.Policy == "" || t.Binding == "" {
 		return nil, errors.New("a policy test needs policy and binding")
 	}
@@ -92,16 +74,27 @@ func loadVAPTest(dir string, t apis.SuiteTest) (caseEvaluator, error) {
 	if vs.Bindings() == 0 {
 		return nil, errors.New("no ValidatingAdmissionPolicyBinding loaded")
 	}
-	return &vapEvaluator{set: vs, params: params, fixed: fixed}, nil
+	e, err := policyset.NewEngineSharing(o.Timeout, only, o.programs)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.SetPolicies(vs); err != nil {
+		return nil, err
+	}
+	return &vapEvaluator{e: e, params: params, fixed: fixed}, nil
+}
+
+// vapEvaluator reviews through the engine, with each case's inventory as
+// parameter objects.
+type vapEvaluator struct {
+	e      *engine.Engine
+	params *vap.Objects
+	fixed  []map[string]any
 }
 
 func (x *vapEvaluator) evaluate(ctx context.Context, r *engine.Review, inv []map[string]any) (*engine.Response, error) {
 	x.params.Replace(append(append([]map[string]any{}, x.fixed...), inv...))
-	res, err := x.set.Evaluate(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	return &engine.Response{Results: res}, nil
+	return x.e.Review(ctx, r, engine.AtEnforcementPoint(apis.PointCLI))
 }
 
 // GenerateVAP writes, as YAML, a ValidatingAdmissionPolicy for every
@@ -111,8 +104,16 @@ func GenerateVAP(paths []string, stdin io.Reader, w io.Writer) error {
 	if len(paths) == 0 {
 		return errors.New("no input: give files, directories, kustomize directories or - for stdin")
 	}
-	var templates []*apis.ConstraintTemplate
-	var constraints []*apis.Constraint
+	type templateDoc struct {
+		doc *load.Document
+		t   *apis.ConstraintTemplate
+	}
+	type constraintDoc struct {
+		doc *load.Document
+		c   *apis.Constraint
+	}
+	var templates []templateDoc
+	var constraints []constraintDoc
 	err := load.Walk(paths, load.Options{Stdin: stdin}, func(d *load.Document) error {
 		switch policyset.Classify(d) {
 		case policyset.Template:
@@ -120,13 +121,13 @@ func GenerateVAP(paths []string, stdin io.Reader, w io.Writer) error {
 			if err := load.Into(d, t); err != nil {
 				return err
 			}
-			templates = append(templates, t)
+			templates = append(templates, templateDoc{d, t})
 		case policyset.Constraint:
 			c := &apis.Constraint{}
 			if err := load.Into(d, c); err != nil {
 				return err
 			}
-			constraints = append(constraints, c)
+			constraints = append(constraints, constraintDoc{d, c})
 		}
 		return nil
 	})
@@ -137,25 +138,25 @@ func GenerateVAP(paths []string, stdin io.Reader, w io.Writer) error {
 	var docs []any
 	var errs []error
 	for _, t := range templates {
-		if !hasCEL(t) {
+		if !hasCEL(t.t) {
 			continue
 		}
-		p, err := vap.FromTemplate(t)
+		p, err := vap.FromTemplate(t.t)
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, &load.Error{File: t.doc.File, Line: t.doc.Line, Err: err})
 			continue
 		}
-		kinds[t.Spec.CRD.Spec.Names.Kind] = true
+		kinds[t.t.Spec.CRD.Spec.Names.Kind] = true
 		docs = append(docs, p)
 	}
-	sort.SliceStable(constraints, func(i, j int) bool { return constraints[i].Name < constraints[j].Name })
+	sort.SliceStable(constraints, func(i, j int) bool { return constraints[i].c.Name < constraints[j].c.Name })
 	for _, c := range constraints {
-		if !kinds[c.Kind] {
+		if !kinds[c.c.Kind] {
 			continue
 		}
-		b, err := vap.FromConstraint(c)
+		b, err := vap.FromConstraint(c.c)
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, &load.Error{File: c.doc.File, Line: c.doc.Line, Err: err})
 			continue
 		}
 		docs = append(docs, b)

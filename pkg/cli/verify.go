@@ -19,6 +19,8 @@ import (
 	"github.com/bouncer-policy/bouncer/pkg/engine/cel"
 	"github.com/bouncer-policy/bouncer/pkg/load"
 	"github.com/bouncer-policy/bouncer/pkg/policyset"
+	admissionv1 "k8s.io/api/admission/v1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
@@ -73,6 +75,9 @@ func Verify(ctx context.Context, paths []string, o VerifyOptions) (VerifySummary
 	}
 	only, err := EngineFlag(o.Engine)
 	if err != nil {
+		return sum, err
+	}
+	if err := checkTimeout(o.Timeout); err != nil {
 		return sum, err
 	}
 	if o.programs == nil {
@@ -331,7 +336,7 @@ func (x engineEvaluator) evaluate(ctx context.Context, r *engine.Review, inv []m
 
 func loadCaseEvaluator(ctx context.Context, dir string, t apis.SuiteTest, o VerifyOptions, only string) (caseEvaluator, error) {
 	if t.Policy != "" || t.Binding != "" {
-		return loadVAPTest(dir, t)
+		return loadVAPTest(dir, t, o, only)
 	}
 	e, err := loadTest(ctx, dir, t, o, only)
 	if err != nil {
@@ -404,9 +409,9 @@ func toErrors(es []*engine.EvalError) []error {
 // object or an AdmissionReview (for open-box tests of UPDATE and DELETE).
 func caseReview(d *load.Document, namespaces map[string]map[string]any) (*engine.Review, error) {
 	if d.Kind() == "AdmissionReview" && strings.HasPrefix(d.APIVersion(), "admission.k8s.io/") {
-		req, ok := d.Object["request"].(map[string]any)
-		if !ok {
-			return nil, &load.Error{File: d.File, Line: d.Line, Err: errors.New("AdmissionReview has no request")}
+		req, err := caseRequest(d.Object)
+		if err != nil {
+			return nil, &load.Error{File: d.File, Line: d.Line, Err: err}
 		}
 		r, err := engine.ReviewFromRequest(req)
 		if err != nil {
@@ -427,6 +432,27 @@ func caseReview(d *load.Document, namespaces map[string]map[string]any) (*engine
 		nsObj = namespaceFor(ns, namespaces)
 	}
 	return engine.ObjectReview(d.Object, "CREATE", nsObj), nil
+}
+
+// caseRequest checks an AdmissionReview case as gator verify does (both
+// admission.k8s.io versions share one shape) and returns its request. The
+// errors carry gator's reasons.
+func caseRequest(review map[string]any) (map[string]any, error) {
+	var ar admissionv1.AdmissionReview
+	if err := k8sruntime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(review, &ar, true); err != nil {
+		return nil, fmt.Errorf("not an AdmissionReview object: unable to convert to an AdmissionReview object, error: %w", err)
+	}
+	if ar.Request == nil {
+		return nil, errors.New("missing an AdmissionRequest object: request did not actually pass in an AdmissionRequest")
+	}
+	if ar.Request.Object.Raw == nil && ar.Request.OldObject.Raw == nil {
+		return nil, errors.New(`no object or oldObject found to review: AdmissionRequest does not contain an "object" or "oldObject" to review`)
+	}
+	if ar.Request.Operation == admissionv1.Delete && ar.Request.OldObject.Raw == nil {
+		return nil, errors.New("DELETE: request.oldObject is required (for admission webhooks registered for DELETE operations, Kubernetes v1.15.0+ sends the deleted object there)")
+	}
+	req, _ := review["request"].(map[string]any)
+	return req, nil
 }
 
 func namespaceFor(ns string, known map[string]map[string]any) map[string]any {

@@ -96,6 +96,8 @@ type snapshot struct {
 	byGroupKind map[groupKind][]*Constraint
 	wildcard    []*Constraint
 	expansions  map[string]*Expansion
+	// policies are the policy drivers, by name.
+	policies []PolicyDriver
 	// gkCache memoises the candidate list per group/kind for this snapshot.
 	gkCache sync.Map
 }
@@ -131,6 +133,7 @@ func (s *snapshot) clone() *snapshot {
 	for k, v := range s.expansions {
 		n.expansions[k] = v
 	}
+	n.policies = slices.Clone(s.policies)
 	return n
 }
 
@@ -383,6 +386,10 @@ func (e *Engine) checkConstraint(s *snapshot, c *apis.Constraint) (*Constraint, 
 	if g := groupOf(c.APIVersion); g != apis.ConstraintsGroup {
 		return nil, fmt.Errorf("constraint %s/%s: apiVersion must be in group %s, found %q", kind, c.GetName(), apis.ConstraintsGroup, c.APIVersion)
 	}
+	// The generated constraint CRDs serve these versions only, as Gatekeeper's.
+	if v := c.APIVersion[len(apis.ConstraintsGroup)+1:]; !slices.Contains(constraintVersions, v) {
+		return nil, fmt.Errorf("constraint %s/%s: apiVersion %q is not served: use %s/%s", kind, c.GetName(), c.APIVersion, apis.ConstraintsGroup, strings.Join(constraintVersions, " or "+apis.ConstraintsGroup+"/"))
+	}
 	t, ok := s.templates[kind]
 	if !ok {
 		return nil, &NoTemplateError{Kind: kind, Name: c.GetName()}
@@ -530,10 +537,9 @@ func (e *Engine) Review(ctx context.Context, r *Review, opts ...ReviewOption) (*
 	}
 	s := e.snap.Load()
 	resp := &Response{}
-	if err := e.review(ctx, s, r, &cfg, resp, "", 0); err != nil {
-		return resp, err
-	}
-	return resp, nil
+	err := e.review(ctx, s, r, &cfg, resp, "", 0)
+	reviewPolicies(ctx, s, r, &cfg, resp)
+	return resp, err
 }
 
 func (e *Engine) review(ctx context.Context, s *snapshot, r *Review, cfg *reviewConfig, resp *Response, expansion string, depth int) error {
@@ -610,6 +616,9 @@ func (t *Template) operationApplies(op string) bool {
 	}
 	return false
 }
+
+// constraintVersions are the served versions of constraint kinds.
+var constraintVersions = []string{"v1beta1", "v1alpha1"}
 
 func groupOf(apiVersion string) string {
 	if i := strings.Index(apiVersion, "/"); i >= 0 {

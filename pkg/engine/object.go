@@ -8,12 +8,7 @@ import (
 // (operation CREATE): the form the CLI and the audit use, as Gatekeeper's
 // gator and audit do.
 func ObjectReview(obj map[string]any, operation string, namespace map[string]any) *Review {
-	apiVersion, _ := obj["apiVersion"].(string)
-	kind, _ := obj["kind"].(string)
-	group, version := "", apiVersion
-	if i := strings.Index(apiVersion, "/"); i >= 0 {
-		group, version = apiVersion[:i], apiVersion[i+1:]
-	}
+	gvk := kindOf(obj)
 	meta, _ := obj["metadata"].(map[string]any)
 	name, _ := meta["name"].(string)
 	ns, _ := meta["namespace"].(string)
@@ -21,8 +16,8 @@ func ObjectReview(obj map[string]any, operation string, namespace map[string]any
 		operation = "CREATE"
 	}
 	r := &Review{
-		Kind:            GVK{Group: group, Version: version, Kind: kind},
-		Resource:        GVR{Group: group, Version: version, Resource: Plural(kind)},
+		Kind:            gvk,
+		Resource:        GVR{Group: gvk.Group, Version: gvk.Version, Resource: Plural(gvk.Kind)},
 		Name:            name,
 		Namespace:       ns,
 		Operation:       operation,

@@ -44,6 +44,9 @@ func Compile(props *apiextensionsv1.JSONSchemaProps, legacy bool) (*Schema, erro
 	if props.Type == "" {
 		props.Type = "object"
 	}
+	if legacy {
+		preserveUnknownFields(props)
+	}
 	internal := &apiextensions.JSONSchemaProps{}
 	if err := apiextensionsv1.Convert_v1_JSONSchemaProps_To_apiextensions_JSONSchemaProps(props, internal, nil); err != nil {
 		return nil, fmt.Errorf("converting parameters schema: %w", err)
@@ -74,21 +77,59 @@ func Compile(props *apiextensionsv1.JSONSchemaProps, legacy bool) (*Schema, erro
 	return &Schema{structural: structural, validator: validator, Props: props, Structural: isStructural}, nil
 }
 
-// Apply defaults, prunes and validates parameters, returning the value the
-// policy will see. The input is not modified. Errors name each field.
+// preserveUnknownFields marks every object (or untyped) level of a legacy
+// schema x-kubernetes-preserve-unknown-fields, as Gatekeeper does for
+// legacySchema templates: their constraints keep fields the schema does not
+// declare.
+func preserveUnknownFields(p *apiextensionsv1.JSONSchemaProps) {
+	if (p.Type == "" || p.Type == "object") && p.XPreserveUnknownFields == nil {
+		t := true
+		p.XPreserveUnknownFields = &t
+	}
+	for k, v := range p.Properties {
+		preserveUnknownFields(&v)
+		p.Properties[k] = v
+	}
+	if p.Items != nil {
+		if p.Items.Schema != nil {
+			preserveUnknownFields(p.Items.Schema)
+		}
+		for i := range p.Items.JSONSchemas {
+			preserveUnknownFields(&p.Items.JSONSchemas[i])
+		}
+	} else if p.Type == "array" {
+		t := true
+		p.Items = &apiextensionsv1.JSONSchemaPropsOrArray{Schema: &apiextensionsv1.JSONSchemaProps{XPreserveUnknownFields: &t}}
+	}
+	if p.AdditionalProperties != nil && p.AdditionalProperties.Schema != nil {
+		preserveUnknownFields(p.AdditionalProperties.Schema)
+	}
+}
+
+// Apply defaults and validates parameters, returning the value the policy
+// will see. The input is not modified. Errors name each field.
+//
+// A field the schema does not declare (and does not preserve) is refused,
+// as the apiserver refuses it under kubectl's default --validate=strict:
+// pruning it silently, as --validate=false would, hides a misspelt
+// parameter that the policy then never sees.
 func (s *Schema) Apply(params map[string]any) (map[string]any, error) {
 	if params == nil {
 		params = map[string]any{}
 	}
 	obj := runtime.DeepCopyJSONValue(normalize(params)).(map[string]any)
 	structuraldefaulting.Default(obj, s.structural)
-	structuralpruning.Prune(obj, s.structural, false)
-	errs := apiservervalidation.ValidateCustomResource(field.NewPath("spec", "parameters"), obj, s.validator)
-	if len(errs) > 0 {
-		msgs := make([]string, 0, len(errs))
-		for _, e := range errs {
-			msgs = append(msgs, e.Error())
-		}
+	unknown := structuralpruning.PruneWithOptions(obj, s.structural, false, structuralschema.UnknownFieldPathOptions{
+		TrackUnknownFieldPaths: true,
+	})
+	var msgs []string
+	for _, u := range unknown {
+		msgs = append(msgs, fmt.Sprintf("unknown field %q (not declared in the template's schema)", "spec.parameters."+u))
+	}
+	for _, e := range apiservervalidation.ValidateCustomResource(field.NewPath("spec", "parameters"), obj, s.validator) {
+		msgs = append(msgs, e.Error())
+	}
+	if len(msgs) > 0 {
 		return nil, fmt.Errorf("invalid parameters: %s", strings.Join(msgs, "; "))
 	}
 	return obj, nil

@@ -38,19 +38,13 @@ func TestApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := map[string]any{"tags": []any{"latest"}, "unknown": 1, "nested": map[string]any{"mode": "strict", "extra": true}}
+	in := map[string]any{"tags": []any{"latest"}, "nested": map[string]any{"mode": "strict"}}
 	out, err := s.Apply(in)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if out["max"] != int64(2) {
 		t.Errorf("default: %v", out["max"])
-	}
-	if _, ok := out["unknown"]; ok {
-		t.Error("unknown field not pruned")
-	}
-	if _, ok := out["nested"].(map[string]any)["extra"]; ok {
-		t.Error("nested unknown field not pruned")
 	}
 	if _, ok := in["max"]; ok {
 		t.Error("Apply modified its input")
@@ -61,6 +55,40 @@ func TestApply(t *testing.T) {
 	}
 	if out, err := s.Apply(nil); err != nil || out["max"] != int64(2) {
 		t.Errorf("nil parameters: %v %v", out, err)
+	}
+}
+
+// TestApplyRefusesUnknownFields: fields the schema does not declare are
+// refused, each named, as the apiserver refuses them under kubectl's default
+// --validate=strict, instead of being pruned silently.
+func TestApplyRefusesUnknownFields(t *testing.T) {
+	s, err := Compile(schema(t, tagsSchema), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Apply(map[string]any{"tags": []any{"latest"}, "tagz": 1, "nested": map[string]any{"mode": "strict", "extra": true}})
+	for _, w := range []string{`unknown field "spec.parameters.tagz"`, `unknown field "spec.parameters.nested.extra"`} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("error %v, want %q", err, w)
+		}
+	}
+	// A legacy schema (legacySchema: true, v1beta1's default) keeps them,
+	// as Gatekeeper's generated CRD preserves unknown fields at every level.
+	s, err = Compile(schema(t, tagsSchema), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.Apply(map[string]any{"tagz": 1, "nested": map[string]any{"mode": "strict", "extra": true}})
+	if err != nil || out["tagz"] != int64(1) || out["nested"].(map[string]any)["extra"] != true {
+		t.Errorf("legacy schema: %v %v", out, err)
+	}
+	// So does a template without a schema.
+	s, err = Compile(nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := s.Apply(map[string]any{"anything": 1}); err != nil || out["anything"] != int64(1) {
+		t.Errorf("preserving schema: %v %v", out, err)
 	}
 }
 

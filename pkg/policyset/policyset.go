@@ -146,12 +146,21 @@ func (s *Set) LoadInto(e *engine.Engine) error {
 			errs = append(errs, located(d, err))
 		}
 	}
+	// In a cluster the second of two constraints with one kind and name
+	// replaces the first: in one input that is a copy-paste mistake.
+	seenConstraints := map[string]*load.Document{}
 	for _, d := range s.Constraints {
 		var c apis.Constraint
 		if err := load.Into(d, &c); err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		id := c.Kind + "/" + c.Name
+		if prev, ok := seenConstraints[id]; ok && c.Name != "" {
+			errs = append(errs, located(d, fmt.Errorf("constraint %s is also defined at %s", id, prev.Location())))
+			continue
+		}
+		seenConstraints[id] = d
 		if _, err := e.AddConstraint(&c); err != nil {
 			errs = append(errs, located(d, err))
 		}

@@ -39,8 +39,10 @@ type junitFailure struct {
 }
 
 // junitWriter makes one testsuite per file and one testcase per object ×
-// matching constraint; a deny violation is a failure, warn and dryrun are
-// recorded as output of a passing case.
+// matching constraint; a deny violation is a failure, a constraint that
+// could not be evaluated an error, and warn and dryrun are recorded as
+// output of a passing case. Errors of no constraint are an "evaluation"
+// testcase; a run that stopped early adds an error testcase that says so.
 type junitWriter struct {
 	w      io.Writer
 	suites []junitSuite
@@ -62,45 +64,76 @@ func (j *junitWriter) suite(file string) *junitSuite {
 
 func (j *junitWriter) Object(o *Object) error {
 	s := j.suite(o.File)
-	byConstraint := map[string][]string{}
-	denies := map[string]bool{}
-	for _, v := range sortedViolations(o.Violations) {
-		k := v.ConstraintKind + "/" + v.ConstraintName
-		prefix := ""
-		if v.EnforcementAction != "deny" {
-			prefix = v.EnforcementAction + ": "
-		} else {
-			denies[k] = true
-		}
-		byConstraint[k] = append(byConstraint[k], prefix+v.Message)
+	type finding struct {
+		msgs []string // violations, warn and dryrun prefixed
+		deny bool
+		errs []string
 	}
-	seen := map[string]bool{}
-	for _, m := range o.Matched {
-		k := m.Kind + "/" + m.Name
-		if seen[k] {
-			continue
+	found := map[string]*finding{}
+	var order []string
+	get := func(k string) *finding {
+		f, ok := found[k]
+		if !ok {
+			f = &finding{}
+			found[k] = f
+			order = append(order, k)
 		}
-		seen[k] = true
+		return f
+	}
+	// Every matched constraint is a testcase, in the engine's order; so is
+	// every constraint that reported something without being listed.
+	for _, m := range o.Matched {
+		get(m.Kind + "/" + m.Name)
+	}
+	for _, v := range sortedViolations(o.Violations) {
+		f := get(v.ConstraintKind + "/" + v.ConstraintName)
+		if v.EnforcementAction == "deny" {
+			f.deny = true
+			f.msgs = append(f.msgs, v.Message)
+		} else {
+			f.msgs = append(f.msgs, v.EnforcementAction+": "+v.Message)
+		}
+	}
+	for _, e := range o.Errors {
+		k := e.policy()
+		if k == "" {
+			k = "evaluation"
+		}
+		f := get(k)
+		f.errs = append(f.errs, e.Message)
+	}
+	for _, k := range order {
+		f := found[k]
 		c := junitCase{Name: fmt.Sprintf("%s × %s", o.ID(), k), Classname: o.File}
-		msgs := byConstraint[k]
-		if denies[k] {
-			c.Failure = &junitFailure{Message: msgs[0], Type: "deny", Text: strings.Join(msgs, "\n")}
+		switch {
+		case len(f.errs) > 0:
+			// A constraint that could not be evaluated did not pass, whatever
+			// else it reported.
+			c.Error = &junitFailure{Message: f.errs[0], Type: "error", Text: strings.Join(f.errs, "\n")}
+			c.SystemOut = strings.Join(f.msgs, "\n")
+			s.Errors++
+		case f.deny:
+			c.Failure = &junitFailure{Message: f.msgs[0], Type: "deny", Text: strings.Join(f.msgs, "\n")}
 			s.Failures++
-		} else if len(msgs) > 0 {
-			c.SystemOut = strings.Join(msgs, "\n")
+		default:
+			c.SystemOut = strings.Join(f.msgs, "\n")
 		}
 		s.Cases = append(s.Cases, c)
 		s.Tests++
 	}
-	for _, e := range o.Errors {
-		s.Cases = append(s.Cases, junitCase{Name: o.ID() + " × evaluation", Classname: o.File, Error: &junitFailure{Message: e, Type: "error", Text: e}})
-		s.Tests++
-		s.Errors++
-	}
 	return nil
 }
 
-func (j *junitWriter) Close(Summary) error {
+func (j *junitWriter) Close(sum Summary) error {
+	if sum.Incomplete {
+		// The run's own failure is a testcase, so CI shows the report as
+		// failed and why, with what was reviewed before it.
+		s := j.suite("bouncer")
+		s.Cases = append(s.Cases, junitCase{Name: "run × input", Classname: "bouncer",
+			Error: &junitFailure{Message: "incomplete: " + sum.Error, Type: "incomplete", Text: sum.Error}})
+		s.Tests++
+		s.Errors++
+	}
 	out := junitSuites{Name: "bouncer", Suites: j.suites}
 	for _, s := range j.suites {
 		out.Tests += s.Tests

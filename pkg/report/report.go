@@ -21,8 +21,36 @@ type Object struct {
 	Namespace  string                 `json:"namespace,omitempty"`
 	Name       string                 `json:"name"`
 	Violations []engine.Result        `json:"violations,omitempty"`
-	Errors     []string               `json:"errors,omitempty"`
+	Errors     []Error                `json:"errors,omitempty"`
 	Matched    []engine.ConstraintRef `json:"-"`
+}
+
+// Error is a policy that could not be evaluated for an object, or (with no
+// constraint) a review that could not be made at all.
+type Error struct {
+	ConstraintKind string `json:"constraintKind,omitempty"`
+	ConstraintName string `json:"constraintName,omitempty"`
+	Message        string `json:"message"`
+}
+
+// ErrorsOf turns a review's outcome into report errors.
+func ErrorsOf(reviewErr error, evalErrs []*engine.EvalError) []Error {
+	var out []Error
+	if reviewErr != nil {
+		out = append(out, Error{Message: reviewErr.Error()})
+	}
+	for _, e := range evalErrs {
+		out = append(out, Error{ConstraintKind: e.ConstraintKind, ConstraintName: e.ConstraintName, Message: e.Error()})
+	}
+	return out
+}
+
+// policy names the constraint of an error, or "" for none.
+func (e Error) policy() string {
+	if e.ConstraintKind == "" && e.ConstraintName == "" {
+		return ""
+	}
+	return e.ConstraintKind + "/" + e.ConstraintName
 }
 
 // ID is "Kind ns/name" or "Kind name".
@@ -44,6 +72,19 @@ type Summary struct {
 	Errors      int `json:"errors"`
 	// ObjectsDenied counts objects with at least one deny violation.
 	ObjectsDenied int `json:"objectsDenied"`
+	// Incomplete is set when the run stopped before reviewing its whole
+	// input (an input error, an interrupt); Error says why. The counts
+	// cover what was reviewed.
+	Incomplete bool   `json:"incomplete,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// Fail marks the summary of a run that stopped early.
+func (s *Summary) Fail(err error) {
+	s.Incomplete = true
+	if err != nil {
+		s.Error = err.Error()
+	}
 }
 
 // Add counts one object's outcome.
@@ -69,6 +110,8 @@ func (s *Summary) Add(o *Object) {
 }
 
 // Writer receives outcomes in input order and writes its format on Close.
+// Close is called once per run, also when the run stopped early (the
+// summary says so): every format then still writes a well-formed document.
 type Writer interface {
 	Object(o *Object) error
 	Close(s Summary) error

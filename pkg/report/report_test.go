@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,7 +35,7 @@ func outcomes() []*Object {
 		},
 		{
 			File: "manifests/pods.yaml", Line: 20, APIVersion: "v1", Kind: "Pod", Namespace: "shop", Name: "slow",
-			Errors:  []string{"evaluating constraint K8sSlow/slow: eval_cancel_error: caller cancelled query execution (review deadline exceeded)"},
+			Errors:  []Error{{ConstraintKind: "K8sSlow", ConstraintName: "slow", Message: "evaluating constraint K8sSlow/slow: eval_cancel_error: caller cancelled query execution (review deadline exceeded)"}},
 			Matched: []engine.ConstraintRef{{Kind: "K8sSlow", Name: "slow"}},
 		},
 		{
@@ -198,11 +199,12 @@ func TestSARIF(t *testing.T) {
 				} `json:"driver"`
 			} `json:"tool"`
 			Results []struct {
-				RuleID    string `json:"ruleId"`
-				RuleIndex int    `json:"ruleIndex"`
-				Level     string `json:"level"`
-				Message   struct{ Text string }
-				Locations []struct {
+				RuleID     string            `json:"ruleId"`
+				RuleIndex  int               `json:"ruleIndex"`
+				Level      string            `json:"level"`
+				Properties map[string]string `json:"properties"`
+				Message    struct{ Text string }
+				Locations  []struct {
 					PhysicalLocation struct {
 						ArtifactLocation struct{ URI string }
 						Region           *struct{ StartLine int }
@@ -221,8 +223,8 @@ func TestSARIF(t *testing.T) {
 	if run.Tool.Driver.Name != "bouncer" || run.Tool.Driver.Version != "v0.0.0-test" {
 		t.Errorf("driver %+v", run.Tool.Driver)
 	}
-	if len(run.Results) != 4 {
-		t.Fatalf("%d results, want 4 (one per violation)", len(run.Results))
+	if len(run.Results) != 5 {
+		t.Fatalf("%d results, want 5 (one per violation and per error)", len(run.Results))
 	}
 	for _, r := range run.Results {
 		rule := run.Tool.Driver.Rules[r.RuleIndex]
@@ -233,7 +235,10 @@ func TestSARIF(t *testing.T) {
 	if r := run.Tool.Driver.Rules[0]; r.ID != "K8sDisallowedTags/no-latest" || r.ShortDescription.Text != "No :latest" || r.DefaultConfiguration == nil || r.DefaultConfiguration.Level != "error" {
 		t.Errorf("rule 0 %+v", r)
 	}
-	levels := []string{run.Results[0].Level, run.Results[2].Level, run.Results[3].Level}
+	if e := run.Results[3]; e.RuleID != "K8sSlow/slow" || e.Level != "error" || e.Properties["outcome"] != "error" || e.Properties["object"] != "Pod shop/slow" || !strings.Contains(e.Message.Text, "deadline") {
+		t.Errorf("error result %+v", e)
+	}
+	levels := []string{run.Results[0].Level, run.Results[2].Level, run.Results[4].Level}
 	if strings.Join(levels, ",") != "error,warning,note" {
 		t.Errorf("levels %v, want deny=error, warn=warning, dryrun=note", levels)
 	}
@@ -241,7 +246,7 @@ func TestSARIF(t *testing.T) {
 	if loc.ArtifactLocation.URI != "manifests/pods.yaml" || loc.Region == nil || loc.Region.StartLine != 1 {
 		t.Errorf("location %+v", loc)
 	}
-	if got := run.Results[3].Locations[0].PhysicalLocation.ArtifactLocation.URI; got != "stdin" {
+	if got := run.Results[4].Locations[0].PhysicalLocation.ArtifactLocation.URI; got != "stdin" {
 		t.Errorf("stdin URI %q", got)
 	}
 	if !strings.HasPrefix(run.Results[0].Message.Text, "Pod shop/web: ") {
@@ -324,9 +329,10 @@ func TestJUnit(t *testing.T) {
 	if err := xml.Unmarshal(out, &doc); err != nil {
 		t.Fatalf("JUnit does not parse back: %v\n%s", err, out)
 	}
-	// One testcase per object × matching constraint, plus one per error.
-	if doc.Tests != 7 || doc.Failures != 1 || doc.Errors != 1 {
-		t.Errorf("totals tests=%d failures=%d errors=%d, want 7, 1, 1", doc.Tests, doc.Failures, doc.Errors)
+	// One testcase per object × matching constraint; the constraint that
+	// could not be evaluated is an error, not a pass.
+	if doc.Tests != 6 || doc.Failures != 1 || doc.Errors != 1 {
+		t.Errorf("totals tests=%d failures=%d errors=%d, want 6, 1, 1", doc.Tests, doc.Failures, doc.Errors)
 	}
 	if len(doc.Suites) != 3 || doc.Suites[0].Name != "manifests/pods.yaml" || doc.Suites[1].Name != "manifests/deploy.yaml" || doc.Suites[2].Name != "<stdin>" {
 		t.Fatalf("suites %+v", doc.Suites)
@@ -336,7 +342,7 @@ func TestJUnit(t *testing.T) {
 	for _, c := range pods.Cases {
 		names = append(names, c.Name)
 	}
-	wantNames := []string{"Pod shop/web × K8sDisallowedTags/no-latest", "Pod shop/web × K8sRequiredLabels/owner", "Pod shop/web × K8sAllowedRepos/repos", "Pod shop/slow × K8sSlow/slow", "Pod shop/slow × evaluation"}
+	wantNames := []string{"Pod shop/web × K8sDisallowedTags/no-latest", "Pod shop/web × K8sRequiredLabels/owner", "Pod shop/web × K8sAllowedRepos/repos", "Pod shop/slow × K8sSlow/slow"}
 	if strings.Join(names, "|") != strings.Join(wantNames, "|") {
 		t.Errorf("testcases\n %v\nwant\n %v", names, wantNames)
 	}
@@ -351,10 +357,10 @@ func TestJUnit(t *testing.T) {
 	if pass := pods.Cases[2]; pass.Failure != nil || pass.Error != nil || pass.SystemOut != "" {
 		t.Errorf("passing case %+v", pass)
 	}
-	if e := pods.Cases[4]; e.Error == nil || !strings.Contains(e.Error.Message, "deadline") {
+	if e := pods.Cases[3]; e.Error == nil || !strings.Contains(e.Error.Message, "deadline") {
 		t.Errorf("error case %+v", e)
 	}
-	if pods.Tests != 5 || pods.Failures != 1 || pods.Errors != 1 {
+	if pods.Tests != 4 || pods.Failures != 1 || pods.Errors != 1 {
 		t.Errorf("pods suite counts %d/%d/%d", pods.Tests, pods.Failures, pods.Errors)
 	}
 	if dr := doc.Suites[2].Cases[0]; dr.Failure != nil || dr.SystemOut != "dryrun: rule grants * on *" {
@@ -368,5 +374,90 @@ func TestUnknownFormat(t *testing.T) {
 	}
 	if w, err := New("", &bytes.Buffer{}, tool); err != nil || w == nil {
 		t.Errorf("empty format must mean human: %v", err)
+	}
+}
+
+// TestIncomplete: a run that stops early still writes a well-formed
+// document in every format, with what was found so far and a mark that it
+// is incomplete.
+func TestIncomplete(t *testing.T) {
+	schema := sarifSchema(t)
+	for _, format := range Formats {
+		t.Run(format, func(t *testing.T) {
+			var buf bytes.Buffer
+			w, err := New(format, &buf, tool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var s Summary
+			first := outcomes()[0]
+			s.Add(first)
+			if err := w.Object(first); err != nil {
+				t.Fatal(err)
+			}
+			s.Fail(errors.New("manifests/broken.yaml:3: mapping values are not allowed here"))
+			if err := w.Close(s); err != nil {
+				t.Fatal(err)
+			}
+			out := buf.Bytes()
+			switch format {
+			case "human":
+				if !strings.Contains(string(out), "incomplete: the run stopped before the end of its input: manifests/broken.yaml:3:") {
+					t.Errorf("human:\n%s", out)
+				}
+			case "json", "yaml":
+				var doc Document
+				if format == "json" {
+					err = json.Unmarshal(out, &doc)
+				} else {
+					err = yaml.UnmarshalStrict(out, &doc)
+				}
+				if err != nil {
+					t.Fatalf("does not parse: %v\n%s", err, out)
+				}
+				if !doc.Summary.Incomplete || !strings.Contains(doc.Summary.Error, "broken.yaml:3") || len(doc.Results) != 1 {
+					t.Errorf("document %+v", doc)
+				}
+			case "sarif":
+				validateSARIF(t, schema, out)
+				var log struct {
+					Runs []struct {
+						Invocations []struct {
+							ExecutionSuccessful        bool `json:"executionSuccessful"`
+							ToolExecutionNotifications []struct {
+								Level   string
+								Message struct{ Text string }
+							} `json:"toolExecutionNotifications"`
+						} `json:"invocations"`
+						Results []any `json:"results"`
+					} `json:"runs"`
+				}
+				if err := json.Unmarshal(out, &log); err != nil {
+					t.Fatal(err)
+				}
+				inv := log.Runs[0].Invocations
+				if len(inv) != 1 || inv[0].ExecutionSuccessful || len(inv[0].ToolExecutionNotifications) != 1 ||
+					inv[0].ToolExecutionNotifications[0].Level != "error" || !strings.Contains(inv[0].ToolExecutionNotifications[0].Message.Text, "broken.yaml:3") {
+					t.Errorf("invocations %+v", inv)
+				}
+				if len(log.Runs[0].Results) != 3 {
+					t.Errorf("%d results, want the 3 found before the failure", len(log.Runs[0].Results))
+				}
+			case "junit":
+				var doc junitDoc
+				if err := xml.Unmarshal(out, &doc); err != nil {
+					t.Fatalf("does not parse: %v\n%s", err, out)
+				}
+				last := doc.Suites[len(doc.Suites)-1]
+				if doc.Errors != 1 || last.Name != "bouncer" || last.Cases[0].Error == nil || !strings.Contains(last.Cases[0].Error.Message, "incomplete: manifests/broken.yaml:3") {
+					t.Errorf("junit:\n%s", out)
+				}
+			}
+		})
+	}
+	// A complete run says it succeeded.
+	out, _ := render(t, "sarif")
+	if !strings.Contains(string(out), `"executionSuccessful": true`) {
+		t.Errorf("complete run:\n%s", out)
 	}
 }

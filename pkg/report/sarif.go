@@ -15,8 +15,21 @@ type sarifLog struct {
 }
 
 type sarifRun struct {
-	Tool    sarifTool     `json:"tool"`
-	Results []sarifResult `json:"results"`
+	Tool        sarifTool         `json:"tool"`
+	Invocations []sarifInvocation `json:"invocations"`
+	Results     []sarifResult     `json:"results"`
+}
+
+// sarifInvocation says whether the run reviewed its whole input; when it
+// did not, the notification says why.
+type sarifInvocation struct {
+	ExecutionSuccessful        bool                `json:"executionSuccessful"`
+	ToolExecutionNotifications []sarifNotification `json:"toolExecutionNotifications,omitempty"`
+}
+
+type sarifNotification struct {
+	Level   string       `json:"level"`
+	Message sarifMessage `json:"message"`
 }
 
 type sarifTool struct {
@@ -53,6 +66,9 @@ type sarifResult struct {
 	Level     string          `json:"level"`
 	Message   sarifMessage    `json:"message"`
 	Locations []sarifLocation `json:"locations"`
+	// Properties carry the object ("Kind ns/name") and the outcome (deny,
+	// warn, dryrun or error), which levels alone cannot tell apart.
+	Properties map[string]string `json:"properties"`
 }
 
 type sarifLocation struct {
@@ -91,8 +107,20 @@ func levelOf(action string) string {
 	}
 }
 
+// errorRule is the rule of errors that belong to no constraint.
+const errorRule = "bouncer/review-error"
+
 func (s *sarifWriter) rule(kind, name string) int {
 	id := kind + "/" + name
+	if kind == "" && name == "" {
+		id = errorRule
+		if i, ok := s.rules[id]; ok {
+			return i
+		}
+		s.rules[id] = len(s.list)
+		s.list = append(s.list, sarifRule{ID: id, ShortDescription: &sarifMessage{Text: "The object could not be reviewed"}})
+		return s.rules[id]
+	}
 	if i, ok := s.rules[id]; ok {
 		return i
 	}
@@ -115,18 +143,26 @@ func (s *sarifWriter) rule(kind, name string) int {
 }
 
 func (s *sarifWriter) Object(o *Object) error {
-	for _, v := range sortedViolations(o.Violations) {
-		idx := s.rule(v.ConstraintKind, v.ConstraintName)
+	add := func(kind, name, level, outcome, msg string) {
+		idx := s.rule(kind, name)
 		s.results = append(s.results, sarifResult{
 			RuleID:    s.list[idx].ID,
 			RuleIndex: idx,
-			Level:     levelOf(v.EnforcementAction),
-			Message:   sarifMessage{Text: o.ID() + ": " + v.Message},
+			Level:     level,
+			Message:   sarifMessage{Text: o.ID() + ": " + msg},
 			Locations: []sarifLocation{{PhysicalLocation: sarifPhysical{
 				ArtifactLocation: sarifArtifact{URI: artifactURI(o.File)},
 				Region:           region(o.Line),
 			}}},
+			Properties: map[string]string{"object": o.ID(), "outcome": outcome},
 		})
+	}
+	for _, v := range sortedViolations(o.Violations) {
+		add(v.ConstraintKind, v.ConstraintName, levelOf(v.EnforcementAction), v.EnforcementAction, v.Message)
+	}
+	// An evaluation error is a finding too: the object was not checked.
+	for _, e := range o.Errors {
+		add(e.ConstraintKind, e.ConstraintName, "error", "error", "error: "+e.Message)
 	}
 	return nil
 }
@@ -154,7 +190,7 @@ func artifactURI(file string) string {
 	return filepath.ToSlash(file)
 }
 
-func (s *sarifWriter) Close(Summary) error {
+func (s *sarifWriter) Close(sum Summary) error {
 	name := s.tool.Name
 	if name == "" {
 		name = "bouncer"
@@ -163,9 +199,16 @@ func (s *sarifWriter) Close(Summary) error {
 		Schema:  "https://json.schemastore.org/sarif-2.1.0.json",
 		Version: "2.1.0",
 		Runs: []sarifRun{{
-			Tool:    sarifTool{Driver: sarifDriver{Name: name, Version: s.tool.Version, InformationURI: s.tool.URI, Rules: s.list}},
-			Results: s.results,
+			Tool:        sarifTool{Driver: sarifDriver{Name: name, Version: s.tool.Version, InformationURI: s.tool.URI, Rules: s.list}},
+			Invocations: []sarifInvocation{{ExecutionSuccessful: !sum.Incomplete}},
+			Results:     s.results,
 		}},
+	}
+	if sum.Incomplete {
+		log.Runs[0].Invocations[0].ToolExecutionNotifications = []sarifNotification{{
+			Level:   "error",
+			Message: sarifMessage{Text: "incomplete: the run stopped before the end of its input: " + sum.Error},
+		}}
 	}
 	if log.Runs[0].Tool.Driver.Rules == nil {
 		log.Runs[0].Tool.Driver.Rules = []sarifRule{}

@@ -65,6 +65,11 @@ func FromTemplate(t *apis.ConstraintTemplate) (*admissionregistrationv1.Validati
 	if err != nil {
 		return nil, fmt.Errorf("template %q: %w", t.Name, err)
 	}
+	// What does not compile as a template would not compile in the
+	// apiserver either: refuse it here, with the template's own field names.
+	if _, err := cel.New().Compile(t, *code); err != nil {
+		return nil, fmt.Errorf("template %q: %w", t.Name, err)
+	}
 	fp, _ := src.FailurePolicyType()
 	kind := t.Spec.CRD.Spec.Names.Kind
 	p := &admissionregistrationv1.ValidatingAdmissionPolicy{
@@ -93,6 +98,9 @@ func FromTemplate(t *apis.ConstraintTemplate) (*admissionregistrationv1.Validati
 	}
 	for _, v := range src.Validations {
 		p.Spec.Validations = append(p.Spec.Validations, admissionregistrationv1.Validation{Expression: v.Expression, Message: v.Message, MessageExpression: v.MessageExpression})
+	}
+	if _, err := Compile(p, nil, nil); err != nil {
+		return nil, fmt.Errorf("template %q: the generated policy does not compile: %w", t.Name, err)
 	}
 	return p, nil
 }

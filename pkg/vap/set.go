@@ -66,25 +66,33 @@ func (s *Set) Bindings() int {
 	return n
 }
 
-// Evaluate reviews an object against every policy.
-func (s *Set) Evaluate(ctx context.Context, r *engine.Review) ([]engine.Result, error) {
+// Name is the engine.PolicyDriver name of every Set: an engine holds one.
+func (s *Set) Name() string { return Kind }
+
+// Evaluate reviews an object against every policy, as an engine's policy
+// driver. A review the policies cannot read (its object does not convert)
+// is an error of every policy that could have matched it.
+func (s *Set) Evaluate(ctx context.Context, r *engine.Review, recordMatched bool) *engine.Response {
 	if s == nil || s.Bindings() == 0 {
-		return nil, nil
+		return nil
 	}
+	resp := &engine.Response{}
 	req, err := cel.NewRequest(r)
 	if err != nil {
-		return nil, err
+		for _, p := range s.policies {
+			if len(p.bindings) > 0 {
+				resp.Errors = append(resp.Errors, &engine.EvalError{ConstraintKind: Kind, ConstraintName: p.Name(), Err: err})
+			}
+		}
+		return resp
 	}
-	var out []engine.Result
 	for _, p := range s.policies {
 		if len(p.bindings) == 0 {
 			continue
 		}
-		res, err := p.evaluate(ctx, req, r)
-		if err != nil {
-			return out, fmt.Errorf("ValidatingAdmissionPolicy %q: %w", p.Name(), err)
-		}
-		out = append(out, res...)
+		p.evaluate(ctx, req, r, recordMatched, resp)
 	}
-	return out, nil
+	return resp
 }
+
+var _ engine.PolicyDriver = (*Set)(nil)

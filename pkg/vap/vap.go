@@ -201,28 +201,17 @@ func policyExprs(p *admissionregistrationv1.ValidatingAdmissionPolicy) []cel.Exp
 	return out
 }
 
-// Evaluate reviews an object against the policy and every binding of it,
-// with the apiserver's semantics: a policy or binding that does not match
-// is skipped; each parameter object the binding selects is one evaluation;
-// failed validations are reported with each of the binding's
-// validationActions; configuration errors (a missing parameter with
-// parameterNotFoundAction Deny, ...) and evaluation errors deny under
-// failurePolicy Fail and are dropped under Ignore.
-func (p *Policy) Evaluate(ctx context.Context, r *engine.Review) ([]engine.Result, error) {
-	if len(p.bindings) == 0 {
-		return nil, nil
-	}
-	req, err := cel.NewRequest(r)
-	if err != nil {
-		return nil, err
-	}
-	return p.evaluate(ctx, req, r)
-}
-
-func (p *Policy) evaluate(ctx context.Context, req *cel.Request, r *engine.Review) ([]engine.Result, error) {
+// evaluate reviews an object against the policy and every binding of it,
+// with the apiserver's semantics, adding the results to resp: a policy or
+// binding that does not match is skipped; each parameter object the binding
+// selects is one evaluation; failed validations are reported with each of
+// the binding's validationActions; configuration errors (a missing
+// parameter with parameterNotFoundAction Deny, ...) and evaluation errors
+// deny under failurePolicy Fail and are dropped under Ignore. With
+// recordMatched, every matching binding goes to resp.Matched.
+func (p *Policy) evaluate(ctx context.Context, req *cel.Request, r *engine.Review, recordMatched bool, resp *engine.Response) {
 	m := generic.NewPolicyMatcher(matching.NewMatcher(namespaceLister{req: req, review: r}, nil))
 	attrs := req.Attributes.Attributes
-	var out []engine.Result
 	configError := func(b string, err error) {
 		if *p.policy.Spec.FailurePolicy == admissionregistrationv1.Ignore {
 			return
@@ -231,15 +220,15 @@ func (p *Policy) evaluate(ctx context.Context, req *cel.Request, r *engine.Revie
 		if b != "" {
 			what = "binding"
 		}
-		out = append(out, p.result(b, fmt.Sprintf("failed to configure %s: %v", what, err), []string{apis.ActionDeny}))
+		resp.Results = append(resp.Results, p.result(b, fmt.Sprintf("failed to configure %s: %v", what, err), []string{apis.ActionDeny}))
 	}
 	ok, resource, _, err := m.DefinitionMatches(attrs, objectInterfaces{}, validating.NewValidatingAdmissionPolicyAccessor(p.policy))
 	if err != nil {
 		configError("", err)
-		return out, nil
+		return
 	}
 	if !ok {
-		return nil, nil
+		return
 	}
 	for _, b := range p.bindings {
 		ok, err := m.BindingMatches(attrs, objectInterfaces{}, validating.NewValidatingAdmissionPolicyBindingAccessor(b))
@@ -250,6 +239,10 @@ func (p *Policy) evaluate(ctx context.Context, req *cel.Request, r *engine.Revie
 		if !ok {
 			continue
 		}
+		if recordMatched {
+			resp.Matched = append(resp.Matched, engine.ConstraintRef{Kind: Kind, Name: b.Name})
+		}
+		resp.Evaluated++
 		params, err := p.collectParams(b, r.Namespace)
 		if err != nil {
 			configError(b.Name, err)
@@ -268,19 +261,21 @@ func (p *Policy) evaluate(ctx context.Context, req *cel.Request, r *engine.Revie
 				}
 				// Evaluation errors under Fail are deny decisions too, and
 				// Kubernetes routes them through validationActions as well.
-				out = append(out, p.result(b.Name, d.Message, actions))
+				resp.Results = append(resp.Results, p.result(b.Name, d.Message, actions))
 			}
 			for _, a := range res.AuditAnnotations {
 				if a.Action == validating.AuditAnnotationActionError {
-					out = append(out, p.result(b.Name, a.Error, []string{apis.ActionDeny}))
+					resp.Results = append(resp.Results, p.result(b.Name, a.Error, []string{apis.ActionDeny}))
 				}
 			}
 		}
 	}
-	return out, nil
 }
 
 func (p *Policy) result(binding, msg string, actions []string) engine.Result {
+	if binding == "" {
+		binding = p.policy.Name // the policy itself is at fault
+	}
 	r := engine.Result{
 		ConstraintKind:    Kind,
 		ConstraintName:    binding,

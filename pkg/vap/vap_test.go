@@ -2,6 +2,7 @@ package vap_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -108,7 +109,7 @@ func TestGeneratedPolicyAgreesWithTemplate(t *testing.T) {
 		if err != nil || len(resp.Errors) > 0 {
 			t.Fatalf("%s: engine: %v %v", d.File, err, resp.Errors)
 		}
-		got, err := vs.Evaluate(context.Background(), review(t, d))
+		got, err := results(vs.Evaluate(context.Background(), review(t, d), false))
 		if err != nil {
 			t.Fatalf("%s: vap: %v", d.File, err)
 		}
@@ -154,11 +155,23 @@ func loadExample(t *testing.T, binding string, params ...string) *vap.Set {
 func evaluate(t *testing.T, vs *vap.Set, sample string) []engine.Result {
 	t.Helper()
 	docs := read(t, filepath.Join("../../examples/vap-require-labels/samples", sample))
-	res, err := vs.Evaluate(context.Background(), review(t, docs[0]))
+	res, err := results(vs.Evaluate(context.Background(), review(t, docs[0]), false))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return res
+}
+
+// results are a policy driver's results, or its errors.
+func results(resp *engine.Response) ([]engine.Result, error) {
+	if resp == nil {
+		return nil, nil
+	}
+	var errs []error
+	for _, e := range resp.Errors {
+		errs = append(errs, e)
+	}
+	return resp.Results, errors.Join(errs...)
 }
 
 func TestValidationActions(t *testing.T) {
@@ -219,7 +232,7 @@ func TestFailurePolicyIgnore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := vs.Evaluate(context.Background(), engine.ObjectReview(pod, "", nil))
+		res, err := results(vs.Evaluate(context.Background(), engine.ObjectReview(pod, "", nil), false))
 		if err != nil {
 			t.Fatal(err)
 		}
