@@ -123,10 +123,15 @@ func readConfig(p string, opts Options, fn func(*Document) error) error {
 	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
 		return &Error{File: p, Err: errors.New("not a regular file")}
 	}
-	if err := ReadContext(context.Background(), p, f, opts, fn); err != nil {
+	var fnErr error
+	err = ReadContext(context.Background(), p, f, opts, func(d *Document) error {
+		fnErr = fn(d)
+		return fnErr
+	})
+	if err != nil && fnErr == nil {
 		return fmt.Errorf("checking for remote resources: %w", err)
 	}
-	return nil
+	return err
 }
 
 func checkValue(dir, file, field string, v any, opts Options, seen map[string]bool) error {
@@ -203,6 +208,7 @@ func isRemote(p string) bool {
 		strings.HasPrefix(l, "github.com/") || strings.HasPrefix(l, "github.com:") ||
 		scpUser.MatchString(p)
 }
+
 // normalizeNumbers gives kustomize's ints the int64 form the JSON decoder
 // produces, so every source yields the same values.
 func normalizeNumbers(v any) any {

@@ -367,32 +367,40 @@ func isWhite(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\
 // the YAML parser starts a new document there, which the line splitter
 // would not see, so the rest of the document would be dropped.
 func strayMarker(text []byte) int {
-	if bytes.IndexByte(text, '\r') < 0 && bytes.IndexByte(text, 0xc2) < 0 && bytes.IndexByte(text, 0xe2) < 0 {
-		return -1
-	}
-	for i := 0; i < len(text); i++ {
-		var n int
-		switch {
-		case text[i] == '\r' && (i+1 == len(text) || text[i+1] != '\n'):
-			n = 1
-		case text[i] == 0xc2 && i+1 < len(text) && text[i+1] == 0x85:
-			n = 2
-		case text[i] == 0xe2 && i+2 < len(text) && text[i+1] == 0x80 && (text[i+2] == 0xa8 || text[i+2] == 0xa9):
-			n = 3
-		default:
-			continue
-		}
-		if _, m := markerLine(text[i+n:]); m != "" {
-			return i + n
+	for i := otherBreak(text, 0); i >= 0; i = otherBreak(text, i) {
+		if _, m := markerLine(text[i:]); m != "" {
+			return i
 		}
 	}
 	return -1
 }
 
-// isBlankLine reports whether b holds only white space or a comment.
+// otherBreak returns the index just after the first line break at or
+// after from that is not \n (nor the \r of \r\n): a lone CR, NEL, LS
+// or PS, which the YAML parser takes as line breaks; -1 when there is none.
+func otherBreak(text []byte, from int) int {
+	if bytes.IndexByte(text[from:], '\r') < 0 && bytes.IndexByte(text[from:], 0xc2) < 0 && bytes.IndexByte(text[from:], 0xe2) < 0 {
+		return -1
+	}
+	for i := from; i < len(text); i++ {
+		switch {
+		case text[i] == '\r' && (i+1 == len(text) || text[i+1] != '\n'):
+			return i + 1
+		case text[i] == 0xc2 && i+1 < len(text) && text[i+1] == 0x85:
+			return i + 2
+		case text[i] == 0xe2 && i+2 < len(text) && text[i+1] == 0x80 && (text[i+2] == 0xa8 || text[i+2] == 0xa9):
+			return i + 3
+		}
+	}
+	return -1
+}
+
+// isBlankLine reports whether b holds only white space or a comment, as
+// YAML sees them: other Unicode spaces are content, and so is whatever
+// follows a CR, NEL, LS or PS, which end a comment.
 func isBlankLine(b []byte) bool {
-	t := bytes.TrimSpace(b)
-	return len(t) == 0 || t[0] == '#'
+	t := bytes.Trim(b, " \t\r\n")
+	return len(t) == 0 || (t[0] == '#' && otherBreak(t, 0) < 0)
 }
 
 func byteSize(n int64) string {

@@ -163,3 +163,14 @@ func TestLimitExact(t *testing.T) {
 		}
 	}
 }
+
+// TestCommentEndsAtCR: a lone CR ends a comment for the YAML parser, so
+// what follows is a document, not part of a blank line (found by FuzzRead).
+func TestCommentEndsAtCR(t *testing.T) {
+	in := "# old Mac line breaks\rapiVersion: v1\rkind: Pod\rmetadata: {name: p}\r"
+	var got []string
+	err := Read("in.yaml", strings.NewReader(in), func(d *Document) error { got = append(got, d.Kind()+"/"+d.Name()); return nil })
+	if err != nil || strings.Join(got, ",") != "Pod/p" {
+		t.Errorf("read %v, %v; want Pod/p", got, err)
+	}
+}
