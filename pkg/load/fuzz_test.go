@@ -86,3 +86,55 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReadLimit: under any document size limit, Read either refuses a
+// document with ErrDocumentTooLarge or hands over every document whole:
+// the same documents, in the same order, as without a limit, none larger
+// than the limit.
+func FuzzReadLimit(f *testing.F) {
+	for _, s := range []string{
+		"a: 1\n---\nb: 2\n", "a: 1\n--- {b: 2}\n", "a: 1\n...\nb: 2\n", "---\n---\n---\n", "%YAML 1.1\n---\na: 1\n",
+		"# a comment longer than the limit\na: 1\n", "a: 1\n--- " + string(bytes.Repeat([]byte("x"), 100)) + "\n",
+	} {
+		f.Add([]byte(s), uint16(8))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, limit uint16) {
+		if limit == 0 {
+			return
+		}
+		type doc struct {
+			start int
+			raw   string
+		}
+		collect := func(limit int64) ([]doc, error) {
+			var docs []doc
+			err := split("fuzz.yaml", bytes.NewReader(data), limit, func(start int, raw []byte) error {
+				if int64(len(raw)) > limit {
+					t.Fatalf("document of %d bytes at line %d passed the limit of %d", len(raw), start, limit)
+				}
+				docs = append(docs, doc{start, string(raw)})
+				return nil
+			})
+			return docs, err
+		}
+		all, err := collect(int64(len(data)) + 1)
+		if err != nil {
+			return // refused without a limit too
+		}
+		limited, err := collect(int64(limit))
+		if err != nil && !errors.Is(err, ErrDocumentTooLarge) {
+			t.Fatalf("with a limit of %d: %v, which it did not say without one", limit, err)
+		}
+		if len(limited) > len(all) {
+			t.Fatalf("%d documents with a limit, %d without", len(limited), len(all))
+		}
+		for i := range limited {
+			if limited[i] != all[i] {
+				t.Fatalf("document %d: %+v with a limit of %d, %+v without", i, limited[i], limit, all[i])
+			}
+		}
+		if err == nil && len(limited) != len(all) {
+			t.Fatalf("with a limit of %d, %d documents and no error; %d without", limit, len(limited), len(all))
+		}
+	})
+}
