@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bouncer-policy/bouncer/pkg/cli"
+	"github.com/bouncer-policy/bouncer/pkg/load"
 	"github.com/spf13/cobra"
 )
 
@@ -84,8 +85,10 @@ given with --policy (where any other object is inventory for referential
 policies).
 
 Exit status: 0 when nothing is denied, 1 when a deny violation (or an
-evaluation error) is found, 2 on usage or input errors. warn and dryrun
-violations are reported but never fail the run.`,
+evaluation error) is found, 2 on usage or input errors (input holding no
+object to review included, unless --allow-empty), 130 or 143 when stopped by
+SIGINT or SIGTERM. warn and dryrun violations are reported but never fail
+the run.`,
 		Example: `  bouncer test --policy policies/ manifests/
   kustomize build overlays/prod | bouncer test --policy policies/ -
   bouncer test -o sarif --policy policies/ manifests/ > bouncer.sarif`,
@@ -101,6 +104,10 @@ violations are reported but never fail the run.`,
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 5*time.Second, "maximum time to review one object")
 	cmd.Flags().IntVar(&o.Workers, "workers", 0, "objects reviewed in parallel (default: number of CPUs)")
 	cmd.Flags().StringVar(&o.Engine, "engine", "auto", "policy language to run: auto (CEL where a template has it, as Gatekeeper), rego, cel")
+	o.MaxDocumentSize = cli.ByteSize(load.DefaultMaxDocumentBytes)
+	cmd.Flags().Var(&o.MaxDocumentSize, "max-document-size", "largest YAML or JSON document read (a List document counts whole)")
+	cmd.Flags().BoolVar(&o.AllowRemoteResources, "allow-remote-resources", false, "let kustomizations fetch remote resources (http(s) URLs, git repositories)")
+	cmd.Flags().BoolVar(&o.AllowEmpty, "allow-empty", false, "exit 0 when the input holds no object to review")
 	return cmd
 }
 
@@ -112,7 +119,8 @@ func newVerifyCmd() *cobra.Command {
 		Long: `Run test.gatekeeper.sh/v1alpha1 Suite files, with gator verify's semantics.
 
 PATH is a Suite file, a directory (its files) or DIR/... (recursive).
-Exit status: 0 when every case passes, 1 when any fails, 2 on input errors.`,
+Exit status: 0 when every case passes, 1 when any fails, 2 on input errors
+(or when --run matches no case), 130 or 143 when stopped by SIGINT or SIGTERM.`,
 		Example: `  bouncer verify library/...
   bouncer verify --run 'disallowed' -v policies/suite.yaml`,
 		Args: cobra.MinimumNArgs(1),

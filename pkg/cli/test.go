@@ -38,6 +38,13 @@ type TestOptions struct {
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
+
+	// MaxDocumentSize bounds one input document (0: load's default).
+	MaxDocumentSize ByteSize
+	// AllowRemoteResources lets kustomizations fetch remote resources.
+	AllowRemoteResources bool
+	// AllowEmpty accepts input holding no object to review.
+	AllowEmpty bool
 }
 
 // usageError is a problem with flags or input: exit code 2.
@@ -50,10 +57,25 @@ func (u usageError) Unwrap() error { return u.err }
 // the report; it returns the process exit code.
 func RunTest(ctx context.Context, paths []string, o TestOptions) int {
 	code, err := runTest(ctx, paths, o)
+	if ctx.Err() != nil {
+		// Whatever failed after the interrupt failed because of it.
+		code, err = stopped(ctx, "not every object was reviewed; the report is incomplete")
+	}
 	if err != nil {
-		fmt.Fprintf(o.Stderr, "error: %v\n", err)
+		fmt.Fprintf(o.Stderr, "error: %v%s\n", err, inputHint(err))
 	}
 	return code
+}
+
+// inputHint names the flag that lifts a limit the input ran into.
+func inputHint(err error) string {
+	switch {
+	case errors.Is(err, load.ErrDocumentTooLarge):
+		return "; --max-document-size raises the limit"
+	case errors.Is(err, load.ErrRemoteResource):
+		return "; --allow-remote-resources fetches them"
+	}
+	return ""
 }
 
 func runTest(ctx context.Context, paths []string, o TestOptions) (int, error) {
@@ -75,6 +97,11 @@ func runTest(ctx context.Context, paths []string, o TestOptions) (int, error) {
 	// with what was found, marked incomplete.
 	var summary report.Summary
 	code, err := reviewInput(ctx, paths, o, only, w, &summary)
+	if ctx.Err() != nil {
+		// Whatever failed after an interrupt failed because of it; the
+		// report says so.
+		code, err = stopped(ctx, "not every object was reviewed; the report is incomplete")
+	}
 	if err != nil {
 		summary.Fail(err)
 	}
@@ -87,20 +114,24 @@ func runTest(ctx context.Context, paths []string, o TestOptions) (int, error) {
 // reviewInput loads the policies, reviews every object and passes each
 // outcome to w, counting it in summary.
 func reviewInput(ctx context.Context, paths []string, o TestOptions, only string, w report.Writer, summary *report.Summary) (int, error) {
-	lopts := load.Options{Stdin: o.Stdin}
+	lopts := load.Options{Stdin: o.Stdin, MaxDocumentBytes: int64(o.MaxDocumentSize), AllowRemote: o.AllowRemoteResources}
 	// Policies may sit in the same stream as the objects: then the stream is
-	// read twice, policies first, and standard input is spooled to a file.
+	// read twice, policies first, and standard input is spooled to a file
+	// as the first pass reads it (so under the same size limit and
+	// interrupt as any read).
 	policyPaths := o.Policies
 	twoPass := len(policyPaths) == 0
+	var spool *os.File
 	if twoPass {
 		policyPaths = paths
 		if slices.Contains(paths, load.Stdin) {
-			spool, cleanup, err := spoolStdin(o.Stdin)
+			f, cleanup, err := newSpool()
 			if err != nil {
 				return ExitInvalid, err
 			}
 			defer cleanup()
-			lopts.Stdin = spool
+			spool = f
+			lopts.Stdin = io.TeeReader(stdinOf(o.Stdin), &spoolWriter{f})
 		}
 	}
 
@@ -108,7 +139,7 @@ func reviewInput(ctx context.Context, paths []string, o TestOptions, only string
 	namespaces := map[string]map[string]any{}
 	var inventory []map[string]any
 	collectInventory := !twoPass // non-policy objects in --policy paths are inventory
-	err := load.Walk(policyPaths, lopts, func(d *load.Document) error {
+	err := load.WalkContext(ctx, policyPaths, lopts, func(d *load.Document) error {
 		if set.Add(d) {
 			return nil
 		}
@@ -123,7 +154,10 @@ func reviewInput(ctx context.Context, paths []string, o TestOptions, only string
 	if err != nil {
 		return ExitInvalid, err
 	}
-	if err := load.Walk(o.Inventory, lopts, func(d *load.Document) error {
+	if spool != nil {
+		lopts.Stdin = spool
+	}
+	if err := load.WalkContext(ctx, o.Inventory, lopts, func(d *load.Document) error {
 		inventory = append(inventory, d.Object)
 		if d.Kind() == "Namespace" && d.APIVersion() == "v1" {
 			namespaces[d.Name()] = d.Object
@@ -145,7 +179,7 @@ func reviewInput(ctx context.Context, paths []string, o TestOptions, only string
 	}
 	if (e.UsesInventory() || set.HasVAPs()) && twoPass {
 		// Referential policies see every object of the input as cluster state.
-		if err := load.Walk(paths, rewind(lopts), func(d *load.Document) error {
+		if err := load.WalkContext(ctx, paths, rewind(lopts), func(d *load.Document) error {
 			if policyset.Classify(d) == policyset.Object && load.CheckObject(d) == nil {
 				inventory = append(inventory, d.Object)
 			}
@@ -172,6 +206,14 @@ func reviewInput(ctx context.Context, paths []string, o TestOptions, only string
 	})
 	if err != nil {
 		return ExitInvalid, err
+	}
+	if ctx.Err() != nil {
+		return stopped(ctx, "not every object was reviewed; the report is incomplete")
+	}
+	if summary.Objects == 0 && !o.AllowEmpty {
+		// A CI gate handed nothing (an empty file, a failed render upstream)
+		// must not pass as if it had checked something.
+		return ExitInvalid, fmt.Errorf("no object to review in %s; --allow-empty accepts that", strings.Join(paths, ", "))
 	}
 	if summary.Deny > 0 || summary.Errors > 0 {
 		return ExitDenied, nil
@@ -210,7 +252,7 @@ func reviewStream(ctx context.Context, e *engine.Engine, paths []string, lopts l
 	readErr := make(chan error, 1)
 	go func() {
 		seq := 0
-		err := load.Walk(paths, lopts, func(d *load.Document) error {
+		err := load.WalkContext(ctx, paths, lopts, func(d *load.Document) error {
 			if policyset.Classify(d) != policyset.Object {
 				return nil
 			}
@@ -242,14 +284,15 @@ func reviewStream(ctx context.Context, e *engine.Engine, paths []string, lopts l
 			}
 			delete(pending, next)
 			next++
-			if emitErr == nil {
+			// After an interrupt, outcomes are reviews cut short: not reported.
+			if emitErr == nil && ctx.Err() == nil {
 				if emitErr = emit(p.out); emitErr != nil {
 					cancel()
 				}
 			}
 		}
 	}
-	if err := <-readErr; err != nil && !errors.Is(err, context.Canceled) {
+	if err := <-readErr; err != nil && emitErr == nil {
 		return err
 	}
 	return emitErr
@@ -296,24 +339,31 @@ func syntheticNamespace(name string) map[string]any {
 	}
 }
 
-func spoolStdin(in io.Reader) (*os.File, func(), error) {
+func stdinOf(in io.Reader) io.Reader {
 	if in == nil {
-		in = os.Stdin
+		return os.Stdin
 	}
+	return in
+}
+
+func newSpool() (*os.File, func(), error) {
 	f, err := os.CreateTemp("", "bouncer-stdin-*")
 	if err != nil {
 		return nil, nil, fmt.Errorf("buffering stdin: %w", err)
 	}
-	cleanup := func() { f.Close(); os.Remove(f.Name()) }
-	if _, err := io.Copy(f, in); err != nil {
-		cleanup()
-		return nil, nil, fmt.Errorf("buffering stdin: %w", err)
+	return f, func() { f.Close(); os.Remove(f.Name()) }, nil
+}
+
+// spoolWriter names its errors: a full disk surfaces as a read error of
+// standard input.
+type spoolWriter struct{ f *os.File }
+
+func (w *spoolWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil {
+		err = fmt.Errorf("buffering stdin: %w", err)
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		cleanup()
-		return nil, nil, err
-	}
-	return f, cleanup, nil
+	return n, err
 }
 
 // rewind seeks a spooled stdin back to the start before another pass.

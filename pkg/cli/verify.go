@@ -47,9 +47,15 @@ type VerifySummary struct {
 // RunVerify runs gator-style Suite files and returns the exit code.
 func RunVerify(ctx context.Context, paths []string, o VerifyOptions) int {
 	sum, err := Verify(ctx, paths, o)
+	code := ExitInvalid
+	if ctx.Err() != nil {
+		code, err = stopped(ctx, "not every case ran")
+	} else if err == nil && sum.Cases == 0 && o.Run != "" {
+		err = fmt.Errorf("--run %q matches no test or case in %s", o.Run, strings.Join(paths, ", "))
+	}
 	if err != nil {
 		fmt.Fprintf(o.Stderr, "error: %v\n", err)
-		return ExitInvalid
+		return code
 	}
 	status := "PASS"
 	if sum.Failed > 0 {
@@ -96,7 +102,7 @@ func Verify(ctx context.Context, paths []string, o VerifyOptions) (VerifySummary
 	}
 	var runs []*suiteRun
 	for _, f := range files {
-		err := load.Walk([]string{f}, load.Options{}, func(d *load.Document) error {
+		err := load.WalkContext(ctx, []string{f}, load.Options{}, func(d *load.Document) error {
 			if policyset.Classify(d) != policyset.Suite {
 				return nil
 			}
@@ -140,7 +146,12 @@ func Verify(ctx context.Context, paths []string, o VerifyOptions) (VerifySummary
 		}
 	}()
 	for _, r := range runs {
-		<-r.done
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			// Suites still running see ctx and stop at their next case.
+			return sum, ctx.Err()
+		}
 		if _, err := o.Stdout.Write(r.out.Bytes()); err != nil {
 			return sum, err
 		}
@@ -213,6 +224,9 @@ func runSuite(ctx context.Context, file string, s *apis.Suite, filter *regexp.Re
 		return
 	}
 	for _, t := range s.Tests {
+		if ctx.Err() != nil {
+			return
+		}
 		sum.Tests++
 		prefix := fmt.Sprintf("%s/%s", name, t.Name)
 		if filter != nil && !filter.MatchString(t.Name) && !anyCaseMatches(filter, t) {
@@ -247,6 +261,9 @@ func runSuite(ctx context.Context, file string, s *apis.Suite, filter *regexp.Re
 			continue
 		}
 		for _, c := range t.Cases {
+			if ctx.Err() != nil {
+				return
+			}
 			if filter != nil && !filter.MatchString(t.Name) && !filter.MatchString(c.Name) && !filter.MatchString(t.Name+"/"+c.Name) {
 				continue
 			}

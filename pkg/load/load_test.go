@@ -154,7 +154,7 @@ func (b *bigReader) Read(p []byte) (int, error) {
 }
 
 func TestDocumentTooLarge(t *testing.T) {
-	in := io.MultiReader(strings.NewReader("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n"), &bigReader{left: MaxDocumentBytes + 1024})
+	in := io.MultiReader(strings.NewReader("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n"), &bigReader{left: DefaultMaxDocumentBytes + 1024})
 	n := 0
 	err := Read("big.yaml", in, func(*Document) error { n++; return nil })
 	if err == nil || !strings.HasPrefix(err.Error(), "big.yaml:5: ") || !strings.Contains(err.Error(), "larger than") {
