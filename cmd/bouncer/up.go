@@ -5,8 +5,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/bouncer-policy/bouncer/pkg/controlplane"
-	"github.com/bouncer-policy/bouncer/pkg/up"
+	"github.com/bouncer-policy/bouncer/internal/controlplane"
+	"github.com/bouncer-policy/bouncer/internal/up"
 	"github.com/spf13/cobra"
 )
 

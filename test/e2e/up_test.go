@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bouncer-policy/bouncer/pkg/up"
+	"github.com/bouncer-policy/bouncer/internal/up"
 )
 
 // TestUpDown runs the README's "run" command end to end: bouncer up starts

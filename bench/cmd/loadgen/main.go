@@ -1,5 +1,5 @@
 // Command loadgen measures the latency Bouncer's webhook adds to Pod
-// creation on a real control plane (pkg/controlplane: etcd, kube-apiserver,
+// creation on a real control plane (internal/controlplane: etcd, kube-apiserver,
 // kube-controller-manager on loopback). For each rate it creates compliant
 // Pods open-loop (one every 1/rate seconds, whether or not earlier creates
 // have returned; latency counts from the scheduled send time, so a slow
@@ -27,7 +27,7 @@ import (
 	"time"
 
 	"github.com/bouncer-policy/bouncer/bench/internal/gen"
-	"github.com/bouncer-policy/bouncer/pkg/controlplane"
+	"github.com/bouncer-policy/bouncer/internal/controlplane"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"

@@ -328,7 +328,7 @@ func TestEmbeddedKubeModuleUpToDate(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(embedded, want) {
-			t.Errorf("kubemod/%s.txt differs from hack/kube/%s; run go generate ./pkg/controlplane", name, name)
+			t.Errorf("kubemod/%s.txt differs from hack/kube/%s; run go generate ./internal/controlplane", name, name)
 		}
 	}
 	if !bytes.Contains(kubeGoMod, []byte("k8s.io/kubernetes "+KubeVersion)) {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/bouncer-policy/bouncer/library"
 	"github.com/bouncer-policy/bouncer/pkg/apply"
-	"github.com/bouncer-policy/bouncer/pkg/controlplane"
+	"github.com/bouncer-policy/bouncer/internal/controlplane"
 	"github.com/bouncer-policy/bouncer/pkg/load"
 	"github.com/bouncer-policy/bouncer/pkg/policyset"
 	"github.com/bouncer-policy/bouncer/pkg/server"
