@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bouncer-policy/bouncer/internal/proc"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -156,7 +157,7 @@ func exerciseCluster(ctx context.Context, t *testing.T, c *Cluster, ns string) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("no ReplicaSet for the Deployment after 60s (err=%v); controller-manager log:\n%s",
-				err, logTail(filepath.Join(c.Dir, "kube-controller-manager.log"), 20))
+				err, proc.LogTail(filepath.Join(c.Dir, "kube-controller-manager.log"), 20))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -11,14 +11,17 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/bouncer-policy/bouncer/internal/controlplane"
+	"github.com/bouncer-policy/bouncer/internal/proc"
 	"github.com/bouncer-policy/bouncer/library"
 	"github.com/bouncer-policy/bouncer/pkg/apply"
-	"github.com/bouncer-policy/bouncer/internal/controlplane"
 	"github.com/bouncer-policy/bouncer/pkg/load"
 	"github.com/bouncer-policy/bouncer/pkg/policyset"
-	"github.com/bouncer-policy/bouncer/pkg/server"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -30,95 +33,334 @@ import (
 // or untagged images, no privileged containers, NET_RAW dropped.
 var StarterPolicies = []string{"disallowed-tags", "pss-baseline-privileged", "drop-net-raw"}
 
-// Foreground runs the daemon: control plane, Bouncer, starter policies. It
-// records progress in the state file and runs until ctx ends.
-func Foreground(ctx context.Context, dir string, log *slog.Logger) (err error) {
-	state := &State{PID: os.Getpid(), Started: time.Now()}
-	if err := writeState(dir, state); err != nil {
+// Namespace is the namespace `bouncer serve` runs for under `bouncer up`
+// (its CA Secret; exempt from review).
+const Namespace = "bouncer-system"
+
+// fieldManager owns what the daemon applies (the starter policies).
+const fieldManager = "bouncer-up"
+
+// DaemonOptions configure Foreground.
+type DaemonOptions struct {
+	// Self is the bouncer executable, run as `bouncer serve`.
+	Self string
+	// Dir is the state directory.
+	Dir string
+	Log *slog.Logger
+}
+
+// Foreground runs the daemon: it builds or finds the control-plane
+// binaries, starts the control plane on the data kept in Dir, runs
+// `bouncer serve` as a child, applies the starter policies and then
+// supervises every child until ctx ends. Progress lines go to standard
+// output (`bouncer up` shows those starting with "up: ").
+func Foreground(ctx context.Context, o DaemonOptions) (err error) {
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return err
 	}
+	lock, err := lockDaemon(o.Dir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	d := &daemon{dir: o.Dir, self: o.Self, log: o.Log,
+		state: &State{PID: os.Getpid(), Started: time.Now(), Phase: PhaseBuilding}}
+	d.save()
 	defer func() {
 		if err != nil {
-			state.Error = err.Error()
-			_ = writeState(dir, state)
+			d.update(func(s *State) { s.Error, s.Phase, s.Ready = err.Error(), PhaseFailed, false })
 		}
 	}()
+
 	fmt.Println("up: looking for etcd, kube-apiserver, kube-controller-manager and kubectl")
 	bins, err := controlplane.EnsureBinaries(ctx, os.Stdout)
 	if err != nil {
 		return err
 	}
-	clusterDir := filepath.Join(dir, "cluster")
-	if err := os.RemoveAll(clusterDir); err != nil {
-		return err
+	d.update(func(s *State) { s.Phase = PhaseStarting })
+	data := filepath.Join(o.Dir, clusterDir)
+	if _, err := os.Stat(filepath.Join(data, "etcd")); err == nil {
+		fmt.Println("up: starting etcd, kube-apiserver and kube-controller-manager on the data kept in", data)
+	} else {
+		fmt.Println("up: starting etcd, kube-apiserver and kube-controller-manager")
 	}
-	fmt.Println("up: starting etcd, kube-apiserver and kube-controller-manager")
 	opts := controlplane.DefaultOptions()
-	opts.Dir, opts.Binaries = clusterDir, bins
+	opts.Dir, opts.Binaries = data, bins
 	cluster, err := controlplane.Start(ctx, opts)
 	if err != nil {
 		return err
 	}
-	defer cluster.Stop()
+	d.cluster = cluster
+	defer d.stop()
 
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
-	probe, err := freePort()
-	if err != nil {
-		return err
-	}
-	state.Kubeconfig = filepath.Join(dir, "kubeconfig")
+	kubeconfig := filepath.Join(o.Dir, kubeconfigOut)
 	kc, err := os.ReadFile(cluster.Kubeconfig)
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(state.Kubeconfig, kc, 0o600); err != nil {
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
 		return err
 	}
-	state.APIServer = cluster.URL
-	state.WebhookURL = fmt.Sprintf("https://127.0.0.1:%d", port)
-	state.ProbeURL = fmt.Sprintf("http://127.0.0.1:%d", probe)
-	_ = writeState(dir, state)
-
-	fmt.Println("up: starting Bouncer's webhook")
-	srvCtx, stopServer := context.WithCancel(ctx)
-	defer stopServer()
-	srvErr := make(chan error, 1)
-	go func() {
-		srvErr <- server.Run(srvCtx, server.Options{
-			Config: cluster.RESTConfig(), Addr: fmt.Sprintf("127.0.0.1:%d", port), ProbeAddr: fmt.Sprintf("127.0.0.1:%d", probe),
-			WebhookURL: state.WebhookURL, ManageWebhookConfig: true, InstallCRDs: true, PodName: "bouncer-up", Log: log,
-		})
-	}()
-
-	fmt.Println("up: installing the starter policies:", StarterPolicies)
-	if err := installStarter(ctx, cluster); err != nil {
+	ports, err := freePorts(2)
+	if err != nil {
 		return err
 	}
-	if err := waitRegistered(ctx, cluster, state.ProbeURL, srvErr); err != nil {
-		return err
-	}
-	state.Ready = true
-	if err := writeState(dir, state); err != nil {
-		return err
-	}
-	fmt.Println("up: ready")
-	select {
-	case <-ctx.Done():
-	case err = <-srvErr:
-		if err != nil {
-			return fmt.Errorf("bouncer serve stopped: %w", err)
+	d.addr = "127.0.0.1:" + strconv.Itoa(ports[0])
+	d.probeAddr = "127.0.0.1:" + strconv.Itoa(ports[1])
+	d.update(func(s *State) {
+		s.Kubeconfig, s.APIServer = kubeconfig, cluster.URL
+		s.WebhookURL, s.ProbeURL = "https://"+d.addr, "http://"+d.probeAddr
+		for _, name := range cluster.Components() {
+			s.Components = append(s.Components, Component{Name: name, PID: cluster.Process(name).PID(), Up: true})
 		}
+		s.Components = append(s.Components, Component{Name: ServeComponent})
+	})
+
+	fmt.Println("up: starting Bouncer (bouncer serve)")
+	if err := d.startServe(ctx); err != nil {
+		return err
 	}
+	// Every start applies them again: server-side apply leaves them as they
+	// are when nothing changed, and restores them when they were edited.
+	fmt.Println("up: applying the starter policies:", StarterPolicies)
+	if err := applyStarter(ctx, cluster); err != nil {
+		return err
+	}
+	if err := d.waitRegistered(ctx); err != nil {
+		return err
+	}
+	d.update(func(s *State) { s.Phase, s.Ready = PhaseReady, true })
+	fmt.Println("up: ready")
+
+	var wg sync.WaitGroup
+	for _, name := range cluster.Components() {
+		wg.Go(func() {
+			d.supervise(ctx, name, func() *proc.Process { return cluster.Process(name) },
+				func(ctx context.Context) error { return cluster.Restart(ctx, name) })
+		})
+	}
+	wg.Go(func() { d.supervise(ctx, ServeComponent, d.serveProcess, d.startServe) })
+	wg.Wait()
 	fmt.Println("up: stopping")
-	stopServer()
 	return nil
 }
 
-func installStarter(ctx context.Context, cluster *controlplane.Cluster) error {
-	a, err := apply.New(cluster.RESTConfig(), "bouncer-up")
+type daemon struct {
+	dir, self       string
+	log             *slog.Logger
+	cluster         *controlplane.Cluster
+	addr, probeAddr string
+	mu              sync.Mutex
+	state           *State
+	serve           *proc.Process
+	stopOnce        sync.Once
+	// Restart backoff; zero means 1s doubling up to 30s.
+	backoffMin, backoffMax time.Duration
+}
+
+// update changes the state under the lock and writes state.json.
+func (d *daemon) update(f func(*State)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f(d.state)
+	d.saveLocked()
+}
+
+func (d *daemon) save() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.saveLocked()
+}
+
+func (d *daemon) saveLocked() {
+	if err := writeState(d.dir, d.state); err != nil {
+		d.log.Error("writing state", "err", err)
+	}
+}
+
+func (d *daemon) component(s *State, name string) *Component {
+	for i := range s.Components {
+		if s.Components[i].Name == name {
+			return &s.Components[i]
+		}
+	}
+	s.Components = append(s.Components, Component{Name: name})
+	return &s.Components[len(s.Components)-1]
+}
+
+// serveArgs is the `bouncer serve` command line: flags only, so the daemon
+// depends on nothing of Bouncer's but its command line.
+func (d *daemon) serveArgs() []string {
+	return []string{"serve",
+		"--kubeconfig", d.cluster.Kubeconfig,
+		"--addr", d.addr,
+		"--probe-addr", d.probeAddr,
+		"--webhook-url", "https://" + d.addr,
+		"--namespace", Namespace,
+		"--pod-name", "bouncer-up",
+		"--log-format", "text",
+	}
+}
+
+// startServe starts `bouncer serve` and waits until its /readyz answers OK,
+// which it does once the policies in the cluster are loaded.
+func (d *daemon) startServe(ctx context.Context) error {
+	p, err := proc.Start(ServeComponent, d.self, d.serveArgs(), filepath.Join(d.dir, serveLog), nil)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.serve = p
+	d.mu.Unlock()
+	d.update(func(s *State) { c := d.component(s, ServeComponent); c.PID, c.Up = p.PID(), false })
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	httpc := &http.Client{Timeout: 2 * time.Second}
+	defer httpc.CloseIdleConnections()
+	for {
+		select {
+		case <-p.Done():
+			return p.ExitError()
+		case <-ctx.Done():
+			return fmt.Errorf("bouncer serve not ready: %w; see %s", ctx.Err(), p.LogPath)
+		case <-time.After(200 * time.Millisecond):
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.probeAddr+"/readyz", nil)
+		resp, err := httpc.Do(req)
+		if err != nil {
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			d.update(func(s *State) { d.component(s, ServeComponent).Up = true })
+			return nil
+		}
+	}
+}
+
+func (d *daemon) serveProcess() *proc.Process {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.serve
+}
+
+// waitRegistered waits for the webhook configuration that bouncer serve
+// registers once ready.
+func (d *daemon) waitRegistered(ctx context.Context) error {
+	kube, err := kubernetes.NewForConfig(d.cluster.RESTConfig())
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	serve := d.serveProcess()
+	for {
+		if _, err := kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, "bouncer", metav1.GetOptions{}); err == nil {
+			return nil
+		}
+		select {
+		case <-serve.Done():
+			return fmt.Errorf("bouncer serve stopped: %w", serve.ExitError())
+		case <-ctx.Done():
+			return fmt.Errorf("Bouncer's webhook not registered: %w", ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// supervise waits for the child's process to exit and starts it again,
+// with exponential backoff between failed attempts, until ctx ends. A child
+// that ran for a minute before exiting is restarted at once: it was
+// healthy, not crash-looping.
+func (d *daemon) supervise(ctx context.Context, name string, current func() *proc.Process, restart func(context.Context) error) {
+	minDelay, maxDelay := d.backoffMin, d.backoffMax
+	if minDelay == 0 {
+		minDelay, maxDelay = time.Second, 30*time.Second
+	}
+	delay := minDelay
+	for {
+		p := current()
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.Done():
+		}
+		exitErr := p.ExitError()
+		now := time.Now()
+		fmt.Printf("up: %s (pid %d) exited: %v; restarting it\n", name, p.PID(), p.Err())
+		d.log.Warn("child exited", "component", name, "pid", p.PID(), "err", exitErr)
+		d.update(func(s *State) {
+			c := d.component(s, name)
+			c.Up, c.LastError, c.LastExit = false, firstLine(exitErr.Error()), &now
+			s.Ready, s.Phase = false, PhaseDegraded
+		})
+		if time.Since(p.Started()) > time.Minute {
+			delay = minDelay
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(delay):
+			}
+			delay = min(2*delay, maxDelay)
+			err := restart(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil {
+				break
+			}
+			fmt.Printf("up: restarting %s failed: %v; next attempt in %s\n", name, firstLine(err.Error()), delay)
+			d.update(func(s *State) { d.component(s, name).LastError = firstLine(err.Error()) })
+		}
+		np := current()
+		fmt.Printf("up: %s restarted (pid %d)\n", name, np.PID())
+		d.update(func(s *State) {
+			c := d.component(s, name)
+			c.PID, c.Up = np.PID(), true
+			c.Restarts++
+			all := true
+			for _, o := range s.Components {
+				all = all && o.Up
+			}
+			if all {
+				s.Ready, s.Phase = true, PhaseReady
+			}
+		})
+	}
+}
+
+// stop ends bouncer serve, then the control plane (in reverse order).
+func (d *daemon) stop() {
+	d.stopOnce.Do(func() {
+		if p := d.serveProcess(); p != nil {
+			if err := p.Stop(); err != nil {
+				d.log.Error("stopping bouncer serve", "err", err)
+			}
+		}
+		if err := d.cluster.Stop(); err != nil {
+			d.log.Error("stopping the control plane", "err", err)
+		}
+		d.update(func(s *State) {
+			s.Ready = false
+			for i := range s.Components {
+				s.Components[i].Up = false
+			}
+		})
+	})
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+// applyStarter server-side applies the starter policies' templates, then
+// their constraints (whose kinds exist once bouncer serve has generated the
+// constraint CRDs, which Apply waits for).
+func applyStarter(ctx context.Context, cluster *controlplane.Cluster) error {
+	a, err := apply.New(cluster.RESTConfig(), fieldManager)
 	if err != nil {
 		return err
 	}
@@ -142,13 +384,13 @@ func installStarter(ctx context.Context, cluster *controlplane.Cluster) error {
 			}
 		}
 	}
-	// Templates first: their constraint kinds exist only once Bouncer has
-	// generated the CRDs, which Apply waits for.
 	for _, d := range append(templates, constraints...) {
 		if err := a.Apply(ctx, d, false); err != nil {
-			return err
+			return fmt.Errorf("applying starter policy: %w", err)
 		}
 	}
+	// Ready must mean enforcing: wait until Bouncer reports each
+	// constraint enforced.
 	dyn, err := dynamic.NewForConfig(cluster.RESTConfig())
 	if err != nil {
 		return err
@@ -178,40 +420,21 @@ func installStarter(ctx context.Context, cluster *controlplane.Cluster) error {
 	return nil
 }
 
-func waitRegistered(ctx context.Context, cluster *controlplane.Cluster, probeURL string, srvErr chan error) error {
-	kube, err := kubernetes.NewForConfig(cluster.RESTConfig())
-	if err != nil {
-		return err
-	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-srvErr:
-			return fmt.Errorf("bouncer serve stopped: %v", err)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
 		}
-		resp, err := http.Get(probeURL + "/readyz")
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			continue
+			return nil, errors.Join(errors.New("finding a free port"), err)
 		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			continue
-		}
-		if _, err := kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, "bouncer", metav1.GetOptions{}); err == nil {
-			return nil
-		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	return errors.New("Bouncer's webhook was not registered within 2 minutes")
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports, nil
 }
