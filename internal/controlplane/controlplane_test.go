@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -425,4 +426,117 @@ func runOut(ctx context.Context, bin string, args ...string) (string, error) {
 		return out.String(), fmt.Errorf("%s: %w", bin, err)
 	}
 	return out.String(), nil
+}
+
+// A fake go tool on PATH: it writes the binary go build -o would and
+// records its arguments, so the build's sequencing and progress can be
+// tested in milliseconds.
+const fakeGo = `#!/bin/sh
+out=""; pkg=""
+while [ $# -gt 0 ]; do
+	case "$1" in
+	-o) out="$2"; shift ;;
+	-ldflags) shift ;;
+	build|-trimpath) ;;
+	*) pkg="$1" ;;
+	esac
+	shift
+done
+echo "$pkg" >> "$FAKE_GO_LOG"
+[ -n "$FAKE_GO_FAIL" ] && case "$pkg" in *"$FAKE_GO_FAIL") echo "compile error" >&2; exit 1 ;; esac
+name=$(basename "$pkg"); case "$name" in v[0-9]*) name=$(basename "$(dirname "$pkg")") ;; esac
+printf '#!/bin/sh\n' > "$out$name" && chmod +x "$out$name"
+`
+
+func withFakeGo(t *testing.T) (cache, log string) {
+	t.Helper()
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "go"), []byte(fakeGo), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cache = filepath.Join(t.TempDir(), "cache")
+	log = filepath.Join(t.TempDir(), "go.log")
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	t.Setenv("FAKE_GO_LOG", log)
+	t.Setenv("KUBEBUILDER_ASSETS", "")
+	t.Setenv("BOUNCER_KUBE_CACHE", cache)
+	return cache, log
+}
+
+// The build names the binary it is building and builds them one at a time
+// (#12 item 12: a first build showed only "still building (Nm elapsed)").
+func TestBuildNamesEachBinary(t *testing.T) {
+	cache, log := withFakeGo(t)
+	var progress strings.Builder
+	b, err := EnsureBinaries(t.Context(), &progress)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	for i, want := range []string{"etcd (1 of 4)", "kube-apiserver (2 of 4)", "kube-controller-manager (3 of 4)", "kubectl (4 of 4)"} {
+		if !strings.Contains(progress.String(), "building "+want) {
+			t.Errorf("progress lacks %q (tool %d):\n%s", "building "+want, i+1, progress.String())
+		}
+	}
+	calls, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Fields(string(calls)); len(got) != 4 || got[1] != toolAPI.pkg {
+		t.Errorf("go build calls: %q; want one per tool, in order", got)
+	}
+	want := Binaries{Etcd: filepath.Join(cache, "etcd"), APIServer: filepath.Join(cache, "kube-apiserver"),
+		ControllerManager: filepath.Join(cache, "kube-controller-manager"), Kubectl: filepath.Join(cache, "kubectl")}
+	if b != want {
+		t.Errorf("EnsureBinaries = %+v, want %+v", b, want)
+	}
+}
+
+// A failed build keeps the binaries built before it, so the next attempt
+// builds only what is missing.
+func TestBuildKeepsFinishedBinaries(t *testing.T) {
+	cache, log := withFakeGo(t)
+	t.Setenv("FAKE_GO_FAIL", "cmd/kube-controller-manager")
+	if _, err := EnsureBinaries(t.Context(), io.Discard); err == nil || !strings.Contains(err.Error(), "building kube-controller-manager") {
+		t.Fatalf("EnsureBinaries = %v, want the controller-manager's build error", err)
+	}
+	for _, name := range []string{"etcd", "kube-apiserver"} {
+		if !isExecutable(filepath.Join(cache, name)) {
+			t.Errorf("%s built before the failure is not in the cache", name)
+		}
+	}
+	t.Setenv("FAKE_GO_FAIL", "")
+	if err := os.Remove(log); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := EnsureBinaries(t.Context(), io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	calls, _ := os.ReadFile(log)
+	if got := strings.Fields(string(calls)); len(got) != 2 || got[0] != toolKCM.pkg || got[1] != toolCtl.pkg {
+		t.Errorf("second build ran go build for %q; want only the two missing tools", got)
+	}
+}
+
+// A kept Dir keeps its certificates and token: the data in etcd and the
+// kubeconfigs handed out stay valid across restarts of bouncer up.
+func TestSecretsKeptInAKeptDir(t *testing.T) {
+	dir := t.TempDir()
+	first := &Cluster{Dir: dir}
+	if _, err := first.loadOrWriteSecrets(); err != nil {
+		t.Fatal(err)
+	}
+	second := &Cluster{Dir: dir}
+	if _, err := second.loadOrWriteSecrets(); err != nil {
+		t.Fatal(err)
+	}
+	if first.token == "" || first.token != second.token || !bytes.Equal(first.CAPEM, second.CAPEM) {
+		t.Errorf("second start generated new secrets (tokens %q, %q)", first.token, second.token)
+	}
+	temp := &Cluster{Dir: dir, removeDir: true}
+	if _, err := temp.loadOrWriteSecrets(); err != nil {
+		t.Fatal(err)
+	}
+	if temp.token == first.token {
+		t.Error("a temporary Dir reused secrets")
+	}
 }
