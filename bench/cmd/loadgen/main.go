@@ -26,7 +26,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bouncer-policy/bouncer/bench/internal/gen"
+	"github.com/bouncer-policy/bouncer/internal/podgen"
 	"github.com/bouncer-policy/bouncer/internal/controlplane"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -169,7 +169,7 @@ func run(o options) error {
 func measure(ctx context.Context, c kubernetes.Interface, o options, phase string, rate int) (*result, error) {
 	ns := fmt.Sprintf("load-%s-%d", phase, rate)
 	nsObj := &corev1.Namespace{}
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(gen.Namespace(0), nsObj); err != nil {
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(podgen.Namespace(0), nsObj); err != nil {
 		return nil, err
 	}
 	nsObj.Name = ns
@@ -247,7 +247,7 @@ func errClass(err error) string {
 
 func pod(name, ns string) *corev1.Pod {
 	p := &corev1.Pod{}
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(gen.CompliantPod(name, ns), p); err != nil {
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(podgen.CompliantPod(name, ns), p); err != nil {
 		panic(err)
 	}
 	return p
