@@ -31,11 +31,7 @@ type keyPair struct {
 // certificate, but that one lacks the CA bit, and the controller-manager's
 // trust-bundle publisher rejects it; so the cluster gets a real CA.
 func newCA(commonName string) (*keyPair, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("generating CA key: %w", err)
-	}
-	serial, err := randomSerial()
+	key, serial, err := newKeyAndSerial(commonName)
 	if err != nil {
 		return nil, err
 	}
@@ -55,11 +51,7 @@ func newCA(commonName string) (*keyPair, error) {
 // newServingCert issues a TLS server certificate signed by ca for the given
 // DNS names and IP addresses.
 func newServingCert(ca *keyPair, commonName string, dnsNames []string, ips []net.IP) (*keyPair, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("generating serving key: %w", err)
-	}
-	serial, err := randomSerial()
+	key, serial, err := newKeyAndSerial(commonName)
 	if err != nil {
 		return nil, err
 	}
@@ -75,6 +67,18 @@ func newServingCert(ca *keyPair, commonName string, dnsNames []string, ips []net
 		IPAddresses:  ips,
 	}
 	return sign(tmpl, ca.cert, key, ca.key)
+}
+
+func newKeyAndSerial(commonName string) (*ecdsa.PrivateKey, *big.Int, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generating key for %q: %w", commonName, err)
+	}
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, serial, nil
 }
 
 func sign(tmpl, parent *x509.Certificate, key, parentKey crypto.Signer) (*keyPair, error) {
