@@ -60,7 +60,9 @@ type Options struct {
 	// Dir holds certificates, the kubeconfig, etcd's data and the
 	// components' log files (etcd.log, kube-apiserver.log,
 	// kube-controller-manager.log). Empty means a new temporary directory,
-	// removed by Stop. A given Dir is created if needed and never removed.
+	// removed by Stop. A given Dir is created if needed and never removed,
+	// and a later Start on it keeps its data: etcd's, and the certificates
+	// and admin token, so kubeconfigs handed out stay valid.
 	Dir string
 	// Binaries to run. The zero value means EnsureBinaries, which may build
 	// them (its output goes to Progress).
@@ -104,10 +106,11 @@ type Cluster struct {
 	// EtcdURL is etcd's client address.
 	EtcdURL string
 
-	bins      Binaries
-	opts      Options
-	token     string
-	removeDir bool
+	bins           Binaries
+	opts           Options
+	token          string
+	removeDir      bool
+	triedKeptPorts bool // a retry after a port clash picks new ones
 
 	mu         sync.Mutex
 	components []*component // in start order
@@ -340,7 +343,7 @@ type component struct {
 
 // start picks ports and starts the components, waiting for each.
 func (c *Cluster) start(ctx context.Context, s *secrets) error {
-	ports, err := freePorts(3)
+	ports, err := c.choosePorts()
 	if err != nil {
 		return err
 	}
@@ -680,6 +683,56 @@ func writeKubeconfig(path, server string, caPEM []byte, token string) error {
 		return fmt.Errorf("writing kubeconfig: %w", err)
 	}
 	return nil
+}
+
+// choosePorts returns etcd's client and peer ports and the apiserver's. A
+// kept Dir keeps them when they are still free: the kubeconfig's address
+// stays, and so does the peer address etcd recorded in its data.
+func (c *Cluster) choosePorts() ([]int, error) {
+	path := filepath.Join(c.Dir, "ports")
+	if !c.removeDir && !c.triedKeptPorts {
+		c.triedKeptPorts = true
+		if b, err := os.ReadFile(path); err == nil {
+			var ports []int
+			for _, f := range strings.Fields(string(b)) {
+				if p, err := strconv.Atoi(f); err == nil && p > 0 && p < 65536 {
+					ports = append(ports, p)
+				}
+			}
+			if len(ports) == 3 && reservePorts(ports) {
+				return ports, nil
+			}
+		}
+	}
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	if !c.removeDir {
+		_ = os.WriteFile(path, []byte(fmt.Sprintf("%d %d %d\n", ports[0], ports[1], ports[2])), 0o600)
+	}
+	return ports, nil
+}
+
+// reservePorts reports whether every port can be bound now and none was
+// handed out by this process, and marks them handed out.
+func reservePorts(ports []int) bool {
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for _, p := range ports {
+		if portsGiven[p] {
+			return false
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			return false
+		}
+		l.Close()
+	}
+	for _, p := range ports {
+		portsGiven[p] = true
+	}
+	return true
 }
 
 var (

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -538,5 +539,46 @@ func TestSecretsKeptInAKeptDir(t *testing.T) {
 	}
 	if temp.token == first.token {
 		t.Error("a temporary Dir reused secrets")
+	}
+}
+
+// A kept Dir keeps its ports while they are free, and gets new ones when
+// one is taken.
+func TestPortsKeptInAKeptDir(t *testing.T) {
+	dir := t.TempDir()
+	first, err := (&Cluster{Dir: dir}).choosePorts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// This process handed them out; a new process (the next bouncer up)
+	// would not remember that.
+	portsMu.Lock()
+	for _, p := range first {
+		delete(portsGiven, p)
+	}
+	portsMu.Unlock()
+	second, err := (&Cluster{Dir: dir}).choosePorts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(first) != fmt.Sprint(second) {
+		t.Errorf("ports %v, then %v; want them kept", first, second)
+	}
+	portsMu.Lock()
+	for _, p := range second {
+		delete(portsGiven, p)
+	}
+	portsMu.Unlock()
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(second[2]))
+	if err != nil {
+		t.Fatalf("holding port %d: %v", second[2], err)
+	}
+	defer l.Close()
+	third, err := (&Cluster{Dir: dir}).choosePorts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third[2] == second[2] {
+		t.Errorf("kept port %d although it is taken", second[2])
 	}
 }
