@@ -234,7 +234,7 @@ func Up(ctx context.Context, o Options, out io.Writer) (*State, error) {
 		if s != nil {
 			pid = s.PID
 		}
-		fmt.Fprintf(out, "bouncer up is already starting (pid %d); waiting for it (log: %s)\n", pid, logPath)
+		fmt.Fprintf(out, "bouncer up is already starting (pid %d); waiting until it is ready (log: %s)\n", pid, logPath)
 		return waitReady(ctx, o, pid, nil, out, 0)
 	}
 

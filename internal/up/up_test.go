@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -215,5 +216,25 @@ func TestSuperviseRestartsAKilledChild(t *testing.T) {
 	}
 	if !s.Ready || s.Phase != PhaseReady {
 		t.Errorf("after the restart: ready %v, phase %q", s.Ready, s.Phase)
+	}
+}
+
+// The product's packages must not depend on the development tooling
+// (the package docs promise it).
+func TestProductDoesNotImportTooling(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list over pkg/...")
+	}
+	cmd := exec.CommandContext(t.Context(), "go", "list", "-deps", "github.com/bouncer-policy/bouncer/pkg/...")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		for _, tooling := range []string{"internal/up", "internal/controlplane", "internal/proc", "internal/podgen"} {
+			if dep == "github.com/bouncer-policy/bouncer/"+tooling {
+				t.Errorf("a package under pkg/ depends on %s", dep)
+			}
+		}
 	}
 }
