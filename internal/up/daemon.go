@@ -285,13 +285,13 @@ func (d *daemon) supervise(ctx context.Context, name string, current func() *pro
 			return
 		case <-p.Done():
 		}
-		exitErr := p.ExitError()
 		now := time.Now()
+		lastErr := fmt.Sprintf("pid %d exited (%v); see %s", p.PID(), p.Err(), p.LogPath)
 		fmt.Printf("up: %s (pid %d) exited: %v; restarting it\n", name, p.PID(), p.Err())
-		d.log.Warn("child exited", "component", name, "pid", p.PID(), "err", exitErr)
+		d.log.Warn("child exited", "component", name, "pid", p.PID(), "err", p.ExitError())
 		d.update(func(s *State) {
 			c := d.component(s, name)
-			c.Up, c.LastError, c.LastExit = false, firstLine(exitErr.Error()), &now
+			c.Up, c.LastError, c.LastExit = false, lastErr, &now
 			s.Ready, s.Phase = false, PhaseDegraded
 		})
 		if time.Since(p.Started()) > time.Minute {
