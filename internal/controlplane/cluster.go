@@ -110,7 +110,8 @@ type Cluster struct {
 	opts           Options
 	token          string
 	removeDir      bool
-	triedKeptPorts bool // a retry after a port clash picks new ones
+	triedKeptPorts bool  // a retry after a port clash picks new ones
+	ports          []int // handed out to this cluster; released by Stop
 
 	mu         sync.Mutex
 	components []*component // in start order
@@ -638,6 +639,8 @@ func (c *Cluster) Stop() error {
 	}
 	c.stopOnce.Do(func() {
 		err := c.stopProcesses()
+		// Free again: a later Start on the same kept Dir may take them back.
+		releasePorts(c.ports)
 		if c.removeDir {
 			if rmErr := os.RemoveAll(c.Dir); rmErr != nil {
 				err = errors.Join(err, fmt.Errorf("removing %s: %w", c.Dir, rmErr))
@@ -700,6 +703,7 @@ func (c *Cluster) choosePorts() ([]int, error) {
 				}
 			}
 			if len(ports) == 3 && reservePorts(ports) {
+				c.ports = ports
 				return ports, nil
 			}
 		}
@@ -708,6 +712,7 @@ func (c *Cluster) choosePorts() ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.ports = ports
 	if !c.removeDir {
 		_ = os.WriteFile(path, []byte(fmt.Sprintf("%d %d %d\n", ports[0], ports[1], ports[2])), 0o600)
 	}
@@ -733,6 +738,14 @@ func reservePorts(ports []int) bool {
 		portsGiven[p] = true
 	}
 	return true
+}
+
+func releasePorts(ports []int) {
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for _, p := range ports {
+		delete(portsGiven, p)
+	}
 }
 
 var (

@@ -24,6 +24,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -550,13 +551,8 @@ func TestPortsKeptInAKeptDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// This process handed them out; a new process (the next bouncer up)
-	// would not remember that.
-	portsMu.Lock()
-	for _, p := range first {
-		delete(portsGiven, p)
-	}
-	portsMu.Unlock()
+	// As Stop does: the cluster that had them is gone.
+	releasePorts(first)
 	second, err := (&Cluster{Dir: dir}).choosePorts()
 	if err != nil {
 		t.Fatal(err)
@@ -564,11 +560,7 @@ func TestPortsKeptInAKeptDir(t *testing.T) {
 	if fmt.Sprint(first) != fmt.Sprint(second) {
 		t.Errorf("ports %v, then %v; want them kept", first, second)
 	}
-	portsMu.Lock()
-	for _, p := range second {
-		delete(portsGiven, p)
-	}
-	portsMu.Unlock()
+	releasePorts(second)
 	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(second[2]))
 	if err != nil {
 		t.Fatalf("holding port %d: %v", second[2], err)
@@ -580,5 +572,75 @@ func TestPortsKeptInAKeptDir(t *testing.T) {
 	}
 	if third[2] == second[2] {
 		t.Errorf("kept port %d although it is taken", second[2])
+	}
+}
+
+// A killed component is started again by Restart on the same ports and
+// data, and a second Start on a kept Dir finds the data, address and
+// admin token of the first.
+func TestRestartAndKeptDir(t *testing.T) {
+	bins := testBinaries(t)
+	ctx := t.Context()
+	opts := DefaultOptions()
+	opts.Binaries, opts.Dir = bins, filepath.Join(t.TempDir(), "kept")
+	c, err := Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	cs, err := c.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kept"}, Data: map[string]string{"k": "v"}}
+	if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	etcd := c.Process(Etcd)
+	if err := syscall.Kill(etcd.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-etcd.Done()
+	if err := c.Restart(ctx, Etcd); err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Process(Etcd); p == etcd || p.Exited() {
+		t.Fatal("Restart did not start a new etcd")
+	}
+	getKept := func(cs kubernetes.Interface) error {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			got, err := cs.CoreV1().ConfigMaps("default").Get(ctx, "kept", metav1.GetOptions{})
+			if err == nil && got.Data["k"] == "v" {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("ConfigMap not readable: %v", err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if err := getKept(cs); err != nil {
+		t.Fatalf("after etcd's restart: %v", err)
+	}
+	url, token := c.URL, c.token
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	again, err := Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = again.Stop() })
+	if again.URL != url || again.token != token {
+		t.Errorf("second Start: URL %s token kept %v; want %s and the same token", again.URL, again.token == token, url)
+	}
+	cs2, err := again.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := getKept(cs2); err != nil {
+		t.Fatalf("after a second Start on the kept Dir: %v", err)
 	}
 }
