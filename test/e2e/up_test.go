@@ -81,6 +81,12 @@ func TestUpDown(t *testing.T) {
 	// kill -9 of Bouncer: the supervisor starts it again; the control plane
 	// is untouched.
 	before := pids(s)
+	for _, name := range []string{up.ServeComponent, controlplane.Etcd, controlplane.APIServer, controlplane.ControllerManager} {
+		// kill(0) would signal this test's own process group.
+		if before[name] <= 0 {
+			t.Fatalf("state.json names no pid for %s: %+v", name, s.Components)
+		}
+	}
 	killed := before[up.ServeComponent]
 	if err := syscall.Kill(killed, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
