@@ -26,8 +26,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bouncer-policy/bouncer/internal/podgen"
 	"github.com/bouncer-policy/bouncer/internal/controlplane"
+	"github.com/bouncer-policy/bouncer/internal/podgen"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
