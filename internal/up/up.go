@@ -34,7 +34,8 @@ type State struct {
 	WebhookURL string `json:"webhookURL,omitempty"`
 	ProbeURL   string `json:"probeURL,omitempty"`
 	// Phase is building, starting, ready, degraded (a child is down and
-	// being restarted) or failed (the daemon gave up; Error says why).
+	// being restarted), failed (the daemon gave up; Error says why) or
+	// stopped (no daemon runs).
 	Phase string `json:"phase"`
 	// Ready is true while every child is up and Bouncer is enforcing.
 	Ready bool `json:"ready"`
@@ -63,6 +64,9 @@ const (
 	PhaseReady    = "ready"
 	PhaseDegraded = "degraded"
 	PhaseFailed   = "failed"
+	// PhaseStopped is never written: ReadState reports it when no daemon
+	// runs.
+	PhaseStopped = "stopped"
 )
 
 // Component names besides the control plane's own.
@@ -93,8 +97,26 @@ const (
 
 func statePath(dir string) string { return filepath.Join(dir, stateFile) }
 
-// ReadState returns the recorded state, or nil when none.
+// ReadState returns the recorded state, or nil when none. A daemon that
+// died without a word (kill -9) cannot correct its record, so a state whose
+// daemon no longer holds the lock is returned as stopped: not ready, no
+// child up.
 func ReadState(dir string) (*State, error) {
+	s, err := readStateFile(dir)
+	if err != nil || s == nil || Running(dir) {
+		return s, err
+	}
+	if s.Phase != PhaseFailed {
+		s.Phase = PhaseStopped
+	}
+	s.Ready = false
+	for i := range s.Components {
+		s.Components[i].Up = false
+	}
+	return s, nil
+}
+
+func readStateFile(dir string) (*State, error) {
 	b, err := os.ReadFile(statePath(dir))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil

@@ -159,6 +159,11 @@ func TestCommand(t *testing.T) {
 // kept saying ready).
 func TestSuperviseRestartsAKilledChild(t *testing.T) {
 	dir := t.TempDir()
+	lock, err := lockDaemon(dir) // as Foreground does
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
 	d := &daemon{dir: dir, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		state:      &State{PID: os.Getpid(), Phase: PhaseReady, Ready: true},
 		backoffMin: 10 * time.Millisecond, backoffMax: 20 * time.Millisecond}
@@ -236,5 +241,30 @@ func TestProductDoesNotImportTooling(t *testing.T) {
 				t.Errorf("a package under pkg/ depends on %s", dep)
 			}
 		}
+	}
+}
+
+// state.json of a daemon killed with -9 still says ready; ReadState must
+// not (#11 defect 11).
+func TestReadStateOfADeadDaemon(t *testing.T) {
+	dir := t.TempDir()
+	if err := writeState(dir, &State{PID: 1 << 22, Phase: PhaseReady, Ready: true,
+		Components: []Component{{Name: ServeComponent, Up: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := ReadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Ready || s.Phase != PhaseStopped || s.Components[0].Up {
+		t.Errorf("state of a daemon that holds no lock: ready %v, phase %q, %+v", s.Ready, s.Phase, s.Components)
+	}
+	lock, err := lockDaemon(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if s, err = ReadState(dir); err != nil || !s.Ready || s.Phase != PhaseReady {
+		t.Errorf("state while the lock is held: %+v, %v; want it as recorded", s, err)
 	}
 }
