@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/bouncer-policy/bouncer/bench/internal/corpus"
-	"github.com/bouncer-policy/bouncer/bench/internal/gen"
+	"github.com/bouncer-policy/bouncer/internal/podgen"
 )
 
 var (
@@ -41,7 +41,7 @@ const benchNS = 2 // prod-002: prod-* constraints (image digests) apply too
 // typicalPod complies with every library constraint, so every matching
 // constraint is evaluated in full and none short-circuits on a violation.
 func typicalPod() (pod, ns map[string]any) {
-	return gen.CompliantPod("web-7d9f", gen.NamespaceName(benchNS)), gen.Namespace(benchNS)
+	return podgen.CompliantPod("web-7d9f", podgen.NamespaceName(benchNS)), podgen.Namespace(benchNS)
 }
 
 // deployment wraps the typical Pod's spec in a Deployment; expandedPod is the
@@ -143,7 +143,7 @@ func sameVerdicts(t *testing.T, mode string) {
 	check("deployment (frameworks: deployment + expanded pod)", dep, ns, expanded)
 	nss := map[string]map[string]any{}
 	n := 0
-	_ = gen.Pods(gen.Options{Pods: 200, Namespaces: 20, ViolatingPercent: 50, Seed: 1}, func(obj map[string]any) error {
+	_ = podgen.Generate(podgen.Options{Pods: 200, Namespaces: 20, ViolatingPercent: 50, Seed: 1}, func(obj map[string]any) error {
 		md := obj["metadata"].(map[string]any)
 		if obj["kind"] == "Namespace" {
 			nss[md["name"].(string)] = obj

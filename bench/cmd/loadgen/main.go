@@ -1,5 +1,5 @@
 // Command loadgen measures the latency Bouncer's webhook adds to Pod
-// creation on a real control plane (pkg/controlplane: etcd, kube-apiserver,
+// creation on a real control plane (internal/controlplane: etcd, kube-apiserver,
 // kube-controller-manager on loopback). For each rate it creates compliant
 // Pods open-loop (one every 1/rate seconds, whether or not earlier creates
 // have returned; latency counts from the scheduled send time, so a slow
@@ -26,8 +26,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bouncer-policy/bouncer/bench/internal/gen"
-	"github.com/bouncer-policy/bouncer/pkg/controlplane"
+	"github.com/bouncer-policy/bouncer/internal/controlplane"
+	"github.com/bouncer-policy/bouncer/internal/podgen"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -169,7 +169,7 @@ func run(o options) error {
 func measure(ctx context.Context, c kubernetes.Interface, o options, phase string, rate int) (*result, error) {
 	ns := fmt.Sprintf("load-%s-%d", phase, rate)
 	nsObj := &corev1.Namespace{}
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(gen.Namespace(0), nsObj); err != nil {
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(podgen.Namespace(0), nsObj); err != nil {
 		return nil, err
 	}
 	nsObj.Name = ns
@@ -247,7 +247,7 @@ func errClass(err error) string {
 
 func pod(name, ns string) *corev1.Pod {
 	p := &corev1.Pod{}
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(gen.CompliantPod(name, ns), p); err != nil {
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(podgen.CompliantPod(name, ns), p); err != nil {
 		panic(err)
 	}
 	return p

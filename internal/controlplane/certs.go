@@ -31,50 +31,46 @@ type keyPair struct {
 // certificate, but that one lacks the CA bit, and the controller-manager's
 // trust-bundle publisher rejects it; so the cluster gets a real CA.
 func newCA(commonName string) (*keyPair, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("generating CA key: %w", err)
-	}
-	serial, err := randomSerial()
+	key, tmpl, err := newKeyAndTemplate(commonName)
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: commonName},
-		NotBefore:             now.Add(-time.Hour), // tolerate small clock skew
-		NotAfter:              now.Add(certValidity),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
+	tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature
+	tmpl.BasicConstraintsValid, tmpl.IsCA = true, true
 	return sign(tmpl, tmpl, key, key)
 }
 
 // newServingCert issues a TLS server certificate signed by ca for the given
 // DNS names and IP addresses.
 func newServingCert(ca *keyPair, commonName string, dnsNames []string, ips []net.IP) (*keyPair, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("generating serving key: %w", err)
-	}
-	serial, err := randomSerial()
+	key, tmpl, err := newKeyAndTemplate(commonName)
 	if err != nil {
 		return nil, err
 	}
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	tmpl.DNSNames, tmpl.IPAddresses = dnsNames, ips
+	return sign(tmpl, ca.cert, key, ca.key)
+}
+
+// newKeyAndTemplate returns a new key and a certificate template for it
+// with a random serial and the validity period.
+func newKeyAndTemplate(commonName string) (*ecdsa.PrivateKey, *x509.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generating key for %q: %w", commonName, err)
+	}
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, nil, err
+	}
 	now := time.Now()
-	tmpl := &x509.Certificate{
+	return key, &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: commonName},
-		NotBefore:    now.Add(-time.Hour),
+		NotBefore:    now.Add(-time.Hour), // tolerate small clock skew
 		NotAfter:     now.Add(certValidity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     dnsNames,
-		IPAddresses:  ips,
-	}
-	return sign(tmpl, ca.cert, key, ca.key)
+	}, nil
 }
 
 func sign(tmpl, parent *x509.Certificate, key, parentKey crypto.Signer) (*keyPair, error) {

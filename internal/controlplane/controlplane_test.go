@@ -7,6 +7,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,10 +19,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bouncer-policy/bouncer/internal/proc"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -156,7 +160,7 @@ func exerciseCluster(ctx context.Context, t *testing.T, c *Cluster, ns string) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("no ReplicaSet for the Deployment after 60s (err=%v); controller-manager log:\n%s",
-				err, logTail(filepath.Join(c.Dir, "kube-controller-manager.log"), 20))
+				err, proc.LogTail(filepath.Join(c.Dir, "kube-controller-manager.log"), 20))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -328,7 +332,7 @@ func TestEmbeddedKubeModuleUpToDate(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(embedded, want) {
-			t.Errorf("kubemod/%s.txt differs from hack/kube/%s; run go generate ./pkg/controlplane", name, name)
+			t.Errorf("kubemod/%s.txt differs from hack/kube/%s; run go generate ./internal/controlplane", name, name)
 		}
 	}
 	if !bytes.Contains(kubeGoMod, []byte("k8s.io/kubernetes "+KubeVersion)) {
@@ -424,4 +428,219 @@ func runOut(ctx context.Context, bin string, args ...string) (string, error) {
 		return out.String(), fmt.Errorf("%s: %w", bin, err)
 	}
 	return out.String(), nil
+}
+
+// A fake go tool on PATH: it writes the binary go build -o would and
+// records its arguments, so the build's sequencing and progress can be
+// tested in milliseconds.
+const fakeGo = `#!/bin/sh
+out=""; pkg=""
+while [ $# -gt 0 ]; do
+	case "$1" in
+	-o) out="$2"; shift ;;
+	-ldflags) shift ;;
+	build|-trimpath) ;;
+	*) pkg="$1" ;;
+	esac
+	shift
+done
+echo "$pkg" >> "$FAKE_GO_LOG"
+[ -n "$FAKE_GO_FAIL" ] && case "$pkg" in *"$FAKE_GO_FAIL") echo "compile error" >&2; exit 1 ;; esac
+name=$(basename "$pkg"); case "$name" in v[0-9]*) name=$(basename "$(dirname "$pkg")") ;; esac
+printf '#!/bin/sh\n' > "$out$name" && chmod +x "$out$name"
+`
+
+func withFakeGo(t *testing.T) (cache, log string) {
+	t.Helper()
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "go"), []byte(fakeGo), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cache = filepath.Join(t.TempDir(), "cache")
+	log = filepath.Join(t.TempDir(), "go.log")
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	t.Setenv("FAKE_GO_LOG", log)
+	t.Setenv("KUBEBUILDER_ASSETS", "")
+	t.Setenv("BOUNCER_KUBE_CACHE", cache)
+	return cache, log
+}
+
+// The build names the binary it is building and builds them one at a time
+// (#12 item 12: a first build showed only "still building (Nm elapsed)").
+func TestBuildNamesEachBinary(t *testing.T) {
+	cache, log := withFakeGo(t)
+	var progress strings.Builder
+	b, err := EnsureBinaries(t.Context(), &progress)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	for i, want := range []string{"etcd (1 of 4)", "kube-apiserver (2 of 4)", "kube-controller-manager (3 of 4)", "kubectl (4 of 4)"} {
+		if !strings.Contains(progress.String(), "building "+want) {
+			t.Errorf("progress lacks %q (tool %d):\n%s", "building "+want, i+1, progress.String())
+		}
+	}
+	calls, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Fields(string(calls)); len(got) != 4 || got[1] != toolAPI.pkg {
+		t.Errorf("go build calls: %q; want one per tool, in order", got)
+	}
+	want := Binaries{Etcd: filepath.Join(cache, "etcd"), APIServer: filepath.Join(cache, "kube-apiserver"),
+		ControllerManager: filepath.Join(cache, "kube-controller-manager"), Kubectl: filepath.Join(cache, "kubectl")}
+	if b != want {
+		t.Errorf("EnsureBinaries = %+v, want %+v", b, want)
+	}
+}
+
+// A failed build keeps the binaries built before it, so the next attempt
+// builds only what is missing.
+func TestBuildKeepsFinishedBinaries(t *testing.T) {
+	cache, log := withFakeGo(t)
+	t.Setenv("FAKE_GO_FAIL", "cmd/kube-controller-manager")
+	if _, err := EnsureBinaries(t.Context(), io.Discard); err == nil || !strings.Contains(err.Error(), "building kube-controller-manager") {
+		t.Fatalf("EnsureBinaries = %v, want the controller-manager's build error", err)
+	}
+	for _, name := range []string{"etcd", "kube-apiserver"} {
+		if !isExecutable(filepath.Join(cache, name)) {
+			t.Errorf("%s built before the failure is not in the cache", name)
+		}
+	}
+	t.Setenv("FAKE_GO_FAIL", "")
+	if err := os.Remove(log); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := EnsureBinaries(t.Context(), io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	calls, _ := os.ReadFile(log)
+	if got := strings.Fields(string(calls)); len(got) != 2 || got[0] != toolKCM.pkg || got[1] != toolCtl.pkg {
+		t.Errorf("second build ran go build for %q; want only the two missing tools", got)
+	}
+}
+
+// A kept Dir keeps its certificates and token: the data in etcd and the
+// kubeconfigs handed out stay valid across restarts of bouncer up.
+func TestSecretsKeptInAKeptDir(t *testing.T) {
+	dir := t.TempDir()
+	first := &Cluster{Dir: dir}
+	if _, err := first.loadOrWriteSecrets(); err != nil {
+		t.Fatal(err)
+	}
+	second := &Cluster{Dir: dir}
+	if _, err := second.loadOrWriteSecrets(); err != nil {
+		t.Fatal(err)
+	}
+	if first.token == "" || first.token != second.token || !bytes.Equal(first.CAPEM, second.CAPEM) {
+		t.Errorf("second start generated new secrets (tokens %q, %q)", first.token, second.token)
+	}
+	temp := &Cluster{Dir: dir, removeDir: true}
+	if _, err := temp.loadOrWriteSecrets(); err != nil {
+		t.Fatal(err)
+	}
+	if temp.token == first.token {
+		t.Error("a temporary Dir reused secrets")
+	}
+}
+
+// A kept Dir keeps its ports while they are free, and gets new ones when
+// one is taken.
+func TestPortsKeptInAKeptDir(t *testing.T) {
+	dir := t.TempDir()
+	first, err := (&Cluster{Dir: dir}).choosePorts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As Stop does: the cluster that had them is gone.
+	releasePorts(first)
+	second, err := (&Cluster{Dir: dir}).choosePorts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(first) != fmt.Sprint(second) {
+		t.Errorf("ports %v, then %v; want them kept", first, second)
+	}
+	releasePorts(second)
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(second[2]))
+	if err != nil {
+		t.Fatalf("holding port %d: %v", second[2], err)
+	}
+	defer l.Close()
+	third, err := (&Cluster{Dir: dir}).choosePorts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third[2] == second[2] {
+		t.Errorf("kept port %d although it is taken", second[2])
+	}
+}
+
+// A killed component is started again by Restart on the same ports and
+// data, and a second Start on a kept Dir finds the data, address and
+// admin token of the first.
+func TestRestartAndKeptDir(t *testing.T) {
+	bins := testBinaries(t)
+	ctx := t.Context()
+	opts := DefaultOptions()
+	opts.Binaries, opts.Dir = bins, filepath.Join(t.TempDir(), "kept")
+	c, err := Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	cs, err := c.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kept"}, Data: map[string]string{"k": "v"}}
+	if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	etcd := c.Process(Etcd)
+	if err := syscall.Kill(etcd.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-etcd.Done()
+	if err := c.Restart(ctx, Etcd); err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Process(Etcd); p == etcd || p.Exited() {
+		t.Fatal("Restart did not start a new etcd")
+	}
+	getKept := func(cs kubernetes.Interface) error {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			got, err := cs.CoreV1().ConfigMaps("default").Get(ctx, "kept", metav1.GetOptions{})
+			if err == nil && got.Data["k"] == "v" {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("ConfigMap not readable: %v", err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if err := getKept(cs); err != nil {
+		t.Fatalf("after etcd's restart: %v", err)
+	}
+	url, token := c.URL, c.token
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	again, err := Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = again.Stop() })
+	if again.URL != url || again.token != token {
+		t.Errorf("second Start: URL %s token kept %v; want %s and the same token", again.URL, again.token == token, url)
+	}
+	cs2, err := again.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := getKept(cs2); err != nil {
+		t.Fatalf("after a second Start on the kept Dir: %v", err)
+	}
 }

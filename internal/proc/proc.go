@@ -1,4 +1,8 @@
-package controlplane
+// Package proc runs the child processes of Bouncer's local development
+// tooling (etcd, kube-apiserver, kube-controller-manager, `bouncer serve`):
+// each in its own process group, its output in a log file, killed by the
+// kernel if the parent dies, and stopped with SIGTERM then SIGKILL.
+package proc
 
 import (
 	"bytes"
@@ -14,23 +18,26 @@ import (
 	"time"
 )
 
-// stopGrace is how long a component gets to exit after SIGTERM before it is
+// StopGrace is how long a process gets to exit after SIGTERM before it is
 // killed. kube-apiserver shuts down in about a second when etcd is still up.
-const stopGrace = 5 * time.Second
+const StopGrace = 5 * time.Second
 
-// process is one running control-plane component.
-type process struct {
-	name    string
-	logPath string
+// Process is one running child.
+type Process struct {
+	// Name is what the process is called in errors and log prefixes.
+	Name string
+	// LogPath is the file its standard output and error go to.
+	LogPath string
+
 	cmd     *exec.Cmd
-	logFile *os.File
+	started time.Time
 	done    chan struct{} // closed once the process has been reaped
 	err     error         // Wait's result, valid after done is closed
 }
 
-// startProcess runs bin with args in its own process group, its output
-// going to logPath and, if tee is non-nil, to tee with a "[name] " prefix.
-func startProcess(name, bin string, args []string, logPath string, tee io.Writer) (*process, error) {
+// Start runs bin with args in its own process group, its output appended
+// to logPath and, if tee is non-nil, copied to tee with a "[name] " prefix.
+func Start(name, bin string, args []string, logPath string, tee io.Writer) (*Process, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("starting %s: opening log: %w", name, err)
@@ -42,7 +49,7 @@ func startProcess(name, bin string, args []string, logPath string, tee io.Writer
 		out = io.MultiWriter(logFile, &prefixWriter{prefix: "[" + name + "] ", w: tee})
 		// With a non-file writer exec copies through a pipe; do not let a
 		// lingering grandchild holding the pipe block Wait forever.
-		cmd.WaitDelay = stopGrace
+		cmd.WaitDelay = StopGrace
 	}
 	cmd.Stdout = out
 	cmd.Stderr = out
@@ -51,7 +58,7 @@ func startProcess(name, bin string, args []string, logPath string, tee io.Writer
 		logFile.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	p := &process{name: name, logPath: logPath, cmd: cmd, logFile: logFile, done: make(chan struct{})}
+	p := &Process{Name: name, LogPath: logPath, cmd: cmd, started: time.Now(), done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		logFile.Close()
@@ -85,9 +92,17 @@ func onSpawnerThread(f func()) {
 	<-done
 }
 
-func (p *process) pid() int { return p.cmd.Process.Pid }
+// PID is the process's id, which is also its process group's id.
+func (p *Process) PID() int { return p.cmd.Process.Pid }
 
-func (p *process) exited() bool {
+// Started is when the process was started.
+func (p *Process) Started() time.Time { return p.started }
+
+// Done is closed once the process has exited and been reaped.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Exited reports whether the process has exited.
+func (p *Process) Exited() bool {
 	select {
 	case <-p.done:
 		return true
@@ -96,22 +111,29 @@ func (p *process) exited() bool {
 	}
 }
 
-// stop sends SIGTERM to the process group, waits up to stopGrace, then sends
+// Err is how the process ended (exec.Cmd.Wait's error: nil for exit status
+// 0); valid once Done is closed.
+func (p *Process) Err() error {
+	<-p.done
+	return p.err
+}
+
+// Stop sends SIGTERM to the process group, waits up to StopGrace, then sends
 // SIGKILL. It returns once the process has been reaped.
-func (p *process) stop() error {
-	if p.exited() {
+func (p *Process) Stop() error {
+	if p.Exited() {
 		return nil
 	}
-	pgid := p.pid() // Setpgid makes the child a group leader
+	pgid := p.PID() // Setpgid makes the child a group leader
 	_ = syscall.Kill(-pgid, syscall.SIGTERM)
 	select {
 	case <-p.done:
-	case <-time.After(stopGrace):
+	case <-time.After(StopGrace):
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 		select {
 		case <-p.done:
-		case <-time.After(stopGrace):
-			return fmt.Errorf("stopping %s (pid %d): still running after SIGKILL", p.name, pgid)
+		case <-time.After(StopGrace):
+			return fmt.Errorf("stopping %s (pid %d): still running after SIGKILL", p.Name, pgid)
 		}
 	}
 	// Members of the group other than the leader (none expected) must not
@@ -120,23 +142,23 @@ func (p *process) stop() error {
 	return nil
 }
 
-// exitError describes why a process ended before it became ready, with the
-// end of its log, which is where the reason is.
-func (p *process) exitError() error {
-	tail := logTail(p.logPath, 20)
-	err := fmt.Errorf("%s exited early (%v); last log lines from %s:\n%s", p.name, p.err, p.logPath, tail)
+// ExitError describes why a process ended, with the end of its log, which
+// is where the reason is. Call it once Done is closed.
+func (p *Process) ExitError() error {
+	tail := LogTail(p.LogPath, 20)
+	err := fmt.Errorf("%s exited (%v); last log lines from %s:\n%s", p.Name, p.Err(), p.LogPath, tail)
 	if strings.Contains(tail, "address already in use") {
-		return errors.Join(errAddrInUse, err)
+		return errors.Join(ErrAddrInUse, err)
 	}
 	return err
 }
 
-// errAddrInUse marks a start failure caused by a port taken between
-// choosing it and the component binding it; Start retries with new ports.
-var errAddrInUse = errors.New("port already in use")
+// ErrAddrInUse marks an exit caused by a port taken between choosing it and
+// the process binding it.
+var ErrAddrInUse = errors.New("port already in use")
 
-// logTail returns the last n lines of a log file.
-func logTail(path string, n int) string {
+// LogTail returns the last n lines of a log file.
+func LogTail(path string, n int) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Sprintf("(cannot read log: %v)", err)
@@ -148,7 +170,7 @@ func logTail(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// prefixWriter prefixes each line written to w. Several components may
+// prefixWriter prefixes each line written to w. Several processes may
 // share one w, so writes are serialized and only whole lines are emitted.
 type prefixWriter struct {
 	prefix string
@@ -171,7 +193,7 @@ func (pw *prefixWriter) Write(b []byte) (int, error) {
 		line = append(append(line, pw.prefix...), pw.buf[:i+1]...)
 		pw.buf = pw.buf[i+1:]
 		if _, err := pw.w.Write(line); err != nil {
-			// A failing log sink must not kill the component (its stdout
+			// A failing log sink must not kill the process (its stdout
 			// write would fail with EPIPE); drop the copy instead.
 			pw.w = io.Discard
 		}

@@ -15,6 +15,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +29,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bouncer-policy/bouncer/internal/proc"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -58,7 +60,9 @@ type Options struct {
 	// Dir holds certificates, the kubeconfig, etcd's data and the
 	// components' log files (etcd.log, kube-apiserver.log,
 	// kube-controller-manager.log). Empty means a new temporary directory,
-	// removed by Stop. A given Dir is created if needed and never removed.
+	// removed by Stop. A given Dir is created if needed and never removed,
+	// and a later Start on it keeps its data: etcd's, and the certificates
+	// and admin token, so kubeconfigs handed out stay valid.
 	Dir string
 	// Binaries to run. The zero value means EnsureBinaries, which may build
 	// them (its output goes to Progress).
@@ -102,14 +106,16 @@ type Cluster struct {
 	// EtcdURL is etcd's client address.
 	EtcdURL string
 
-	bins      Binaries
-	opts      Options
-	token     string
-	removeDir bool
+	bins           Binaries
+	opts           Options
+	token          string
+	removeDir      bool
+	triedKeptPorts bool  // a retry after a port clash picks new ones
+	ports          []int // handed out to this cluster; released by Stop
 
-	mu       sync.Mutex
-	procs    []*process // running, in start order
-	pidsSeen []int      // every child ever started, for tests
+	mu         sync.Mutex
+	components []*component // in start order
+	pidsSeen   []int        // every child ever started, for tests
 
 	stopOnce sync.Once
 	stopErr  error
@@ -150,14 +156,10 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if bins.Etcd == "" || bins.APIServer == "" || bins.Kubectl == "" || (opts.ControllerManager && bins.ControllerManager == "") {
 		return nil, fmt.Errorf("starting control plane: incomplete Binaries %+v", bins)
 	}
-	timeout := opts.StartTimeout
-	if timeout == 0 {
-		timeout = defaultStartTimeout
-	}
+	c := &Cluster{Dir: opts.Dir, bins: bins, opts: opts}
+	timeout := c.startTimeout()
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("control plane not ready within %s", timeout))
 	defer cancel()
-
-	c := &Cluster{Dir: opts.Dir, bins: bins, opts: opts}
 	if c.Dir == "" {
 		dir, err := os.MkdirTemp("", "bouncer-controlplane-")
 		if err != nil {
@@ -178,7 +180,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	_, statErr := os.Stat(etcdData)
 	etcdDataIsOurs := errors.Is(statErr, os.ErrNotExist)
 
-	s, err := c.writeSecrets()
+	s, err := c.loadOrWriteSecrets()
 	if err != nil {
 		_ = c.Stop()
 		return nil, fmt.Errorf("starting control plane: %w", err)
@@ -190,7 +192,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		if err == nil {
 			return c, nil
 		}
-		if !errors.Is(err, errAddrInUse) || attempt == 3 || ctx.Err() != nil {
+		if !errors.Is(err, proc.ErrAddrInUse) || attempt == 3 || ctx.Err() != nil {
 			break
 		}
 		if stopErr := c.stopProcesses(); stopErr != nil {
@@ -207,19 +209,74 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	return nil, fmt.Errorf("starting control plane: %w", err)
 }
 
-// writeSecrets generates the CA, serving certificate, service-account key
-// and admin token and writes them into Dir.
-func (c *Cluster) writeSecrets() (*secrets, error) {
-	pki := filepath.Join(c.Dir, "pki")
-	s := &secrets{
+// loadOrWriteSecrets reuses the certificates, service-account key and admin
+// token a previous Start left in a kept Dir, so that the data in etcd (tokens
+// signed with the key, the published root CA) and kubeconfigs handed out
+// stay valid; it generates new ones when there are none, or when the serving
+// certificate is about to expire.
+func (c *Cluster) loadOrWriteSecrets() (*secrets, error) {
+	s := secretPaths(c.Dir)
+	if !c.removeDir {
+		if ok := c.loadSecrets(s); ok {
+			return s, nil
+		}
+	}
+	return c.writeSecrets()
+}
+
+func secretPaths(dir string) *secrets {
+	pki := filepath.Join(dir, "pki")
+	return &secrets{
 		caPath:         filepath.Join(pki, "ca.crt"),
 		servingCert:    filepath.Join(pki, "apiserver.crt"),
 		servingKey:     filepath.Join(pki, "apiserver.key"),
 		saKeyPath:      filepath.Join(pki, "sa.key"),
 		saPubPath:      filepath.Join(pki, "sa.pub"),
 		tokenFile:      filepath.Join(pki, "tokens.csv"),
-		apiserverCerts: filepath.Join(c.Dir, "apiserver-certs"),
+		apiserverCerts: filepath.Join(dir, "apiserver-certs"),
 	}
+}
+
+// loadSecrets reads what writeSecrets wrote; false when anything is missing
+// or the serving certificate expires within a day.
+func (c *Cluster) loadSecrets(s *secrets) bool {
+	for _, p := range []string{s.servingKey, s.saKeyPath, s.saPubPath} {
+		if _, err := os.Stat(p); err != nil {
+			return false
+		}
+	}
+	caPEM, err := os.ReadFile(s.caPath)
+	if err != nil {
+		return false
+	}
+	servingPEM, err := os.ReadFile(s.servingCert)
+	if err != nil {
+		return false
+	}
+	block, _ := pem.Decode(servingPEM)
+	if block == nil {
+		return false
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil || time.Until(cert.NotAfter) < 24*time.Hour {
+		return false
+	}
+	tokens, err := os.ReadFile(s.tokenFile)
+	if err != nil {
+		return false
+	}
+	token, _, ok := strings.Cut(string(tokens), ",")
+	if !ok || token == "" {
+		return false
+	}
+	c.token, s.token, c.CAPEM = token, token, caPEM
+	return true
+}
+
+// writeSecrets generates the CA, serving certificate, service-account key
+// and admin token and writes them into Dir.
+func (c *Cluster) writeSecrets() (*secrets, error) {
+	s := secretPaths(c.Dir)
 	var err error
 	if s.ca, err = newCA("bouncer-controlplane-ca"); err != nil {
 		return nil, err
@@ -241,31 +298,53 @@ func (c *Cluster) writeSecrets() (*secrets, error) {
 	c.token = s.token
 	c.CAPEM = s.ca.CertPEM
 
-	for _, d := range []string{pki, s.apiserverCerts} {
+	for _, d := range []string{filepath.Dir(s.caPath), s.apiserverCerts} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("writing certificates: %w", err)
 		}
 	}
 	// Token file format: token,user,uid,"group1,group2".
 	tokens := fmt.Sprintf("%s,%s,%s,\"system:masters\"\n", s.token, adminUser, adminUser)
-	for path, data := range map[string][]byte{
-		s.caPath:      s.ca.CertPEM,
-		s.servingCert: s.serving.CertPEM,
-		s.servingKey:  s.serving.KeyPEM,
-		s.saKeyPath:   s.saKey,
-		s.saPubPath:   s.saPub,
-		s.tokenFile:   []byte(tokens),
+	// The serving certificate goes last: loadSecrets takes its presence as
+	// the sign that the others were written.
+	for _, f := range []struct {
+		path string
+		data []byte
+	}{
+		{s.caPath, s.ca.CertPEM},
+		{s.servingKey, s.serving.KeyPEM},
+		{s.saKeyPath, s.saKey},
+		{s.saPubPath, s.saPub},
+		{s.tokenFile, []byte(tokens)},
+		{s.servingCert, s.serving.CertPEM},
 	} {
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			return nil, fmt.Errorf("writing %s: %w", filepath.Base(path), err)
+		if err := os.WriteFile(f.path, f.data, 0o600); err != nil {
+			return nil, fmt.Errorf("writing %s: %w", filepath.Base(f.path), err)
 		}
 	}
 	return s, nil
 }
 
+// Component names, as Process takes them and as the log files are named.
+const (
+	Etcd              = "etcd"
+	APIServer         = "kube-apiserver"
+	ControllerManager = "kube-controller-manager"
+)
+
+// component is one control-plane process with what it takes to start it
+// again: Restart reuses the command line, so ports and data stay.
+type component struct {
+	name  string
+	bin   string
+	args  []string
+	ready func(context.Context) error
+	proc  *proc.Process
+}
+
 // start picks ports and starts the components, waiting for each.
 func (c *Cluster) start(ctx context.Context, s *secrets) error {
-	ports, err := freePorts(3)
+	ports, err := c.choosePorts()
 	if err != nil {
 		return err
 	}
@@ -277,141 +356,217 @@ func (c *Cluster) start(ctx context.Context, s *secrets) error {
 	if err := writeKubeconfig(c.Kubeconfig, c.URL, c.CAPEM, c.token); err != nil {
 		return err
 	}
-
-	etcd, err := c.run("etcd", c.bins.Etcd,
-		"--name=default",
-		"--data-dir="+filepath.Join(c.Dir, "etcd"),
-		"--listen-client-urls="+c.EtcdURL,
-		"--advertise-client-urls="+c.EtcdURL,
-		"--listen-peer-urls="+peerURL,
-		"--initial-advertise-peer-urls="+peerURL,
-		"--initial-cluster=default="+peerURL,
-		// Throw-away clusters do not need durability, and fsync dominates
-		// etcd's latency on slow disks.
-		"--unsafe-no-fsync",
-	)
-	if err != nil {
-		return err
-	}
 	httpc := &http.Client{Timeout: 2 * time.Second}
-	defer httpc.CloseIdleConnections()
-	if err := c.waitFor(ctx, "etcd health", etcd, func(ctx context.Context) error {
-		return httpGetOK(ctx, httpc, c.EtcdURL+"/health", "")
-	}); err != nil {
-		return fmt.Errorf("starting etcd: %w", err)
-	}
-
-	apiArgs := []string{
-		"--etcd-servers=" + c.EtcdURL,
-		"--secure-port=" + strconv.Itoa(apiPort),
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
-		// The endpoint reconcilers refuse a loopback advertise address (since
-		// about v1.37), and nothing in-cluster needs the "kubernetes"
-		// Service's endpoints: no Pod ever runs.
-		"--endpoint-reconciler-type=none",
-		"--cert-dir=" + s.apiserverCerts, // keep it out of /var/run/kubernetes
-		"--tls-cert-file=" + s.servingCert,
-		"--tls-private-key-file=" + s.servingKey,
-		"--client-ca-file=" + s.caPath,
-		"--token-auth-file=" + s.tokenFile,
-		"--service-account-issuer=" + ServiceAccountIssuer,
-		"--service-account-key-file=" + s.saPubPath,
-		"--service-account-signing-key-file=" + s.saKeyPath,
-		"--authorization-mode=RBAC",
-		"--service-cluster-ip-range=" + ServiceCIDR,
-		// Resolve webhook Service references to endpoints rather than
-		// cluster IPs, which nothing routes here.
-		"--enable-aggregator-routing=true",
-	}
-	apiArgs = append(apiArgs, c.opts.APIServerFlags...)
-	api, err := c.run("kube-apiserver", c.bins.APIServer, apiArgs...)
-	if err != nil {
-		return err
-	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(c.CAPEM)
 	httpsc := &http.Client{
 		Timeout:   2 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
 	}
-	defer httpsc.CloseIdleConnections()
-	if err := c.waitFor(ctx, "kube-apiserver /readyz", api, func(ctx context.Context) error {
-		return httpGetOK(ctx, httpsc, c.URL+"/readyz", c.token)
-	}); err != nil {
-		return fmt.Errorf("starting kube-apiserver: %w", err)
-	}
-
-	if !c.opts.ControllerManager {
-		return nil
-	}
-	kcm, err := c.run("kube-controller-manager", c.bins.ControllerManager,
-		"--kubeconfig="+c.Kubeconfig,
-		"--service-account-private-key-file="+s.saKeyPath,
-		"--root-ca-file="+s.caPath,
-		"--use-service-account-credentials=false",
-		// No pod network, no nodes: IPAM and node lifecycle only make noise.
-		"--controllers=*,-nodeipam,-nodelifecycle",
-		"--leader-elect=false",
-		"--secure-port=0",
-	)
-	if err != nil {
-		return err
-	}
 	client, err := c.Client()
 	if err != nil {
-		return fmt.Errorf("starting kube-controller-manager: %w", err)
-	}
-	if err := c.waitFor(ctx, "the default ServiceAccount", kcm, func(ctx context.Context) error {
-		_, err := client.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return errors.New("not created yet")
-		}
 		return err
-	}); err != nil {
-		return fmt.Errorf("starting kube-controller-manager: %w", err)
+	}
+
+	comps := []*component{{
+		name: Etcd,
+		bin:  c.bins.Etcd,
+		args: []string{
+			"--name=default",
+			"--data-dir=" + filepath.Join(c.Dir, "etcd"),
+			"--listen-client-urls=" + c.EtcdURL,
+			"--advertise-client-urls=" + c.EtcdURL,
+			"--listen-peer-urls=" + peerURL,
+			"--initial-advertise-peer-urls=" + peerURL,
+			"--initial-cluster=default=" + peerURL,
+			// Throw-away clusters do not need durability, and fsync dominates
+			// etcd's latency on slow disks.
+			"--unsafe-no-fsync",
+		},
+		ready: func(ctx context.Context) error { return httpGetOK(ctx, httpc, c.EtcdURL+"/health", "") },
+	}, {
+		name: APIServer,
+		bin:  c.bins.APIServer,
+		args: append([]string{
+			"--etcd-servers=" + c.EtcdURL,
+			"--secure-port=" + strconv.Itoa(apiPort),
+			"--bind-address=127.0.0.1",
+			"--advertise-address=127.0.0.1",
+			// The endpoint reconcilers refuse a loopback advertise address (since
+			// about v1.37), and nothing in-cluster needs the "kubernetes"
+			// Service's endpoints: no Pod ever runs.
+			"--endpoint-reconciler-type=none",
+			"--cert-dir=" + s.apiserverCerts, // keep it out of /var/run/kubernetes
+			"--tls-cert-file=" + s.servingCert,
+			"--tls-private-key-file=" + s.servingKey,
+			"--client-ca-file=" + s.caPath,
+			"--token-auth-file=" + s.tokenFile,
+			"--service-account-issuer=" + ServiceAccountIssuer,
+			"--service-account-key-file=" + s.saPubPath,
+			"--service-account-signing-key-file=" + s.saKeyPath,
+			"--authorization-mode=RBAC",
+			"--service-cluster-ip-range=" + ServiceCIDR,
+			// Resolve webhook Service references to endpoints rather than
+			// cluster IPs, which nothing routes here.
+			"--enable-aggregator-routing=true",
+		}, c.opts.APIServerFlags...),
+		ready: func(ctx context.Context) error { return httpGetOK(ctx, httpsc, c.URL+"/readyz", c.token) },
+	}}
+	if c.opts.ControllerManager {
+		comps = append(comps, &component{
+			name: ControllerManager,
+			bin:  c.bins.ControllerManager,
+			args: []string{
+				"--kubeconfig=" + c.Kubeconfig,
+				"--service-account-private-key-file=" + s.saKeyPath,
+				"--root-ca-file=" + s.caPath,
+				"--use-service-account-credentials=false",
+				// No pod network, no nodes: IPAM and node lifecycle only make noise.
+				"--controllers=*,-nodeipam,-nodelifecycle",
+				"--leader-elect=false",
+				"--secure-port=0",
+			},
+			// Pods are refused without their namespace's default
+			// ServiceAccount, which the controller-manager creates.
+			ready: func(ctx context.Context) error {
+				_, err := client.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
+				if apierrors.IsNotFound(err) {
+					return errors.New("the default ServiceAccount is not created yet")
+				}
+				return err
+			},
+		})
+	}
+	for _, comp := range comps {
+		c.mu.Lock()
+		c.components = append(c.components, comp)
+		c.mu.Unlock()
+		if err := c.run(ctx, comp, true); err != nil {
+			return fmt.Errorf("starting %s: %w", comp.name, err)
+		}
 	}
 	return nil
 }
 
-// run starts one component with its log in Dir/<name>.log.
-func (c *Cluster) run(name, bin string, args ...string) (*process, error) {
-	p, err := startProcess(name, bin, args, filepath.Join(c.Dir, name+".log"), c.opts.Logs)
+// run starts comp with its log in Dir/<name>.log and waits until it is
+// ready. With all, any component that exits meanwhile fails the wait (an
+// apiserver is not going to get ready without its etcd).
+func (c *Cluster) run(ctx context.Context, comp *component, all bool) error {
+	p, err := proc.Start(comp.name, comp.bin, comp.args, filepath.Join(c.Dir, comp.name+".log"), c.opts.Logs)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	c.mu.Lock()
-	c.procs = append(c.procs, p)
-	c.pidsSeen = append(c.pidsSeen, p.pid())
+	comp.proc = p
+	c.pidsSeen = append(c.pidsSeen, p.PID())
 	c.mu.Unlock()
-	return p, nil
+	return c.waitFor(ctx, comp, all)
 }
 
-// waitFor polls check until it succeeds, failing early if any component
-// has exited (the log tail says why) or ctx ends.
-func (c *Cluster) waitFor(ctx context.Context, what string, p *process, check func(context.Context) error) error {
+// waitFor polls comp's readiness check until it succeeds, failing early if
+// comp (or, with all, any component) has exited (the log tail says why) or
+// ctx ends.
+func (c *Cluster) waitFor(ctx context.Context, comp *component, all bool) error {
 	t := time.NewTicker(pollInterval)
 	defer t.Stop()
 	var lastErr error
 	for {
-		c.mu.Lock()
-		procs := c.procs
-		c.mu.Unlock()
-		for _, q := range procs {
-			if q.exited() {
-				return q.exitError()
+		watch := []*proc.Process{comp.proc}
+		if all {
+			watch = c.running()
+		}
+		for _, q := range watch {
+			if q.Exited() {
+				return fmt.Errorf("%s exited early: %w", q.Name, q.ExitError())
 			}
 		}
-		if lastErr = check(ctx); lastErr == nil {
+		if lastErr = comp.ready(ctx); lastErr == nil {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s: %w (last error: %v); last log lines from %s:\n%s",
-				what, context.Cause(ctx), lastErr, p.logPath, logTail(p.logPath, 10))
+			return fmt.Errorf("waiting for %s to be ready: %w (last error: %v); last log lines from %s:\n%s",
+				comp.name, context.Cause(ctx), lastErr, comp.proc.LogPath, proc.LogTail(comp.proc.LogPath, 10))
 		case <-t.C:
 		}
 	}
+}
+
+// running returns the components' current processes in start order.
+func (c *Cluster) running() []*proc.Process {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ps []*proc.Process
+	for _, comp := range c.components {
+		if comp.proc != nil {
+			ps = append(ps, comp.proc)
+		}
+	}
+	return ps
+}
+
+// Components returns the names of the cluster's components in start order.
+func (c *Cluster) Components() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	names := make([]string, len(c.components))
+	for i, comp := range c.components {
+		names[i] = comp.name
+	}
+	return names
+}
+
+// Process returns the named component's current process (see the
+// component name constants), or nil if there is no such component. A
+// supervisor waits on its Done and calls Restart.
+func (c *Cluster) Process(name string) *proc.Process {
+	if comp := c.component(name); comp != nil {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return comp.proc
+	}
+	return nil
+}
+
+func (c *Cluster) component(name string) *component {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, comp := range c.components {
+		if comp.name == name {
+			return comp
+		}
+	}
+	return nil
+}
+
+// Restart stops the named component if it still runs and starts it again
+// with the same command line (ports, data and certificates stay), returning
+// once it is ready again. The other components keep running: the apiserver
+// reconnects to a restarted etcd, the controller-manager to a restarted
+// apiserver. ctx bounds the wait, together with Options.StartTimeout.
+func (c *Cluster) Restart(ctx context.Context, name string) error {
+	comp := c.component(name)
+	if comp == nil {
+		return fmt.Errorf("restarting %s: no such component", name)
+	}
+	if old := c.Process(name); old != nil {
+		if err := old.Stop(); err != nil {
+			return fmt.Errorf("restarting %s: %w", name, err)
+		}
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, c.startTimeout(), fmt.Errorf("%s not ready within %s", name, c.startTimeout()))
+	defer cancel()
+	if err := c.run(ctx, comp, false); err != nil {
+		return fmt.Errorf("restarting %s: %w", name, err)
+	}
+	return nil
+}
+
+func (c *Cluster) startTimeout() time.Duration {
+	if c.opts.StartTimeout > 0 {
+		return c.opts.StartTimeout
+	}
+	return defaultStartTimeout
 }
 
 func httpGetOK(ctx context.Context, c *http.Client, url, token string) error {
@@ -484,6 +639,8 @@ func (c *Cluster) Stop() error {
 	}
 	c.stopOnce.Do(func() {
 		err := c.stopProcesses()
+		// Free again: a later Start on the same kept Dir may take them back.
+		releasePorts(c.ports)
 		if c.removeDir {
 			if rmErr := os.RemoveAll(c.Dir); rmErr != nil {
 				err = errors.Join(err, fmt.Errorf("removing %s: %w", c.Dir, rmErr))
@@ -498,12 +655,14 @@ func (c *Cluster) Stop() error {
 
 func (c *Cluster) stopProcesses() error {
 	c.mu.Lock()
-	procs := c.procs
-	c.procs = nil
+	comps := c.components
+	c.components = nil
 	c.mu.Unlock()
 	var errs []error
-	for i := len(procs) - 1; i >= 0; i-- {
-		errs = append(errs, procs[i].stop())
+	for i := len(comps) - 1; i >= 0; i-- {
+		if p := comps[i].proc; p != nil {
+			errs = append(errs, p.Stop())
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -527,6 +686,66 @@ func writeKubeconfig(path, server string, caPEM []byte, token string) error {
 		return fmt.Errorf("writing kubeconfig: %w", err)
 	}
 	return nil
+}
+
+// choosePorts returns etcd's client and peer ports and the apiserver's. A
+// kept Dir keeps them when they are still free: the kubeconfig's address
+// stays, and so does the peer address etcd recorded in its data.
+func (c *Cluster) choosePorts() ([]int, error) {
+	path := filepath.Join(c.Dir, "ports")
+	if !c.removeDir && !c.triedKeptPorts {
+		c.triedKeptPorts = true
+		if b, err := os.ReadFile(path); err == nil {
+			var ports []int
+			for _, f := range strings.Fields(string(b)) {
+				if p, err := strconv.Atoi(f); err == nil && p > 0 && p < 65536 {
+					ports = append(ports, p)
+				}
+			}
+			if len(ports) == 3 && reservePorts(ports) {
+				c.ports = ports
+				return ports, nil
+			}
+		}
+	}
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	c.ports = ports
+	if !c.removeDir {
+		_ = os.WriteFile(path, []byte(fmt.Sprintf("%d %d %d\n", ports[0], ports[1], ports[2])), 0o600)
+	}
+	return ports, nil
+}
+
+// reservePorts reports whether every port can be bound now and none was
+// handed out by this process, and marks them handed out.
+func reservePorts(ports []int) bool {
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for _, p := range ports {
+		if portsGiven[p] {
+			return false
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			return false
+		}
+		l.Close()
+	}
+	for _, p := range ports {
+		portsGiven[p] = true
+	}
+	return true
+}
+
+func releasePorts(ports []int) {
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for _, p := range ports {
+		delete(portsGiven, p)
+	}
 }
 
 var (

@@ -240,12 +240,30 @@ func build(ctx context.Context, progress io.Writer, dir string, tools []tool) er
 		return fmt.Errorf("writing build module: %w", err)
 	}
 
-	args := []string{"build", "-trimpath", "-ldflags", versionLDFlags(), "-o", outDir + string(filepath.Separator)}
-	names := make([]string, len(tools))
+	fmt.Fprintf(progress, "building Kubernetes %s control plane from the Go module proxy into %s; the first run takes 10 to 40 minutes\n", KubeVersion, dir)
+	start := time.Now()
+	// One tool at a time: progress can name the binary being built, and each
+	// finished one goes into the cache at once, so an interrupted build
+	// keeps what it had done. Little is lost: go build already compiles a
+	// tool's packages on every CPU, and the tools' shared packages come
+	// from the Go build cache after the first.
 	for i, t := range tools {
-		args = append(args, t.pkg)
-		names[i] = t.name
+		what := fmt.Sprintf("%s (%d of %d)", t.name, i+1, len(tools))
+		if err := buildOne(ctx, progress, goBin, modDir, outDir, what, t, start); err != nil {
+			return err
+		}
+		if err := os.Rename(filepath.Join(outDir, t.outName), filepath.Join(dir, t.name)); err != nil {
+			return fmt.Errorf("installing %s: %w", t.name, err)
+		}
 	}
+	fmt.Fprintf(progress, "built Kubernetes %s binaries in %s\n", KubeVersion, time.Since(start).Round(time.Second))
+	return nil
+}
+
+// buildOne runs go build for one tool, printing a heartbeat that names it:
+// go build is silent while it compiles, for minutes.
+func buildOne(ctx context.Context, progress io.Writer, goBin, modDir, outDir, what string, t tool, begin time.Time) error {
+	args := []string{"build", "-trimpath", "-ldflags", versionLDFlags(), "-o", outDir + string(filepath.Separator), t.pkg}
 	cmd := exec.CommandContext(ctx, goBin, args...)
 	cmd.Dir = modDir
 	cmd.Env = append(os.Environ(),
@@ -260,42 +278,36 @@ func build(ctx context.Context, progress io.Writer, dir string, tools []tool) er
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 10 * time.Second
 
-	fmt.Fprintf(progress, "building Kubernetes %s control plane from the Go module proxy; first run takes several minutes\n", KubeVersion)
-	fmt.Fprintf(progress, "  (%s -> %s)\n", strings.Join(names, ", "), dir)
+	fmt.Fprintf(progress, "  building %s\n", what)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("building Kubernetes binaries: starting %s: %w", goBin, err)
+		return fmt.Errorf("building %s: starting %s: %w", t.name, goBin, err)
 	}
-	// go build is silent while compiling; a heartbeat shows it is alive.
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		t := time.NewTicker(30 * time.Second)
-		defer t.Stop()
+		tick := time.NewTicker(30 * time.Second)
+		defer tick.Stop()
 		for {
 			select {
 			case <-stop:
 				return
-			case <-t.C:
-				fmt.Fprintf(progress, "  still building (%s elapsed)\n", time.Since(start).Round(time.Second))
+			case <-tick.C:
+				fmt.Fprintf(progress, "  still building %s: %s on it, %s in all\n", what,
+					time.Since(start).Round(time.Second), time.Since(begin).Round(time.Second))
 			}
 		}
 	})
-	err = cmd.Wait()
+	err := cmd.Wait()
 	close(stop)
 	wg.Wait()
 	if err != nil {
 		if ctxErr := context.Cause(ctx); ctxErr != nil {
-			return fmt.Errorf("building Kubernetes binaries: %w", ctxErr)
+			return fmt.Errorf("building %s: %w", t.name, ctxErr)
 		}
-		return fmt.Errorf("building Kubernetes binaries (go %s): %w", strings.Join(args, " "), err)
+		return fmt.Errorf("building %s (go %s): %w", t.name, strings.Join(args, " "), err)
 	}
-	for _, t := range tools {
-		if err := os.Rename(filepath.Join(outDir, t.outName), filepath.Join(dir, t.name)); err != nil {
-			return fmt.Errorf("installing %s: %w", t.name, err)
-		}
-	}
-	fmt.Fprintf(progress, "built Kubernetes %s binaries in %s\n", KubeVersion, time.Since(start).Round(time.Second))
+	fmt.Fprintf(progress, "  built %s in %s\n", what, time.Since(start).Round(time.Second))
 	return nil
 }
 

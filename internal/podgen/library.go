@@ -1,32 +1,8 @@
-// Package gen generates Pods for the throughput benchmarks: a deterministic,
-// realistic mix of compliant Pods and Pods that break one to three of the
-// library's policies, spread over many namespaces (half of them prod-*, which
-// some library constraints select).
-package gen
+package podgen
 
-import (
-	"fmt"
-	"io"
-	"math/rand/v2"
+import "fmt"
 
-	"sigs.k8s.io/yaml"
-)
-
-// Options shape a generated set.
-type Options struct {
-	Pods       int
-	Namespaces int
-	// ViolatingPercent of the Pods break at least one policy.
-	ViolatingPercent int
-	Seed             uint64
-}
-
-// DefaultOptions is the mix bench/run uses: 100 namespaces, 30% violating.
-func DefaultOptions(pods int) Options {
-	return Options{Pods: pods, Namespaces: 100, ViolatingPercent: 30, Seed: 6}
-}
-
-// NamespaceName is the name of namespace i.
+// NamespaceName is the name of the Library mix's namespace i.
 func NamespaceName(i int) string {
 	if i%2 == 0 {
 		return fmt.Sprintf("prod-%03d", i)
@@ -34,7 +10,7 @@ func NamespaceName(i int) string {
 	return fmt.Sprintf("team-%03d", i)
 }
 
-// Namespace returns namespace i as an object.
+// Namespace returns the Library mix's namespace i as an object.
 func Namespace(i int) map[string]any {
 	return map[string]any{
 		"apiVersion": "v1",
@@ -48,7 +24,7 @@ func Namespace(i int) map[string]any {
 
 const digest = "sha256:4c4d9e4f6b5a2f1f3c8a9e7d6b5c4a3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b"
 
-func container(name, image string) map[string]any {
+func libraryContainer(name, image string) map[string]any {
 	return map[string]any{
 		"name":  name,
 		"image": image,
@@ -78,7 +54,7 @@ func CompliantPod(name, ns string) map[string]any {
 			"runAsUser":      int64(10001),
 			"seccompProfile": map[string]any{"type": "RuntimeDefault"},
 		},
-		"containers": []any{container("app", "registry.example.com/shop/web:1.4.2@"+digest)},
+		"containers": []any{libraryContainer("app", "registry.example.com/shop/web:1.4.2@"+digest)},
 	}
 	return map[string]any{
 		"apiVersion": "v1",
@@ -92,8 +68,8 @@ func CompliantPod(name, ns string) map[string]any {
 	}
 }
 
-// violations each break one or more library policies.
-var violations = []func(p map[string]any){
+// libraryViolations each break one or more library policies.
+var libraryViolations = []func(p map[string]any){
 	func(p map[string]any) { ctr(p)["image"] = "registry.example.com/shop/web:latest" },
 	func(p map[string]any) { ctr(p)["image"] = "docker.io/evil/miner:1.0" },
 	func(p map[string]any) { sc(p)["privileged"] = true },
@@ -128,27 +104,24 @@ func ctr(p map[string]any) map[string]any {
 }
 func sc(p map[string]any) map[string]any { return ctr(p)["securityContext"].(map[string]any) }
 
-// ViolatingPod is the compliant Pod with violation variants vs applied.
+// ViolatingPod is the compliant Pod with library violation variants vs
+// applied.
 func ViolatingPod(name, ns string, vs ...int) map[string]any {
 	p := CompliantPod(name, ns)
 	for _, v := range vs {
-		violations[v%len(violations)](p)
+		libraryViolations[v%len(libraryViolations)](p)
 	}
 	return p
 }
 
-// Pods calls fn for each generated object: the namespaces first, then the
-// Pods.
-func Pods(o Options, fn func(obj map[string]any) error) error {
-	if o.Namespaces <= 0 {
-		o.Namespaces = 1
-	}
+// generateLibrary emits the namespaces first, then the Pods.
+func generateLibrary(o Options, fn func(obj map[string]any) error) error {
 	for i := 0; i < o.Namespaces; i++ {
 		if err := fn(Namespace(i)); err != nil {
 			return err
 		}
 	}
-	rng := rand.New(rand.NewPCG(o.Seed, 0x6b6f756e636572))
+	rng := newRand(o, 0x6b6f756e636572)
 	for i := 0; i < o.Pods; i++ {
 		ns := NamespaceName(rng.IntN(o.Namespaces))
 		name := fmt.Sprintf("pod-%06d", i)
@@ -157,7 +130,7 @@ func Pods(o Options, fn func(obj map[string]any) error) error {
 			n := 1 + rng.IntN(3)
 			vs := make([]int, n)
 			for j := range vs {
-				vs[j] = rng.IntN(len(violations))
+				vs[j] = rng.IntN(len(libraryViolations))
 			}
 			p = ViolatingPod(name, ns, vs...)
 		} else {
@@ -165,26 +138,11 @@ func Pods(o Options, fn func(obj map[string]any) error) error {
 		}
 		if rng.IntN(4) == 0 { // a sidecar in a quarter of the Pods
 			s := spec(p)
-			s["containers"] = append(s["containers"].([]any), container("proxy", "registry.example.com/mesh/proxy:2.1.0@"+digest))
+			s["containers"] = append(s["containers"].([]any), libraryContainer("proxy", "registry.example.com/mesh/proxy:2.1.0@"+digest))
 		}
 		if err := fn(p); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// WriteYAML writes the generated objects as one multi-document YAML stream.
-func WriteYAML(w io.Writer, o Options) error {
-	return Pods(o, func(obj map[string]any) error {
-		b, err := yaml.Marshal(obj)
-		if err != nil {
-			return err
-		}
-		if _, err := io.WriteString(w, "---\n"); err != nil {
-			return err
-		}
-		_, err = w.Write(b)
-		return err
-	})
 }
