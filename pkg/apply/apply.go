@@ -147,6 +147,10 @@ func (a *Applier) ApplyObject(ctx context.Context, obj *unstructured.Unstructure
 	if m.Scope.Name() == meta.RESTScopeNameNamespace && obj.GetNamespace() == "" {
 		return nil, &ObjectError{Object: ref, Err: errors.New("namespaced object without metadata.namespace")}
 	}
+	if m.Scope.Name() != meta.RESTScopeNameNamespace && obj.GetNamespace() != "" {
+		obj = obj.DeepCopy()
+		obj.SetNamespace("")
+	}
 	out, err := a.patch(ctx, m, obj, true, false)
 	if err != nil {
 		return nil, &ObjectError{Object: ref, Err: fmt.Errorf("server-side apply: %w", err)}

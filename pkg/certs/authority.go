@@ -138,7 +138,7 @@ func (a *Authority) Rotate(p Policy, now time.Time) (bool, error) {
 	if a.Overlap != p.Overlap {
 		a.Overlap, changed = p.Overlap, true
 	}
-	if n := len(a.CAs); n == 0 || !now.Before(renewAt(a.CAs[n-1])) {
+	if n := len(a.CAs); n == 0 || !now.Before(p.renewAt(a.CAs[n-1])) {
 		ca, err := newCA(p.CommonName, now, p.Validity)
 		if err != nil {
 			return false, err
@@ -174,6 +174,31 @@ func renewAt(ca *CA) time.Time {
 	return ca.Cert.NotBefore.Add(time.Duration(float64(life) * renewFraction))
 }
 
+// renewAt is when the policy wants a successor for ca: at 80% of its life,
+// or of the policy's validity if that is shorter, so a CA made under a
+// longer validity (the ten-year CA of earlier versions) is replaced on the
+// policy's schedule.
+func (p Policy) renewAt(ca *CA) time.Time {
+	t := renewAt(ca)
+	if byPolicy := ca.Cert.NotBefore.Add(time.Duration(float64(p.Validity) * renewFraction)); byPolicy.Before(t) {
+		return byPolicy
+	}
+	return t
+}
+
+// NextRotation is when Rotate under p next has work: the earlier of
+// NextChange and the policy's renewal of the newest CA.
+func (a *Authority) NextRotation(p Policy, now time.Time) time.Time {
+	p = p.withDefaults()
+	next := a.NextChange(now)
+	if n := len(a.CAs); n > 0 {
+		if t := p.renewAt(a.CAs[n-1]); t.After(now) && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	return next
+}
+
 // NextChange is the first moment after now at which Signer or Rotate would
 // give a different answer: when to look again.
 func (a *Authority) NextChange(now time.Time) time.Time {
@@ -183,9 +208,12 @@ func (a *Authority) NextChange(now time.Time) time.Time {
 			next = t
 		}
 	}
-	for _, ca := range a.CAs {
-		consider(ca.Cert.NotBefore.Add(a.overlap()))
-		consider(ca.Cert.NotBefore.Add(2 * a.overlap()))
+	for i, ca := range a.CAs {
+		// Only a successor switches the signer and retires its elders.
+		if i > 0 {
+			consider(ca.Cert.NotBefore.Add(a.overlap()))
+			consider(ca.Cert.NotBefore.Add(2 * a.overlap()))
+		}
 		consider(ca.Cert.NotAfter.Add(time.Second))
 	}
 	if n := len(a.CAs); n > 0 {

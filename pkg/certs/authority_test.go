@@ -3,9 +3,13 @@ package certs
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
+	"log"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -189,7 +193,8 @@ func TestSecretRoundTrip(t *testing.T) {
 }
 
 func TestDecodeEarlierLayout(t *testing.T) {
-	ca, err := NewCA("bouncer-webhook-ca", 10*365*day)
+	// The Secret of earlier versions: one ten-year CA in ca.crt and ca.key.
+	ca, err := newCA("bouncer-webhook-ca", t0, 10*365*day)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,21 +202,29 @@ func TestDecodeEarlierLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(a.CAs) != 1 || !a.CAs[0].Cert.Equal(ca.Cert) || a.Signer(time.Now()) != a.CAs[0] {
+	if len(a.CAs) != 1 || !a.CAs[0].Cert.Equal(ca.Cert) || a.Signer(t0) != a.CAs[0] {
 		t.Fatal("earlier layout does not read as one signing CA")
 	}
-	// Nothing to rotate in a CA valid for ten years; re-encoding keeps it
-	// and adds the new keys.
-	if changed, _ := a.Rotate(Policy{}, time.Now()); !changed {
-		// The overlap is set from the policy, which counts as a change.
-		t.Fatal("Rotate did not record the overlap")
+	// The first pass records the overlap (so the Secret is rewritten in the
+	// new layout) but does not rotate a young CA.
+	if changed, _ := a.Rotate(Policy{}, t0.Add(day)); !changed || len(a.CAs) != 1 {
+		t.Fatalf("first pass on the earlier layout: want the overlap recorded and 1 CA, have %d", len(a.CAs))
 	}
-	if len(a.CAs) != 1 {
-		t.Fatalf("ten-year CA rotated early: %d CAs", len(a.CAs))
-	}
-	data := a.Encode(time.Now())
+	data := a.Encode(t0.Add(day))
 	if !bytes.Equal(data["ca.crt"], ca.CertPEM) || len(data[KeyBundle]) == 0 {
 		t.Fatal("re-encoded secret lost the CA or lacks the bundle")
+	}
+	// The ten-year CA is replaced on the policy's one-year schedule, not
+	// after eight years.
+	due := a.NextRotation(Policy{}, t0.Add(day))
+	if want := ca.Cert.NotBefore.Add(292 * day); !due.Equal(want) {
+		t.Fatalf("next rotation %v, want %v (80%% of a year)", due, want)
+	}
+	if changed, _ := a.Rotate(Policy{}, due); !changed || len(a.CAs) != 2 {
+		t.Fatalf("ten-year CA not rotated at 80%% of the policy's validity: %d CAs", len(a.CAs))
+	}
+	if v := a.CAs[1].Cert.NotAfter.Sub(a.CAs[1].Cert.NotBefore); v != 365*day+caBackdate {
+		t.Fatalf("new CA valid for %s, want the policy's year", v)
 	}
 }
 
@@ -454,7 +467,9 @@ func TestTwoReplicasFollowRotation(t *testing.T) {
 	}
 }
 
-func TestSourceStartStopsWithContext(t *testing.T) {
+// The Source behind a real TLS listener: a client that trusts CABundle
+// connects; Start ends with its context.
+func TestSourceServesTLS(t *testing.T) {
 	cs := fake.NewClientset()
 	ref := SecretRef{Namespace: "ns", Name: "ca"}
 	if _, err := (&Keeper{Client: cs, Secret: ref, Log: quiet}).Reconcile(context.Background()); err != nil {
@@ -466,9 +481,21 @@ func TestSourceStartStopsWithContext(t *testing.T) {
 	done := make(chan error)
 	go func() { done <- src.Start(ctx) }()
 	<-sub
-	if _, err := src.GetCertificate(nil); err != nil {
+	lis, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: src.GetCertificate})
+	if err != nil {
 		t.Fatal(err)
 	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }), ErrorLog: log.New(io.Discard, "", 0)}
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Close()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(src.CABundle())
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := client.Get("https://" + lis.Addr().String())
+	if err != nil {
+		t.Fatalf("client trusting CABundle: %v", err)
+	}
+	resp.Body.Close()
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

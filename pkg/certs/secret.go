@@ -96,7 +96,7 @@ func (k *Keeper) Reconcile(ctx context.Context) (time.Time, error) {
 				return time.Time{}, fmt.Errorf("creating CA secret %s: %w", k.Secret, err)
 			}
 			k.log().Info("created webhook CA", "secret", k.Secret.String(), "notAfter", a.CAs[0].Cert.NotAfter)
-			return a.NextChange(now), nil
+			return a.NextRotation(k.Policy, now), nil
 		}
 		if err != nil {
 			return time.Time{}, fmt.Errorf("reading CA secret %s: %w", k.Secret, err)
@@ -113,7 +113,7 @@ func (k *Keeper) Reconcile(ctx context.Context) (time.Time, error) {
 		}
 		data := a.Encode(now)
 		if !changed && sameData(s.Data, data) {
-			return a.NextChange(now), nil
+			return a.NextRotation(k.Policy, now), nil
 		}
 		s = s.DeepCopy()
 		s.Data = data
@@ -127,7 +127,7 @@ func (k *Keeper) Reconcile(ctx context.Context) (time.Time, error) {
 			return time.Time{}, fmt.Errorf("updating CA secret %s: %w", k.Secret, err)
 		}
 		k.log().Info("rotated webhook CA", "secret", k.Secret.String(), "cas", len(a.CAs), "signer", a.Signer(now).Cert.SerialNumber.String())
-		return a.NextChange(now), nil
+		return a.NextRotation(k.Policy, now), nil
 	}
 }
 
