@@ -76,7 +76,8 @@ type Set struct {
 type Options struct {
 	// DryRun sends every write with dryRun=All: the apiserver validates and
 	// admits each object (and each deletion) without storing anything, and
-	// the parent is not written. Custom resources whose CRD is in the same
+	// the parent is not written. Result lists what would be applied and
+	// pruned. Custom resources whose CRD is in the same
 	// set cannot be checked, since the CRD is not created; they are listed
 	// in Result.Unchecked.
 	DryRun bool
@@ -145,7 +146,9 @@ func (r *Result) Err() error {
 //
 // The returned error is for the set as a whole (the parent cannot be read
 // or written, or belongs to another tool or set); object failures are in
-// Result.
+// Result. The parent's namespace must exist. Calls for one set must not
+// overlap: run them on the leader. Deleting a CRD deletes every object of
+// its kind, as the apiserver does, whoever created them.
 func (a *Applier) ApplySet(ctx context.Context, set Set, objs []*unstructured.Unstructured, opts Options) (*Result, error) {
 	res := &Result{}
 	p := set.Parent
@@ -176,6 +179,10 @@ func (a *Applier) ApplySet(ctx context.Context, set Set, objs []*unstructured.Un
 			continue
 		}
 		ref = RefOf(obj)
+		if ref == p.ref() {
+			res.Errors = append(res.Errors, &ObjectError{Object: ref, Err: errors.New("is the applyset's parent, which cannot be a member")})
+			continue
+		}
 		if seen[ref] {
 			res.Errors = append(res.Errors, &ObjectError{Object: ref, Err: errors.New("appears twice in the set")})
 			continue
@@ -523,6 +530,9 @@ func (a *Applier) prune(ctx context.Context, id string, scope, want *inventory, 
 		}
 		for _, ri := range lists {
 			items, err := ri.List(ctx, metav1.ListOptions{LabelSelector: LabelPartOf + "=" + id})
+			if apierrors.IsNotFound(err) {
+				continue // the kind went away after discovery was cached
+			}
 			if err != nil {
 				return fmt.Errorf("listing %s members of the applyset: %w", gk, err)
 			}
