@@ -11,6 +11,18 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
+// seeded returns a set whose earlier run applied ConfigMap "earlier".
+func (e *env) seeded(t *testing.T) Set {
+	t.Helper()
+	set := Set{Parent: SecretParent(e.ns, "set")}
+	noErrors(t, e.apply(t, set, `
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: earlier, namespace: NS}
+`, Options{}))
+	return set
+}
+
 const widgetCRD = `
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
@@ -225,12 +237,7 @@ metadata: {name: credentials, namespace: NS}
 
 func TestApplySetReportsEachFailedObject(t *testing.T) {
 	e := newEnv(t)
-	set := Set{Parent: SecretParent(e.ns, "set")}
-	noErrors(t, e.apply(t, set, `
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: earlier, namespace: NS}
-`, Options{}))
+	set := e.seeded(t)
 
 	res := e.apply(t, set, `
 apiVersion: apps/v1
@@ -285,12 +292,7 @@ metadata: {name: u, namespace: NS}
 
 func TestApplySetDryRunWritesNothing(t *testing.T) {
 	e := newEnv(t)
-	set := Set{Parent: SecretParent(e.ns, "set")}
-	noErrors(t, e.apply(t, set, `
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: earlier, namespace: NS}
-`, Options{}))
+	set := e.seeded(t)
 	res := e.apply(t, set, widgetCRD+`
 ---
 apiVersion: NS.example.com/v1

@@ -266,7 +266,7 @@ func (c *clock) Set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
 
 // enforceResourceVersion makes the fake clientset honour the
 // resourceVersion precondition of Secret updates, as the apiserver does.
-func enforceResourceVersion(cs *fake.Clientset) *int {
+func enforceResourceVersion(cs *fake.Clientset) {
 	var rv int
 	var mu sync.Mutex
 	cs.PrependReactor("*", "secrets", func(action k8stesting.Action) (bool, runtime.Object, error) {
@@ -294,16 +294,19 @@ func enforceResourceVersion(cs *fake.Clientset) *int {
 		}
 		return false, nil, nil
 	})
-	return &rv
+}
+
+// fixture is a clientset that honours resourceVersion preconditions, the
+// Secret's name, a short policy and a clock at t0.
+func fixture() (*fake.Clientset, SecretRef, Policy, *clock) {
+	cs := fake.NewClientset()
+	enforceResourceVersion(cs)
+	return cs, SecretRef{Namespace: "bouncer-system", Name: "bouncer-webhook-ca"}, Policy{Validity: 100 * day, Overlap: 5 * day}, &clock{now: t0}
 }
 
 func TestKeeperUpdateIsConflictSafe(t *testing.T) {
 	ctx := context.Background()
-	cs := fake.NewClientset()
-	enforceResourceVersion(cs)
-	ref := SecretRef{Namespace: "bouncer-system", Name: "bouncer-webhook-ca"}
-	p := Policy{Validity: 100 * day, Overlap: 5 * day}
-	clk := &clock{now: t0}
+	cs, ref, p, clk := fixture()
 	k := &Keeper{Client: cs, Secret: ref, Policy: p, Now: clk.Now, Log: quiet}
 	if _, err := k.Reconcile(ctx); err != nil {
 		t.Fatal(err)
@@ -361,11 +364,7 @@ func TestKeeperRefusesUnreadableSecret(t *testing.T) {
 // keeps verifying until the old CA is dropped.
 func TestTwoReplicasFollowRotation(t *testing.T) {
 	ctx := context.Background()
-	cs := fake.NewClientset()
-	enforceResourceVersion(cs)
-	ref := SecretRef{Namespace: "bouncer-system", Name: "bouncer-webhook-ca"}
-	p := Policy{Validity: 100 * day, Overlap: 5 * day}
-	clk := &clock{now: t0}
+	cs, ref, p, clk := fixture()
 	host := "bouncer-webhook.bouncer-system.svc"
 	keeper := &Keeper{Client: cs, Secret: ref, Policy: p, Now: clk.Now, Log: quiet}
 	replicas := []*Source{

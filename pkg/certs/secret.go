@@ -53,18 +53,27 @@ func (k *Keeper) Start(ctx context.Context) error {
 	if resync == 0 {
 		resync = 10 * time.Minute
 	}
+	run(ctx, resync, 10*time.Second, k.now, k.Reconcile, func(err error) {
+		k.log().Error("keeping the webhook CA secret", "secret", k.Secret.String(), "err", err)
+	})
+	return nil
+}
+
+// run calls pass until ctx ends: again when the time pass returns comes,
+// after at most every, and after retry when pass fails.
+func run(ctx context.Context, every, retry time.Duration, now func() time.Time, pass func(context.Context) (time.Time, error), logErr func(error)) {
 	for {
-		wait := resync
-		next, err := k.Reconcile(ctx)
+		wait := every
+		next, err := pass(ctx)
 		if err != nil {
-			k.log().Error("keeping the webhook CA secret", "secret", k.Secret.String(), "err", err)
-			wait = min(wait, 10*time.Second)
-		} else if d := next.Sub(k.now()); !next.IsZero() && d < wait {
+			logErr(err)
+			wait = min(wait, retry)
+		} else if d := next.Sub(now()); !next.IsZero() && d < wait {
 			wait = max(d, time.Second)
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-time.After(wait):
 		}
 	}
@@ -192,21 +201,10 @@ func (s *Source) Start(ctx context.Context) error {
 	if poll == 0 {
 		poll = time.Minute
 	}
-	for {
-		wait := poll
-		next, err := s.Sync(ctx)
-		if err != nil {
-			s.log().Error("refreshing the serving certificate", "secret", s.Secret.String(), "err", err)
-			wait = min(wait, 5*time.Second)
-		} else if d := next.Sub(s.now()); !next.IsZero() && d < wait {
-			wait = max(d, time.Second)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
-		}
-	}
+	run(ctx, poll, 5*time.Second, s.now, s.Sync, func(err error) {
+		s.log().Error("refreshing the serving certificate", "secret", s.Secret.String(), "err", err)
+	})
+	return nil
 }
 
 // Sync reads the Secret once, re-issues the serving certificate when the
