@@ -221,7 +221,7 @@ func (a *Applier) ApplySet(ctx context.Context, set Set, objs []*unstructured.Un
 			failed = true
 			continue
 		}
-		unchecked, err := a.applyMember(ctx, n, id, opts, establish, nodes)
+		unchecked, err := a.applyMember(ctx, n, p.Namespace, id, opts, establish, nodes)
 		if err != nil {
 			res.Errors = append(res.Errors, &ObjectError{Object: n.ref, Err: err})
 			failed = true
@@ -236,6 +236,12 @@ func (a *Applier) ApplySet(ctx context.Context, set Set, objs []*unstructured.Un
 	}
 	if failed || opts.NoPrune {
 		return res, nil
+	}
+	// A kind that was not served before its CRD was applied has only now
+	// been placed in (or out of) a namespace.
+	want = newInventory(p.Namespace)
+	for _, n := range nodes {
+		want.add(n.ref)
 	}
 	if err := a.prune(ctx, id, old.union(want), want, opts, res); err != nil {
 		return res, err
@@ -256,8 +262,7 @@ func firstNotApplied(nodes []*node, n *node, ok []bool) *node {
 }
 
 // prepare checks obj and sets its namespace and part-of label. Kinds that
-// are not served yet (their CRD may be in the set) keep the namespace they
-// have, or the parent's.
+// are not served yet (their CRD may be in the set) are placed when applied.
 func (a *Applier) prepare(ctx context.Context, obj *unstructured.Unstructured, p ParentRef, id string) error {
 	if obj.GetAPIVersion() == "" || obj.GetKind() == "" {
 		return errors.New("apiVersion and kind are required")
@@ -275,8 +280,6 @@ func (a *Applier) prepare(ctx context.Context, obj *unstructured.Unstructured, p
 		}
 	} else if !meta.IsNoMatchError(err) {
 		return err
-	} else if obj.GetNamespace() == "" {
-		obj.SetNamespace(p.Namespace)
 	}
 	labels := obj.GetLabels()
 	if labels == nil {
@@ -306,7 +309,7 @@ func place(obj *unstructured.Unstructured, m *meta.RESTMapping, defaultNamespace
 // applyMember applies one member, refusing to adopt an object of another
 // set, and waits for a CRD to be Established. It reports an object left
 // unchecked in dry-run because its kind is not served.
-func (a *Applier) applyMember(ctx context.Context, n *node, id string, opts Options, establish time.Duration, nodes []*node) (bool, error) {
+func (a *Applier) applyMember(ctx context.Context, n *node, home, id string, opts Options, establish time.Duration, nodes []*node) (bool, error) {
 	wait := time.Duration(0)
 	definedHere := false
 	for _, o := range nodes {
@@ -325,9 +328,10 @@ func (a *Applier) applyMember(ctx context.Context, n *node, id string, opts Opti
 		}
 		return false, err
 	}
-	if err := place(n.obj, m, n.ref.Namespace); err != nil {
+	if err := place(n.obj, m, home); err != nil {
 		return false, err
 	}
+	n.ref = RefOf(n.obj)
 	ri := a.client(m, n.obj.GetNamespace())
 	cur, err := ri.Get(ctx, n.obj.GetName(), metav1.GetOptions{})
 	switch {

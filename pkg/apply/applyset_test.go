@@ -43,12 +43,29 @@ spec:
           spec: {type: object, properties: {size: {type: integer}}}
 `
 
+const gadgetCRD = `
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.NS.example.com
+spec:
+  group: NS.example.com
+  scope: Cluster
+  names: {kind: Gadget, plural: gadgets, singular: gadget, listKind: GadgetList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object}
+`
+
 func TestApplySetCRDAndItsResourceInOneCall(t *testing.T) {
 	e := newEnv(t)
 	set := Set{Parent: SecretParent(e.ns, "set"), Version: "v1.2.3"}
 	// The custom resource and the namespace's object come first in the
 	// input; the applier must still create the CRD and Namespace first.
-	res := e.apply(t, set, `
+	docs := `
 apiVersion: NS.example.com/v1
 kind: Widget
 metadata: {name: w, namespace: NS-extra}
@@ -63,11 +80,25 @@ metadata: {name: cm, namespace: NS-extra}
 apiVersion: v1
 kind: Namespace
 metadata: {name: NS-extra}
-`, Options{})
+---
+apiVersion: NS.example.com/v1
+kind: Gadget
+metadata: {name: g}
+---
+`+gadgetCRD
+	res := e.apply(t, set, docs, Options{})
 	noErrors(t, res)
-	want := "CustomResourceDefinition.apiextensions.k8s.io widgets." + e.ns + ".example.com; Namespace " + e.ns + "-extra; Widget." + e.ns + ".example.com " + e.ns + "-extra/w; ConfigMap " + e.ns + "-extra/cm"
+	want := "CustomResourceDefinition.apiextensions.k8s.io widgets." + e.ns + ".example.com; CustomResourceDefinition.apiextensions.k8s.io gadgets." + e.ns + ".example.com; Namespace " + e.ns + "-extra; Widget." + e.ns + ".example.com " + e.ns + "-extra/w; ConfigMap " + e.ns + "-extra/cm; Gadget." + e.ns + ".example.com g"
 	if got := refs(res.Applied); got != want {
 		t.Fatalf("applied\n %s\nwant\n %s", got, want)
+	}
+	// The same set again changes nothing and prunes nothing: the
+	// cluster-scoped Gadget, whose kind was unknown before its CRD, is
+	// recognised as the member it is.
+	again := e.apply(t, set, docs, Options{})
+	noErrors(t, again)
+	if len(again.Pruned) != 0 {
+		t.Fatalf("re-applying the same set pruned %s", refs(again.Pruned))
 	}
 	w := e.get(t, schema.GroupVersionResource{Group: e.ns + ".example.com", Version: "v1", Resource: "widgets"}, e.ns+"-extra", "w")
 	if w == nil || w.GetLabels()[LabelPartOf] != set.Parent.ID() {
@@ -81,7 +112,7 @@ metadata: {name: NS-extra}
 	if got := ann[AnnotationTooling]; got != "bouncer/v1.2.3" {
 		t.Errorf("tooling %q", got)
 	}
-	if got, want := ann[AnnotationGroupKinds], "ConfigMap,CustomResourceDefinition.apiextensions.k8s.io,Namespace,Widget."+e.ns+".example.com"; got != want {
+	if got, want := ann[AnnotationGroupKinds], "ConfigMap,CustomResourceDefinition.apiextensions.k8s.io,Gadget."+e.ns+".example.com,Namespace,Widget."+e.ns+".example.com"; got != want {
 		t.Errorf("contains-group-kinds %q, want %q", got, want)
 	}
 	if got := ann[AnnotationMoreNamespaces]; got != e.ns+"-extra" {
