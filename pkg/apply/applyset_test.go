@@ -150,7 +150,8 @@ kind: ConfigMap
 metadata: {name: keep, namespace: NS}
 `, Options{})
 	noErrors(t, res)
-	if got, want := refs(res.Pruned), "ConfigMap "+e.ns+"/drop; Secret "+e.ns+"/drop-too"; got != want {
+	// Independent objects are pruned in the reverse of apply order.
+	if got, want := refs(res.Pruned), "Secret "+e.ns+"/drop-too; ConfigMap "+e.ns+"/drop"; got != want {
 		t.Fatalf("pruned %q, want %q", got, want)
 	}
 	for _, gone := range []struct {
