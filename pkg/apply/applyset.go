@@ -88,6 +88,12 @@ type Options struct {
 	Force bool
 	// NoPrune applies without deleting anything.
 	NoPrune bool
+	// Atomic first runs the whole set with DryRun and writes nothing if any
+	// object fails there; the Result then holds only those errors. It cannot
+	// vouch for the objects a dry run leaves unchecked (custom resources of
+	// a CRD in the same set) nor for failures only a real write meets, which
+	// are reported as in the default best-effort mode.
+	Atomic bool
 	// EstablishTimeout bounds the wait for an applied CRD to be Established
 	// before the objects of its kind; zero means one minute.
 	EstablishTimeout time.Duration
@@ -129,10 +135,12 @@ func (r *Result) Err() error {
 //
 // Objects are applied in dependency order (see DependsOnAnnotation): CRDs
 // first, each waited for until Established, then Namespaces, then the rest;
-// each is labelled part-of the set. The mode is best effort: an object that
-// fails is reported in Result.Errors with its identity and cause, objects
-// that depend on it are reported as not applied, and every other object is
-// still applied. Pruning runs only when every object was applied, so a
+// each is labelled part-of the set. The default mode is best effort: an
+// object that fails is reported in Result.Errors with its identity and
+// cause, objects that depend on it are reported as not applied, and every
+// other object is still applied. Options.Atomic checks the whole set with a
+// dry run first and writes nothing if any object fails it; Options.DryRun
+// writes nothing at all. Pruning runs only when every object was applied, so a
 // failure never deletes anything; the parent keeps listing the group-kinds
 // and namespaces of both runs until a run succeeds, so nothing escapes a
 // later prune either.
@@ -150,6 +158,17 @@ func (r *Result) Err() error {
 // overlap: run them on the leader. Deleting a CRD deletes every object of
 // its kind, as the apiserver does, whoever created them.
 func (a *Applier) ApplySet(ctx context.Context, set Set, objs []*unstructured.Unstructured, opts Options) (*Result, error) {
+	if opts.Atomic && !opts.DryRun {
+		check := opts
+		check.DryRun, check.NoPrune, check.Atomic = true, true, false
+		res, err := a.ApplySet(ctx, set, objs, check)
+		if err != nil {
+			return nil, err
+		}
+		if len(res.Errors) > 0 {
+			return &Result{Errors: res.Errors}, nil
+		}
+	}
 	res := &Result{}
 	p := set.Parent
 	if p.Kind == "" || p.Version == "" || p.Name == "" {

@@ -75,7 +75,7 @@ apiVersion: v1
 kind: ConfigMap
 metadata: {name: cm, namespace: NS-extra}
 ---
-`+widgetCRD+`
+` + widgetCRD + `
 ---
 apiVersion: v1
 kind: Namespace
@@ -85,7 +85,7 @@ apiVersion: NS.example.com/v1
 kind: Gadget
 metadata: {name: g}
 ---
-`+gadgetCRD
+` + gadgetCRD
 	res := e.apply(t, set, docs, Options{})
 	noErrors(t, res)
 	want := "CustomResourceDefinition.apiextensions.k8s.io widgets." + e.ns + ".example.com; CustomResourceDefinition.apiextensions.k8s.io gadgets." + e.ns + ".example.com; Namespace " + e.ns + "-extra; Widget." + e.ns + ".example.com " + e.ns + "-extra/w; ConfigMap " + e.ns + "-extra/cm; Gadget." + e.ns + ".example.com g"
@@ -319,6 +319,70 @@ metadata: {name: u, namespace: NS}
 	ann := e.get(t, secrets, e.ns, "set").GetAnnotations()[AnnotationGroupKinds]
 	if !strings.Contains(ann, "ConfigMap") || !strings.Contains(ann, "Deployment.apps") {
 		t.Errorf("parent's group-kinds %q lost the superset", ann)
+	}
+}
+
+func TestApplySetAtomicWritesNothingWhenAnObjectFails(t *testing.T) {
+	e := newEnv(t)
+	set := e.seeded(t)
+	docs := `
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: fine, namespace: NS}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: broken, namespace: NS}
+spec: {replicas: 1}
+`
+	res := e.apply(t, set, docs, Options{Atomic: true})
+	if len(res.Errors) != 1 || res.Errors[0].Object.Name != "broken" {
+		t.Fatalf("want the broken Deployment's error, got %v", res.Err())
+	}
+	if len(res.Applied) != 0 || len(res.Pruned) != 0 || e.get(t, configMaps, e.ns, "fine") != nil || e.get(t, configMaps, e.ns, "earlier") == nil {
+		t.Fatalf("atomic run wrote despite an error: applied %s, pruned %s", refs(res.Applied), refs(res.Pruned))
+	}
+	// Without the broken object the same run goes through, prune included.
+	res = e.apply(t, set, strings.Split(docs, "---")[0], Options{Atomic: true})
+	noErrors(t, res)
+	if refs(res.Applied) != "ConfigMap "+e.ns+"/fine" || refs(res.Pruned) != "ConfigMap "+e.ns+"/earlier" {
+		t.Fatalf("applied %s, pruned %s", refs(res.Applied), refs(res.Pruned))
+	}
+}
+
+func TestApplySetPrunesDependentsFirst(t *testing.T) {
+	e := newEnv(t)
+	set := Set{Parent: SecretParent(e.ns, "set")}
+	noErrors(t, e.apply(t, set, widgetCRD+`
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: NS-gone}
+---
+apiVersion: NS.example.com/v1
+kind: Widget
+metadata: {name: w, namespace: NS}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cm, namespace: NS-gone}
+`, Options{}))
+	// An empty set prunes every member.
+	res := e.apply(t, set, "", Options{})
+	noErrors(t, res)
+	pos := map[string]int{}
+	for i, r := range res.Pruned {
+		pos[r.Name] = i + 1
+	}
+	crdName, nsName := "widgets."+e.ns+".example.com", e.ns+"-gone"
+	if len(res.Pruned) != 4 || pos["w"] == 0 || pos["cm"] == 0 {
+		t.Fatalf("pruned %s, want all four members", refs(res.Pruned))
+	}
+	if pos["w"] > pos[crdName] || pos["cm"] > pos[nsName] {
+		t.Fatalf("pruned %s: a dependency went before its dependent", refs(res.Pruned))
+	}
+	if got := e.get(t, secrets, e.ns, "set").GetAnnotations()[AnnotationGroupKinds]; got != "" {
+		t.Errorf("empty set's parent still lists %q", got)
 	}
 }
 
