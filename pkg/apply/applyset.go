@@ -188,13 +188,24 @@ func (a *Applier) ApplySet(ctx context.Context, set Set, objs []*unstructured.Un
 	}
 
 	// Check each object and place it in its namespace.
+	defined := map[schema.GroupKind]bool{}
+	for _, obj := range objs {
+		if gk, ok := definedKind(obj); ok {
+			defined[gk] = true
+		}
+	}
 	nodes := make([]*node, 0, len(objs))
 	seen := map[ObjectRef]bool{}
 	for _, in := range objs {
 		obj := in.DeepCopy()
 		ref := RefOf(obj)
-		if err := a.prepare(ctx, obj, p, id); err != nil {
+		if err := a.prepare(ctx, obj, p, id, defined[ref.GroupKind()]); err != nil {
 			res.Errors = append(res.Errors, &ObjectError{Object: ref, Err: err})
+			if !seen[ref] {
+				// Kept as a node so its dependents say it was not applied.
+				seen[ref] = true
+				nodes = append(nodes, &node{ref: ref, obj: obj, failed: true})
+			}
 			continue
 		}
 		ref = RefOf(obj)
@@ -225,6 +236,9 @@ func (a *Applier) ApplySet(ctx context.Context, set Set, objs []*unstructured.Un
 	failed := len(res.Errors) > 0
 	seq, depErrs := order(nodes)
 	for _, e := range depErrs {
+		if nodes[e.index].failed {
+			continue // already reported
+		}
 		res.Errors = append(res.Errors, &ObjectError{Object: nodes[e.index].ref, Err: e.err})
 		failed = true
 	}
@@ -235,12 +249,15 @@ func (a *Applier) ApplySet(ctx context.Context, set Set, objs []*unstructured.Un
 	}
 	for _, i := range seq {
 		n := nodes[i]
+		if n.failed {
+			continue
+		}
 		if dep := firstNotApplied(nodes, n, ok); dep != nil {
 			res.Errors = append(res.Errors, &ObjectError{Object: n.ref, Err: fmt.Errorf("not applied: depends on %s, which was not applied", dep.ref)})
 			failed = true
 			continue
 		}
-		unchecked, err := a.applyMember(ctx, n, p.Namespace, id, opts, establish, nodes)
+		unchecked, err := a.applyMember(ctx, n, p.Namespace, id, opts, establish, defined[n.ref.GroupKind()])
 		if err != nil {
 			res.Errors = append(res.Errors, &ObjectError{Object: n.ref, Err: err})
 			failed = true
@@ -281,8 +298,8 @@ func firstNotApplied(nodes []*node, n *node, ok []bool) *node {
 }
 
 // prepare checks obj and sets its namespace and part-of label. Kinds that
-// are not served yet (their CRD may be in the set) are placed when applied.
-func (a *Applier) prepare(ctx context.Context, obj *unstructured.Unstructured, p ParentRef, id string) error {
+// a CRD of the set defines are placed when applied, once they are served.
+func (a *Applier) prepare(ctx context.Context, obj *unstructured.Unstructured, p ParentRef, id string, definedHere bool) error {
 	if obj.GetAPIVersion() == "" || obj.GetKind() == "" {
 		return errors.New("apiVersion and kind are required")
 	}
@@ -293,12 +310,14 @@ func (a *Applier) prepare(ctx context.Context, obj *unstructured.Unstructured, p
 		// The KEP: a manifest that already carries the label is invalid.
 		return fmt.Errorf("carries label %s=%s; the applier sets it", LabelPartOf, v)
 	}
-	if m, err := a.mapping(ctx, obj.GroupVersionKind(), 0); err == nil {
+	if !definedHere {
+		m, err := a.mapping(ctx, obj.GroupVersionKind(), 0)
+		if err != nil {
+			return err
+		}
 		if err := place(obj, m, p.Namespace); err != nil {
 			return err
 		}
-	} else if !meta.IsNoMatchError(err) {
-		return err
 	}
 	labels := obj.GetLabels()
 	if labels == nil {
@@ -328,14 +347,8 @@ func place(obj *unstructured.Unstructured, m *meta.RESTMapping, defaultNamespace
 // applyMember applies one member, refusing to adopt an object of another
 // set, and waits for a CRD to be Established. It reports an object left
 // unchecked in dry-run because its kind is not served.
-func (a *Applier) applyMember(ctx context.Context, n *node, home, id string, opts Options, establish time.Duration, nodes []*node) (bool, error) {
+func (a *Applier) applyMember(ctx context.Context, n *node, home, id string, opts Options, establish time.Duration, definedHere bool) (bool, error) {
 	wait := time.Duration(0)
-	definedHere := false
-	for _, o := range nodes {
-		if gk, ok := definedKind(o.obj); ok && gk == n.ref.GroupKind() {
-			definedHere = true
-		}
-	}
 	if definedHere && !opts.DryRun {
 		// The CRD was applied and Established just now; discovery may lag.
 		wait = establish

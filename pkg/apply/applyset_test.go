@@ -291,6 +291,13 @@ metadata: {name: fine, namespace: NS}
 apiVersion: nope.example.com/v1
 kind: Unknown
 metadata: {name: u, namespace: NS}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: needs-u
+  namespace: NS
+  annotations: {config.kubernetes.io/depends-on: nope.example.com/namespaces/NS/Unknown/u}
 `, Options{})
 	byName := map[string]string{}
 	for _, oe := range res.Errors {
@@ -305,8 +312,11 @@ metadata: {name: u, namespace: NS}
 	if msg := byName["u"]; !strings.Contains(msg, "Unknown.nope.example.com") {
 		t.Errorf("unknown kind: error %q", msg)
 	}
-	if len(res.Errors) != 3 {
-		t.Errorf("want 3 errors, got %v", res.Err())
+	if msg := byName["needs-u"]; !strings.Contains(msg, "depends on Unknown.nope.example.com "+e.ns+"/u, which was not applied") {
+		t.Errorf("dependent of the unknown kind: error %q", msg)
+	}
+	if len(res.Errors) != 4 {
+		t.Errorf("want 4 errors, got %v", res.Err())
 	}
 	if got := refs(res.Applied); got != "ConfigMap "+e.ns+"/fine" {
 		t.Errorf("applied %q, want the independent object", got)

@@ -96,6 +96,9 @@ type node struct {
 	ref  ObjectRef
 	obj  *unstructured.Unstructured
 	deps []int // indexes of the nodes it waits for
+	// failed marks a node already known not to apply; it is ordered like
+	// any other so that its dependents can say why they were skipped.
+	failed bool
 }
 
 // dependencyError is why a node cannot be ordered.
