@@ -23,42 +23,32 @@ metadata: {name: earlier, namespace: NS}
 	return set
 }
 
-const widgetCRD = `
+// crdYAML is a CRD of group NS.example.com serving kind at v1, with an
+// open schema.
+func crdYAML(kind, scope string) string {
+	lower := strings.ToLower(kind)
+	return strings.NewReplacer("KIND", kind, "LOWER", lower, "SCOPE", scope).Replace(`
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:
-  name: widgets.NS.example.com
+  name: LOWERs.NS.example.com
 spec:
   group: NS.example.com
-  scope: Namespaced
-  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
+  scope: SCOPE
+  names: {kind: KIND, plural: LOWERs, singular: LOWER, listKind: KINDList}
   versions:
   - name: v1
     served: true
     storage: true
     schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec: {type: object, properties: {size: {type: integer}}}
-`
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+`)
+}
 
-const gadgetCRD = `
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: gadgets.NS.example.com
-spec:
-  group: NS.example.com
-  scope: Cluster
-  names: {kind: Gadget, plural: gadgets, singular: gadget, listKind: GadgetList}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema: {type: object}
-`
+var (
+	widgetCRD = crdYAML("Widget", "Namespaced")
+	gadgetCRD = crdYAML("Gadget", "Cluster")
+)
 
 func TestApplySetCRDAndItsResourceInOneCall(t *testing.T) {
 	e := newEnv(t)

@@ -16,5 +16,6 @@
 // ApplyObject applies one object outside any set, such as the webhook
 // configuration. Apply applies a loaded document (bouncer up, tests).
 //
-// The package knows nothing of policies; it depends on client-go only.
+// The package knows nothing of policies; besides client-go it uses only
+// pkg/load, for the Document that Apply takes.
 package apply
