@@ -377,10 +377,13 @@ func TestTwoReplicasFollowRotation(t *testing.T) {
 	if _, err := replicas[0].GetCertificate(nil); err == nil {
 		t.Fatal("a source serves a certificate before reading the secret")
 	}
-	subs := []<-chan struct{}{replicas[0].Subscribe(), replicas[1].Subscribe()}
+	changed := []<-chan struct{}{replicas[0].Changed(), replicas[1].Changed()}
+	// drained reports whether replica i's bundle changed since the last
+	// call, as a webhook configuration keeper would see it.
 	drained := func(i int) bool {
 		select {
-		case <-subs[i]:
+		case <-changed[i]:
+			changed[i] = replicas[i].Changed()
 			return true
 		default:
 			return false
@@ -475,11 +478,11 @@ func TestSourceServesTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := &Source{Client: cs, Secret: ref, Hosts: []string{"127.0.0.1"}, Log: quiet}
-	sub := src.Subscribe()
+	changed := src.Changed()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- src.Start(ctx) }()
-	<-sub
+	<-changed
 	lis, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: src.GetCertificate})
 	if err != nil {
 		t.Fatal(err)

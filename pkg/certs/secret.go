@@ -187,8 +187,8 @@ type Source struct {
 	cert   atomic.Pointer[tls.Certificate]
 	bundle atomic.Pointer[[]byte]
 
-	mu   sync.Mutex
-	subs []chan struct{}
+	mu      sync.Mutex
+	changed chan struct{}
 }
 
 // NeedLeaderElection is false: every replica serves.
@@ -271,26 +271,25 @@ func (s *Source) CABundle() []byte {
 	return nil
 }
 
-// Subscribe returns a channel that receives a value whenever the caBundle
-// changes (the first Sync counts), so the webhook configuration can be
-// re-applied. Changes that come faster than the reader coalesce into one.
-func (s *Source) Subscribe() <-chan struct{} {
-	ch := make(chan struct{}, 1)
+// Changed returns a channel that is closed at the next change of the
+// caBundle (the first Sync counts), so the webhook configuration can be
+// re-applied: read CABundle after it closes, then call Changed again.
+func (s *Source) Changed() <-chan struct{} {
 	s.mu.Lock()
-	s.subs = append(s.subs, ch)
-	s.mu.Unlock()
-	return ch
+	defer s.mu.Unlock()
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return s.changed
 }
 
 func (s *Source) notify() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, ch := range s.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
+	if s.changed != nil {
+		close(s.changed)
 	}
+	s.changed = make(chan struct{})
 }
 
 func (s *Source) now() time.Time {
