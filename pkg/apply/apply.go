@@ -1,17 +1,16 @@
-// Package apply server-side applies loaded documents to a cluster, resolving
-// each kind through discovery (refreshed when a kind is unknown, since CRDs
-// may have just been created). `bouncer up` and git sync use it.
 package apply
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/bouncer-policy/bouncer/pkg/load"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
@@ -21,10 +20,14 @@ import (
 	"k8s.io/client-go/restmapper"
 )
 
+// FieldManager is the field manager of everything Bouncer writes in a
+// cluster.
+const FieldManager = "bouncer"
+
 // Applier applies objects with one field manager.
 type Applier struct {
 	dyn          dynamic.Interface
-	mapper       *restmapper.DeferredDiscoveryRESTMapper
+	mapper       meta.RESTMapper
 	FieldManager string
 }
 
@@ -32,13 +35,21 @@ type Applier struct {
 func New(cfg *rest.Config, fieldManager string) (*Applier, error) {
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("dynamic client: %w", err)
 	}
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("discovery client: %w", err)
 	}
-	return &Applier{dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)), FieldManager: fieldManager}, nil
+	return NewWithClients(dyn, restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)), fieldManager), nil
+}
+
+// NewWithClients returns an Applier on clients the caller already has, such
+// as a controller-runtime manager's. A mapper that implements
+// meta.ResettableRESTMapper is reset when a kind is unknown, since CRDs may
+// have just been created.
+func NewWithClients(dyn dynamic.Interface, mapper meta.RESTMapper, fieldManager string) *Applier {
+	return &Applier{dyn: dyn, mapper: mapper, FieldManager: fieldManager}
 }
 
 // Resource resolves a document's kind to its resource, waiting up to wait
@@ -48,16 +59,28 @@ func (a *Applier) Resource(ctx context.Context, apiVersion, kind string, wait ti
 	if err != nil {
 		return nil, err
 	}
+	return a.mapping(ctx, gv.WithKind(kind), wait)
+}
+
+func (a *Applier) mapping(ctx context.Context, gvk schema.GroupVersionKind, wait time.Duration) (*meta.RESTMapping, error) {
 	deadline := time.Now().Add(wait)
-	for {
-		m, err := a.mapper.RESTMapping(schema.GroupKind{Group: gv.Group, Kind: kind}, gv.Version)
+	for refreshed := false; ; refreshed = true {
+		m, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 		if err == nil {
 			return m, nil
 		}
-		if !meta.IsNoMatchError(err) || time.Now().After(deadline) {
-			return nil, fmt.Errorf("resolving %s %s: %w", apiVersion, kind, err)
+		resettable, canReset := a.mapper.(meta.ResettableRESTMapper)
+		// A kind unknown to a cached mapper gets one fresh look even
+		// without a wait: its CRD may have been created since.
+		if !meta.IsNoMatchError(err) || (refreshed || !canReset) && !time.Now().Before(deadline) {
+			return nil, fmt.Errorf("resolving %s: %w", gvk, err)
 		}
-		a.mapper.Reset()
+		if canReset {
+			resettable.Reset()
+		}
+		if !refreshed {
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -66,33 +89,71 @@ func (a *Applier) Resource(ctx context.Context, apiVersion, kind string, wait ti
 	}
 }
 
+// client returns the resource interface for obj under mapping m; a
+// namespaced object must carry its namespace by now.
+func (a *Applier) client(m *meta.RESTMapping, namespace string) dynamic.ResourceInterface {
+	if m.Scope.Name() == meta.RESTScopeNameNamespace {
+		return a.dyn.Resource(m.Resource).Namespace(namespace)
+	}
+	return a.dyn.Resource(m.Resource)
+}
+
+// patch server-side applies obj, already resolved to m.
+func (a *Applier) patch(ctx context.Context, m *meta.RESTMapping, obj *unstructured.Unstructured, force, dryRun bool) (*unstructured.Unstructured, error) {
+	body, err := json.Marshal(obj.Object)
+	if err != nil {
+		return nil, err
+	}
+	opts := metav1.PatchOptions{FieldManager: a.FieldManager, Force: &force}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	return a.client(m, obj.GetNamespace()).Patch(ctx, obj.GetName(), types.ApplyPatchType, body, opts)
+}
+
 // Apply server-side applies one document. dryRun asks the apiserver to
-// validate and admit it without storing it.
+// validate and admit it without storing it. A namespaced object without a
+// namespace goes to "default", as kubectl does.
 func (a *Applier) Apply(ctx context.Context, d *load.Document, dryRun bool) error {
 	m, err := a.Resource(ctx, d.APIVersion(), d.Kind(), 30*time.Second)
 	if err != nil {
 		return &load.Error{File: d.File, Line: d.Line, Err: err}
 	}
-	body, err := json.Marshal(d.Object)
-	if err != nil {
-		return err
+	obj := &unstructured.Unstructured{Object: d.Object}
+	if m.Scope.Name() == meta.RESTScopeNameNamespace && obj.GetNamespace() == "" {
+		obj = obj.DeepCopy()
+		obj.SetNamespace(metav1.NamespaceDefault)
 	}
-	var ri dynamic.ResourceInterface = a.dyn.Resource(m.Resource)
-	if m.Scope.Name() == meta.RESTScopeNameNamespace {
-		ns := d.Namespace()
-		if ns == "" {
-			ns = metav1.NamespaceDefault
-		}
-		ri = a.dyn.Resource(m.Resource).Namespace(ns)
-	}
-	force := true
-	opts := metav1.PatchOptions{FieldManager: a.FieldManager, Force: &force}
-	if dryRun {
-		opts.DryRun = []string{metav1.DryRunAll}
-	}
-	_, err = ri.Patch(ctx, d.Name(), types.ApplyPatchType, body, opts)
-	if err != nil {
+	// Force: the documents are the desired state, and the callers (bouncer
+	// up, tests) re-apply manifests that an earlier run or kubectl wrote.
+	if _, err := a.patch(ctx, m, obj, true, dryRun); err != nil {
 		return &load.Error{File: d.File, Line: d.Line, Err: fmt.Errorf("applying %s %q: %w", d.Kind(), d.Name(), err)}
 	}
 	return nil
+}
+
+// ApplyObject server-side applies one object that Bouncer alone defines,
+// such as its webhook configuration, and returns it as stored. It forces
+// conflicts: no other manager should own fields of these objects, and a
+// field an earlier manager (an older Bouncer, a kubectl apply of the same
+// manifest) left behind must not block the current value, such as a
+// rotated caBundle. A namespaced object must name its namespace.
+func (a *Applier) ApplyObject(ctx context.Context, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	ref := RefOf(obj)
+	m, err := a.mapping(ctx, obj.GroupVersionKind(), 30*time.Second)
+	if err != nil {
+		return nil, &ObjectError{Object: ref, Err: err}
+	}
+	if m.Scope.Name() == meta.RESTScopeNameNamespace && obj.GetNamespace() == "" {
+		return nil, &ObjectError{Object: ref, Err: errors.New("namespaced object without metadata.namespace")}
+	}
+	if m.Scope.Name() != meta.RESTScopeNameNamespace && obj.GetNamespace() != "" {
+		obj = obj.DeepCopy()
+		obj.SetNamespace("")
+	}
+	out, err := a.patch(ctx, m, obj, true, false)
+	if err != nil {
+		return nil, &ObjectError{Object: ref, Err: fmt.Errorf("server-side apply: %w", err)}
+	}
+	return out, nil
 }

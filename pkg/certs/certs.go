@@ -1,6 +1,3 @@
-// Package certs issues the webhook's TLS material: a CA (kept in a Secret so
-// every replica serves certificates the one caBundle trusts) and short-lived
-// serving certificates that are renewed in the background before they expire.
 package certs
 
 import (
@@ -29,15 +26,20 @@ type CA struct {
 
 // NewCA creates a self-signed CA valid for validity.
 func NewCA(commonName string, validity time.Duration) (*CA, error) {
+	return newCA(commonName, time.Now(), validity)
+}
+
+// newCA creates a CA as of now, backdated by caBackdate so replicas whose
+// clocks lag a little still accept it.
+func newCA(commonName string, now time.Time, validity time.Duration) (*CA, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generating CA key: %w", err)
 	}
-	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: commonName},
-		NotBefore:             now.Add(-time.Hour),
+		NotBefore:             now.Add(-caBackdate),
 		NotAfter:              now.Add(validity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
@@ -78,16 +80,29 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parsing CA key: %w", err)
 	}
-	return caFrom(cb.Bytes, key)
+	ca, err := caFrom(cb.Bytes, key)
+	if err != nil {
+		return nil, fmt.Errorf("parsing CA certificate: %w", err)
+	}
+	if pub, ok := ca.Cert.PublicKey.(*ecdsa.PublicKey); !ok || !pub.Equal(&key.PublicKey) {
+		return nil, fmt.Errorf("CA key does not belong to certificate %q", ca.Cert.Subject.CommonName)
+	}
+	return ca, nil
 }
 
 // Issue signs a serving certificate for hosts (DNS names or IPs).
 func (ca *CA) Issue(hosts []string, validity time.Duration) (*tls.Certificate, error) {
+	return ca.issue(hosts, time.Now(), validity)
+}
+
+func (ca *CA) issue(hosts []string, now time.Time, validity time.Duration) (*tls.Certificate, error) {
+	if len(hosts) == 0 {
+		return nil, errors.New("serving certificate needs at least one host")
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generating serving key: %w", err)
 	}
-	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: hosts[0]},
