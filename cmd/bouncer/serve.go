@@ -76,7 +76,8 @@ step. Health and readiness (/healthz, /readyz) and Prometheus metrics
 	f.DurationVar(&o.RenewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader keeps retrying to renew before it steps down")
 	f.DurationVar(&o.RetryPeriod, "leader-election-retry-period", 2*time.Second, "how often candidates try to acquire or renew the lease")
 	f.DurationVar(&o.ShutdownDrain, "shutdown-drain", 15*time.Second, "on SIGTERM, keep serving this long with readiness off so endpoints drop the replica first")
-	f.DurationVar(&o.CAValidity, "ca-validity", 365*24*time.Hour, "lifetime of a new webhook CA")
+	f.DurationVar(&o.CAValidity, "ca-validity", 365*24*time.Hour, "lifetime of a new webhook CA; the leader adds its successor at 80% of it")
+	f.DurationVar(&o.CAOverlap, "ca-overlap", 7*24*time.Hour, "how long a new CA is in the caBundle before it signs, and an old one after it stopped signing")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "json", "json or text")
 	return cmd

@@ -245,7 +245,8 @@ func (d *daemon) serveProcess() *proc.Process {
 }
 
 // waitRegistered waits for the webhook configuration that bouncer serve
-// registers once ready.
+// registers once ready, pointing at this run's address (one left by an
+// earlier run on the same data may still name another port).
 func (d *daemon) waitRegistered(ctx context.Context) error {
 	kube, err := kubernetes.NewForConfig(d.cluster.RESTConfig())
 	if err != nil {
@@ -255,8 +256,11 @@ func (d *daemon) waitRegistered(ctx context.Context) error {
 	defer cancel()
 	serve := d.serveProcess()
 	for {
-		if _, err := kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, "bouncer", metav1.GetOptions{}); err == nil {
-			return nil
+		vwc, err := kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, "bouncer", metav1.GetOptions{})
+		if err == nil && len(vwc.Webhooks) > 0 {
+			if u := vwc.Webhooks[0].ClientConfig.URL; u != nil && strings.HasPrefix(*u, "https://"+d.addr+"/") {
+				return nil
+			}
 		}
 		select {
 		case <-serve.Done():

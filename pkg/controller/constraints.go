@@ -191,6 +191,7 @@ func (r *constraintReconciler) Reconcile(ctx context.Context, k constraintKey) (
 			r.c.log.Info("constraint removed", "kind", k.Kind, "name", k.Name)
 		}
 		r.c.setEnforced(key, 0)
+		r.c.setFailing(key, false)
 		if r.c.leader.Load() {
 			r.c.deleteBinding(ctx, k.Name)
 		}
@@ -218,6 +219,7 @@ func (r *constraintReconciler) Reconcile(ctx context.Context, k constraintKey) (
 			"enforcedGeneration", st.enforcedGen, "err", problem)
 	}
 	r.c.setEnforced(key, st.enforcedGen)
+	r.c.setFailing(key, st.problem != nil)
 	r.c.updateGauges()
 	if err := r.c.writeStatus(ctx, u, st); err != nil && !apierrors.IsNotFound(err) {
 		return reconcile.Result{}, fmt.Errorf("writing status of %s: %w", k, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,6 +88,8 @@ type Controllers struct {
 	// enforcedGen is the generation of each object whose version the engine
 	// enforces ("template/<name>", "constraint/<kind>/<name>").
 	enforcedGen map[string]int64
+	// failing holds the objects whose stored version is not enforced.
+	failing map[string]bool
 }
 
 // Setup adds the reconcilers and their watches to mgr.
@@ -99,6 +102,7 @@ func Setup(mgr manager.Manager, o Options) (*Controllers, error) {
 		cache: mgr.GetCache(), api: mgr.GetAPIReader(), client: mgr.GetClient(),
 		ready:       newTracker(),
 		enforcedGen: map[string]int64{},
+		failing:     map[string]bool{},
 	}
 	exempt := append([]string(nil), o.ExemptNamespaces...)
 	c.exempt.Store(&exempt)
@@ -263,13 +267,36 @@ func (c *Controllers) enforced(key string) (int64, bool) {
 	return g, ok
 }
 
+// setFailing records whether an object's stored version is not enforced.
+func (c *Controllers) setFailing(key string, failing bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if failing {
+		c.failing[key] = true
+	} else {
+		delete(c.failing, key)
+	}
+}
+
 func (c *Controllers) updateGauges() {
 	m := c.opts.Metrics
 	if m == nil {
 		return
 	}
+	c.mu.Lock()
+	var templates, constraints int
+	for k := range c.failing {
+		if strings.HasPrefix(k, apis.KindConstraintTemplate+"/") {
+			templates++
+		} else if !strings.HasPrefix(k, apis.KindExpansionTemplate+"/") {
+			constraints++
+		}
+	}
+	c.mu.Unlock()
 	m.Templates.WithLabelValues("active").Set(float64(len(c.opts.Engine.Templates())))
+	m.Templates.WithLabelValues("error").Set(float64(templates))
 	m.Constraints.WithLabelValues("active").Set(float64(len(c.opts.Engine.Constraints())))
+	m.Constraints.WithLabelValues("error").Set(float64(constraints))
 }
 
 func ignoreNotFound(err error) error {

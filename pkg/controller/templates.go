@@ -105,6 +105,7 @@ func (r *templateReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		lastGood = &lastGoodStatus{Generation: gen, Spec: u.Object["spec"]}
 	}
 	r.c.setEnforced(key, enforcedGen)
+	r.c.setFailing(key, problem != nil)
 
 	if ct != nil {
 		ready, err := r.ensureCRD(ctx, ct, u)
@@ -184,6 +185,7 @@ func (r *templateReconciler) remove(ctx context.Context, name string) error {
 	}
 	r.c.opts.Engine.RemoveTemplate(name)
 	r.c.setEnforced(readyKey(apis.KindConstraintTemplate, "", name), 0)
+	r.c.setFailing(readyKey(apis.KindConstraintTemplate, "", name), false)
 	r.c.updateGauges()
 	if kind == "" {
 		return nil

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/bouncer-policy/bouncer/deploy/crds"
-	"github.com/bouncer-policy/bouncer/pkg/certs"
+	"github.com/bouncer-policy/bouncer/pkg/apply"
 	"github.com/bouncer-policy/bouncer/pkg/webhook"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -15,7 +15,7 @@ import (
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -27,14 +27,18 @@ const fieldManager = "bouncer"
 // CASecretName holds the webhook CA shared by every replica.
 const CASecretName = "bouncer-webhook-ca"
 
-// InstallCRDs server-side applies Bouncer's CRDs and waits until they are
-// established, since the manager's caches start on them right after.
+// InstallCRDs applies Bouncer's CRDs through the one applier and waits
+// until they are established, since the manager's caches start on them
+// right after.
 func InstallCRDs(ctx context.Context, cfg *rest.Config) error {
 	client, err := apiextensionsclient.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
-	force := true
+	applier, err := apply.New(cfg, fieldManager)
+	if err != nil {
+		return err
+	}
 	var names []string
 	for _, f := range crds.Files {
 		raw, err := crds.FS.ReadFile(f)
@@ -45,17 +49,14 @@ func InstallCRDs(ctx context.Context, cfg *rest.Config) error {
 		if err != nil {
 			return fmt.Errorf("CRD %s: %w", f, err)
 		}
-		var meta struct {
-			Metadata metav1.ObjectMeta `json:"metadata"`
-		}
-		if err := yaml.Unmarshal(raw, &meta); err != nil {
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(body); err != nil {
 			return fmt.Errorf("CRD %s: %w", f, err)
 		}
-		if _, err := client.ApiextensionsV1().CustomResourceDefinitions().Patch(ctx, meta.Metadata.Name, types.ApplyPatchType, body,
-			metav1.PatchOptions{FieldManager: fieldManager, Force: &force}); err != nil {
-			return fmt.Errorf("applying CRD %s: %w", meta.Metadata.Name, err)
+		if _, err := applier.ApplyObject(ctx, u); err != nil {
+			return fmt.Errorf("applying CRD %s: %w", u.GetName(), err)
 		}
-		names = append(names, meta.Metadata.Name)
+		names = append(names, u.GetName())
 	}
 	for _, name := range names {
 		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -75,37 +76,6 @@ func InstallCRDs(ctx context.Context, cfg *rest.Config) error {
 		}
 	}
 	return nil
-}
-
-// LoadOrCreateCA reads the CA Secret or creates it; the first replica to
-// create it wins and the others read it back, so all share one caBundle.
-func LoadOrCreateCA(ctx context.Context, kube kubernetes.Interface, namespace string, validity time.Duration) (*certs.CA, error) {
-	secrets := kube.CoreV1().Secrets(namespace)
-	for attempt := 0; attempt < 3; attempt++ {
-		s, err := secrets.Get(ctx, CASecretName, metav1.GetOptions{})
-		if err == nil {
-			return certs.ParseCA(s.Data["ca.crt"], s.Data["ca.key"])
-		}
-		if !apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("reading CA secret: %w", err)
-		}
-		ca, err := certs.NewCA("bouncer-webhook-ca", validity)
-		if err != nil {
-			return nil, err
-		}
-		_, err = secrets.Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: CASecretName, Labels: map[string]string{"app.kubernetes.io/part-of": "bouncer"}},
-			Type:       corev1.SecretTypeOpaque,
-			Data:       map[string][]byte{"ca.crt": ca.CertPEM, "ca.key": ca.KeyPEM},
-		}, metav1.CreateOptions{})
-		if err == nil {
-			return ca, nil
-		}
-		if !apierrors.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("creating CA secret: %w", err)
-		}
-	}
-	return nil, fmt.Errorf("could not read or create the CA secret %s/%s", namespace, CASecretName)
 }
 
 // ensureNamespace creates Bouncer's namespace when asked (local control

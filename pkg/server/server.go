@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bouncer-policy/bouncer/pkg/apply"
 	"github.com/bouncer-policy/bouncer/pkg/controller"
 	"github.com/bouncer-policy/bouncer/pkg/metrics"
 	"github.com/bouncer-policy/bouncer/pkg/policyset"
@@ -25,6 +26,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -69,8 +71,12 @@ type Options struct {
 	InstallCRDs bool
 	// CertValidity is the lifetime of serving certificates.
 	CertValidity time.Duration
-	// CAValidity is the lifetime of the webhook CA.
+	// CAValidity is the lifetime of a new webhook CA; a successor is added
+	// at 80 % of it.
 	CAValidity time.Duration
+	// CAOverlap is how long a new CA is trusted before it signs, and an old
+	// one after it stopped signing.
+	CAOverlap time.Duration
 	// Operations the resources webhook intercepts.
 	Operations []string
 	// Engine restricts evaluation to one language (apis.EngineRego or
@@ -171,6 +177,10 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
+	dyn, err := dynamic.NewForConfig(o.Config)
+	if err != nil {
+		return fmt.Errorf("dynamic client: %w", err)
+	}
 	if o.InstallCRDs {
 		if err := InstallCRDs(ctx, o.Config); err != nil {
 			return err
@@ -223,7 +233,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := mgr.Add(leaders); err != nil {
 		return err
 	}
-	applier := &objectApplier{client: mgr.GetClient()}
+	applier := &objectApplier{apply: apply.NewWithClients(dyn, mgr.GetRESTMapper(), controller.FieldManager), client: mgr.GetClient()}
 	exempt := append([]string{o.Namespace, "kube-system"}, o.ExemptNamespaces...)
 	ctrls, err := controller.Setup(mgr, controller.Options{
 		Engine: e, Namespace: o.Namespace, PodID: o.PodName, ExemptNamespaces: exempt,
@@ -238,7 +248,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	certSrc, err := newServingCerts(ctx, kube, o, hosts)
+	certSrc, err := startCerts(ctx, kube, o, hosts, leaders)
 	if err != nil {
 		return err
 	}

@@ -1,18 +1,17 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
+	"github.com/bouncer-policy/bouncer/pkg/apply"
 	"github.com/bouncer-policy/bouncer/pkg/certs"
-	"github.com/bouncer-policy/bouncer/pkg/controller"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
@@ -31,7 +30,7 @@ type webhookConfigKeeper struct {
 	o       *Options
 	applier *objectApplier
 	ready   func() bool
-	certs   *servingCerts
+	certs   *certs.Source
 	log     *slog.Logger
 }
 
@@ -62,14 +61,16 @@ func (k *webhookConfigKeeper) Start(ctx context.Context) error {
 	}
 }
 
-// objectApplier server-side applies with Bouncer's field manager.
-type objectApplier struct{ client client.Client }
+// objectApplier writes the objects only the leader writes, through the
+// one applier (server-side apply, Bouncer's field manager).
+type objectApplier struct {
+	apply  *apply.Applier
+	client client.Client
+}
 
 func (a *objectApplier) Apply(ctx context.Context, obj *unstructured.Unstructured) error {
-	obj.SetManagedFields(nil)
-	obj.SetResourceVersion("")
-	//nolint:staticcheck // client.Apply with unstructured objects is the supported SSA path for them
-	return a.client.Patch(ctx, obj, client.Apply, client.FieldOwner(controller.FieldManager), client.ForceOwnership)
+	_, err := a.apply.ApplyObject(ctx, obj)
+	return err
 }
 
 func (a *objectApplier) Delete(ctx context.Context, gvk schema.GroupVersionKind, namespace, name string) error {
@@ -92,91 +93,25 @@ func toUnstructured(v any) (*unstructured.Unstructured, error) {
 	return u, u.UnmarshalJSON(b)
 }
 
-// servingCerts keeps this replica's serving certificate, issued by the CA
-// in the shared Secret, and renews it before it expires.
-type servingCerts struct {
-	kube  kubernetes.Interface
-	o     *Options
-	hosts []string
-	log   *slog.Logger
-
-	mu      sync.Mutex
-	rot     *certs.Rotator
-	bundle  []byte
-	changed chan struct{}
-}
-
-func newServingCerts(ctx context.Context, kube kubernetes.Interface, o Options, hosts []string) (*servingCerts, error) {
-	s := &servingCerts{kube: kube, o: &o, hosts: hosts, log: o.Log, changed: make(chan struct{})}
-	if err := s.load(ctx); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
-func (s *servingCerts) load(ctx context.Context) error {
-	ca, err := LoadOrCreateCA(ctx, s.kube, s.o.Namespace, s.o.CAValidity)
-	if err != nil {
-		return err
-	}
-	rot, err := certs.NewRotator(ca, s.hosts, s.o.CertValidity)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.rot = rot
-	if !bytes.Equal(s.bundle, ca.CertPEM) {
-		s.bundle = ca.CertPEM
-		close(s.changed)
-		s.changed = make(chan struct{})
-	}
-	return nil
-}
-
-func (s *servingCerts) NeedLeaderElection() bool { return false }
-
-func (s *servingCerts) Start(ctx context.Context) error {
-	for {
-		s.mu.Lock()
-		wait := time.Until(s.rot.RenewAt())
-		s.mu.Unlock()
-		wait = max(wait, time.Second)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
+// startCerts returns this replica's serving-certificate source, with a
+// first certificate issued, and registers the CA keeper (which creates and
+// rotates the shared CA Secret) as leader work. On the very first start no
+// Secret exists yet and no replica has been elected: whoever finds it
+// missing creates it (creation is atomic, the losers read the winner's).
+func startCerts(ctx context.Context, kube kubernetes.Interface, o Options, hosts []string, leaders *leaderGroup) (*certs.Source, error) {
+	ref := certs.SecretRef{Namespace: o.Namespace, Name: CASecretName}
+	keeper := &certs.Keeper{Client: kube, Secret: ref, Policy: certs.Policy{Validity: o.CAValidity, Overlap: o.CAOverlap}, Log: o.Log}
+	leaders.Add(keeper)
+	src := &certs.Source{Client: kube, Secret: ref, Hosts: hosts, Validity: o.CertValidity, Log: o.Log}
+	if _, err := kube.CoreV1().Secrets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		if _, err := keeper.Reconcile(ctx); err != nil {
+			return nil, fmt.Errorf("creating the webhook CA: %w", err)
 		}
-		s.mu.Lock()
-		err := s.rot.Rotate()
-		s.mu.Unlock()
-		if err != nil {
-			s.log.Error("renewing serving certificate", "err", err)
-			continue
-		}
-		s.log.Info("serving certificate renewed")
 	}
-}
-
-func (s *servingCerts) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	s.mu.Lock()
-	rot := s.rot
-	s.mu.Unlock()
-	return rot.GetCertificate(hello)
-}
-
-// CABundle is the PEM the webhook configuration trusts.
-func (s *servingCerts) CABundle() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.bundle
-}
-
-// Changed is closed when the bundle changes.
-func (s *servingCerts) Changed() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.changed
+	if _, err := src.Sync(ctx); err != nil {
+		return nil, fmt.Errorf("issuing the serving certificate: %w", err)
+	}
+	return src, nil
 }
 
 // newRecorder records Events through the API (the webhook's denials).
