@@ -53,10 +53,10 @@ type Auditor struct {
 	o     Options
 	store *store
 
-	excluded   atomic.Pointer[[]string]
+	excluded atomic.Pointer[[]string]
 	// excludeAlso are excluded besides the Config's (a --policy set's Config).
 	excludeAlso []string
-	namespaces sync.Map // name -> map[string]any
+	namespaces  sync.Map // name -> map[string]any
 
 	// objects counts evaluations since the counter was last reset.
 	objects atomic.Int64

@@ -82,12 +82,12 @@ type Loop struct {
 }
 
 type resWorker struct {
-	res    Resource
+	res Resource
 	// initial closes when the first listing is done or failed.
 	initial chan struct{}
-	relist chan chan struct{}
-	cancel context.CancelFunc
-	done   chan struct{}
+	relist  chan chan struct{}
+	cancel  context.CancelFunc
+	done    chan struct{}
 }
 
 // Run runs the loop until ctx ends.
