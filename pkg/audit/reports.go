@@ -172,7 +172,9 @@ func BuildReports(format, namespace string, items []Item, info map[string]Policy
 		}
 		u.SetName(partName(i))
 		u.SetLabels(map[string]string{labelManagedBy: managedBy})
-		u.Object["source"] = Source
+		if format == FormatOpenReports {
+			u.Object["source"] = Source // v1alpha2 has it per result only
+		}
 		if namespace != "" {
 			u.Object["scope"] = map[string]any{"apiVersion": "v1", "kind": "Namespace", "name": namespace}
 		}
