@@ -119,6 +119,10 @@ func TestAudit(t *testing.T) {
 	}
 	serve := []string{"--namespace", sys, "--install-report-crds", "--audit-report-format", "both",
 		"--audit-chunk-size", "2", "--audit-interval", "1h", "--leader-election-id", "audit-e2e"}
+	// Bouncer's CRDs established before it starts: on a fresh control plane
+	// the initial listing can otherwise race the CRDs it installs itself.
+	mustKubectl(t, "", "apply", "-f", filepath.Join(repoRoot, "deploy/crds/constrainttemplates.yaml"), "-f", filepath.Join(repoRoot, "deploy/crds/expansiontemplates.yaml"), "-f", filepath.Join(repoRoot, "deploy/crds/configs.yaml"))
+	mustKubectl(t, "", "wait", "--for=condition=Established", "--timeout=30s", "crd/constrainttemplates.templates.gatekeeper.sh", "crd/expansiontemplate.expansion.gatekeeper.sh", "crd/configs.config.gatekeeper.sh")
 	leader := startBouncer(t, "bouncer-audit", serve...)
 	mustKubectl(t, fmt.Sprintf(`apiVersion: config.gatekeeper.sh/v1alpha1
 kind: Config
@@ -259,10 +263,21 @@ spec:
 	if err := equalOrErr("bouncer audit --policy", seen, want); err != nil {
 		t.Error(err)
 	}
+	cmd = exec.Command(bouncerBin, "audit", "--kubeconfig", cluster.Kubeconfig, "--policy", filepath.Join(repoRoot, "test/e2e/testdata/audit/policy.yaml"))
+	out, _ = cmd.Output()
+	if !strings.Contains(string(out), "Pod "+nsA+"/p2: [K8sAuditTeam/audit-team-dryrun] (dryrun) p2 has no team label") {
+		t.Errorf("bouncer audit --policy (human):\n%s", out)
+	}
+	t.Logf("bouncer audit --policy:\n%s", out)
 	cmd = exec.Command(bouncerBin, "audit", "--kubeconfig", cluster.Kubeconfig, "-o", "openreports")
 	cmd.Stderr = os.Stderr
 	out, _ = cmd.Output()
 	if !strings.Contains(string(out), "kind: Report\n") || !strings.Contains(string(out), "policy: audit-team-deny") {
 		t.Errorf("bouncer audit -o openreports:\n%s", out)
 	}
+	t.Logf("bouncer audit -o openreports:\n%s", out)
+	st, _ := kubectl(t, "", "get", "k8sauditteam", "audit-team-deny", "-o", "jsonpath={.status}")
+	t.Logf("status of audit-team-deny: %s", st)
+	polr, _ := kubectl(t, "", "get", "policyreports", "-A")
+	t.Logf("kubectl get policyreports -A:\n%s", polr)
 }
