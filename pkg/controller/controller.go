@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -115,14 +116,15 @@ func Setup(mgr manager.Manager, o Options) (*Controllers, error) {
 	if err := setupConfig(c); err != nil {
 		return nil, fmt.Errorf("config controller: %w", err)
 	}
-	// Namespaces back namespaceSelector matching in the webhook.
-	if _, err := mgr.GetCache().GetInformer(context.Background(), &corev1.Namespace{}); err != nil {
-		return nil, fmt.Errorf("namespace informer: %w", err)
+	// Namespaces back namespaceSelector matching in the webhook. The
+	// policy kinds' informers are created now, not when their controllers
+	// start, so that the initial listing (expectInitial) sees them synced.
+	for _, obj := range []client.Object{&corev1.Namespace{}, newTemplate(), newExpansion(), newConfig()} {
+		if _, err := mgr.GetCache().GetInformer(context.Background(), obj, cache.BlockUntilSynced(false)); err != nil {
+			return nil, fmt.Errorf("informer for %T %s: %w", obj, obj.GetObjectKind().GroupVersionKind(), err)
+		}
 	}
 	if err := mgr.Add(everyReplica(c.expectInitial)); err != nil {
-		return nil, err
-	}
-	if err := mgr.Add(&leaderRunnable{c: c}); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -134,6 +136,10 @@ func (c *Controllers) Ready() bool { return c.ready.satisfied() }
 
 // Pending lists what readiness still waits for (for /readyz).
 func (c *Controllers) Pending() []string { return c.ready.pending(5) }
+
+// LeaderTask is the controllers' singleton work, to be run while this
+// replica holds the leader lease (and restarted when it wins it again).
+func (c *Controllers) LeaderTask() manager.Runnable { return &leaderRunnable{c: c} }
 
 // Leader reports whether this replica holds the leader lease.
 func (c *Controllers) Leader() bool { return c.leader.Load() }
@@ -180,6 +186,9 @@ func (c *Controllers) expectInitial(ctx context.Context) error {
 			return fmt.Errorf("listing %s: %w", gvk.Kind, err)
 		}
 		for _, u := range list.Items {
+			if gvk == ConfigGVK && (u.GetNamespace() != c.opts.Namespace || u.GetName() != ConfigName) {
+				continue // another installation's, or not the one Config read
+			}
 			c.ready.expect(readyKey(gvk.Kind, u.GetNamespace(), u.GetName()))
 		}
 	}

@@ -11,10 +11,12 @@ import (
 	"github.com/bouncer-policy/bouncer/pkg/webhook"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
@@ -25,13 +27,15 @@ const fieldManager = "bouncer"
 // CASecretName holds the webhook CA shared by every replica.
 const CASecretName = "bouncer-webhook-ca"
 
-// InstallCRDs server-side applies Bouncer's CRDs.
+// InstallCRDs server-side applies Bouncer's CRDs and waits until they are
+// established, since the manager's caches start on them right after.
 func InstallCRDs(ctx context.Context, cfg *rest.Config) error {
 	client, err := apiextensionsclient.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
 	force := true
+	var names []string
 	for _, f := range crds.Files {
 		raw, err := crds.FS.ReadFile(f)
 		if err != nil {
@@ -50,6 +54,24 @@ func InstallCRDs(ctx context.Context, cfg *rest.Config) error {
 		if _, err := client.ApiextensionsV1().CustomResourceDefinitions().Patch(ctx, meta.Metadata.Name, types.ApplyPatchType, body,
 			metav1.PatchOptions{FieldManager: fieldManager, Force: &force}); err != nil {
 			return fmt.Errorf("applying CRD %s: %w", meta.Metadata.Name, err)
+		}
+		names = append(names, meta.Metadata.Name)
+	}
+	for _, name := range names {
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			crd, err := client.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return false, nil
+			}
+			for _, c := range crd.Status.Conditions {
+				if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			return fmt.Errorf("CRD %s not established: %w", name, err)
 		}
 	}
 	return nil

@@ -9,12 +9,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 	"time"
 
 	"github.com/bouncer-policy/bouncer/pkg/metrics"
 	"github.com/bouncer-policy/bouncer/pkg/webhook"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
@@ -80,7 +82,7 @@ func (p *probeServer) Start(ctx context.Context) error {
 	})
 	// controller-runtime's registry carries the workqueue, reconcile and
 	// leader-election metrics.
-	gatherers := prometheus.Gatherers{p.metrics.Registry, ctrlmetrics.Registry}
+	gatherers := prometheus.Gatherers{p.metrics.Registry, withoutRuntime(ctrlmetrics.Registry)}
 	mux.Handle("/metrics", promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{}))
 	if p.profiling {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -95,6 +97,21 @@ func (p *probeServer) Start(ctx context.Context) error {
 	}
 	p.log.Info("serving probes and metrics", "addr", lis.Addr().String())
 	return serveUntil(ctx, srv, lis)
+}
+
+// withoutRuntime drops the Go and process families from a registry that
+// registers them too, since a family gathered twice fails the scrape.
+func withoutRuntime(g prometheus.Gatherer) prometheus.Gatherer {
+	return prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		mfs, err := g.Gather()
+		out := mfs[:0]
+		for _, mf := range mfs {
+			if n := mf.GetName(); !strings.HasPrefix(n, "go_") && !strings.HasPrefix(n, "process_") {
+				out = append(out, mf)
+			}
+		}
+		return out, err
+	})
 }
 
 // serveUntil serves until ctx ends, then lets requests in flight finish.

@@ -210,19 +210,21 @@ func Run(ctx context.Context, o Options) error {
 		Logger: logr.FromSlogHandler(log.Handler()),
 		// Bouncer serves its own probes and metrics (probeServer), so the
 		// manager's servers are off.
-		Metrics:                             metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress:              "0",
-		LeaderElection:                      o.LeaderElect,
-		LeaderElectionResourceLockInterface: lock,
-		LeaderElectionReleaseOnCancel:       true,
-		LeaseDuration:                       &o.LeaseDuration,
-		RenewDeadline:                       &o.RenewDeadline,
-		RetryPeriod:                         &o.RetryPeriod,
-		GracefulShutdownTimeout:             &gracefulStop,
-		Cache:                               cache.Options{ReaderFailOnMissingInformer: true},
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		// Leader election is Bouncer's own (leaderGroup): losing the lease
+		// must not end a replica that serves admission.
+		LeaderElection:          false,
+		GracefulShutdownTimeout: &gracefulStop,
+		Cache:                   cache.Options{ReaderFailOnMissingInformer: true},
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
+	}
+	leaders := &leaderGroup{lock: lock, elect: o.LeaderElect, leaseDuration: o.LeaseDuration,
+		renewDeadline: o.RenewDeadline, retryPeriod: o.RetryPeriod, log: log}
+	if err := mgr.Add(leaders); err != nil {
+		return err
 	}
 	applier := &objectApplier{client: mgr.GetClient()}
 	exempt := append([]string{o.Namespace, "kube-system"}, o.ExemptNamespaces...)
@@ -233,6 +235,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	leaders.Add(ctrls.LeaderTask())
 
 	hosts, err := o.certHosts()
 	if err != nil {
@@ -275,9 +278,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	if o.ManageWebhookConfig {
-		if err := mgr.Add(&webhookConfigKeeper{o: &o, applier: applier, ready: ctrls.Ready, certs: certSrc, log: log}); err != nil {
-			return err
-		}
+		leaders.Add(&webhookConfigKeeper{o: &o, applier: applier, ready: ctrls.Ready, certs: certSrc, log: log})
 	}
 
 	// The manager runs on its own context so that SIGTERM first turns

@@ -90,7 +90,8 @@ spec:
 	// A restarted replica is ready only once the inventory is loaded: its
 	// first answer already knows team-a's Ingress.
 	first.stop()
-	startBouncer(t, "bouncer-config", "--namespace", sys)
+	second := startBouncer(t, "bouncer-config", "--namespace", sys)
+	waitWebhookURL(t, "bouncer-config", second)
 	if _, err := kube(t).NetworkingV1().Ingresses("team-b").Create(ctx, ingress("shop", "team-b", "shop.example.com"), metav1.CreateOptions{}); err == nil || !strings.Contains(err.Error(), "shop.example.com") {
 		t.Fatalf("first request after a restart: want the duplicate host refused from the inventory, got %v", err)
 	}
@@ -102,8 +103,9 @@ spec:
 		}
 		return kube(t).NetworkingV1().Ingresses("team-b").Delete(ctx, "shop", metav1.DeleteOptions{})
 	}
-	// Excluding team-a from sync takes its Ingress out of the inventory.
-	mustKubectl(t, config(syncIngress, `    - excludedNamespaces: ["team-a"]
+	// Excluding team-a (and sandbox, which holds the host too) from sync
+	// takes their Ingresses out of the inventory.
+	mustKubectl(t, config(syncIngress, `    - excludedNamespaces: ["team-a", "sand*"]
       processes: ["sync"]
 `), "apply", "-f", "-")
 	eventually(t, 30*time.Second, duplicateAdmitted)

@@ -37,6 +37,22 @@ func mustBeDenied(t *testing.T, ns, name, want string) {
 	}
 }
 
+// waitWebhookURL waits until the webhook configuration points at p (its
+// leader re-registers it with its own URL).
+func waitWebhookURL(t *testing.T, name string, p *bouncerProcess) {
+	t.Helper()
+	eventually(t, 30*time.Second, func() error {
+		vwc, err := kube(t).AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if u := vwc.Webhooks[0].ClientConfig.URL; u == nil || !strings.HasPrefix(*u, p.url) {
+			return fmt.Errorf("webhook points at %v, want %s", u, p.url)
+		}
+		return nil
+	})
+}
+
 func jsonpath(t *testing.T, resource, name, path string) string {
 	t.Helper()
 	out, err := kubectl(t, "", "get", resource, name, "-o", "jsonpath="+path)
@@ -70,7 +86,7 @@ func TestLastGoodSurvivesOutage(t *testing.T) {
 		}
 	}
 	t.Cleanup(resume)
-	broken := strings.Replace(readFile(t, disallowedTagsConstraint), "tags: [\"latest\"]", "tags: [\"latest\"]\n  enforcementAction: block", 1)
+	broken := strings.TrimRight(readFile(t, disallowedTagsConstraint), "\n") + "\n  enforcementAction: block\n"
 	mustKubectl(t, broken, "apply", "-f", "-")
 	brokenTemplate := strings.Replace(readFile(t, disallowedTagsTemplate), "tag == input.parameters.tags[_]", "tag == input.parameters.tags[_", 1)
 	mustKubectl(t, brokenTemplate, "apply", "-f", "-")
@@ -100,16 +116,7 @@ func TestLastGoodSurvivesOutage(t *testing.T) {
 	// it the lease, and with it the webhook configuration.
 	b := startBouncer(t, name, "--pod-name", name+"-b", "--failure-policy", "Fail")
 	a.stop()
-	eventually(t, 30*time.Second, func() error {
-		vwc, err := kube(t).AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(context.Background(), name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if u := vwc.Webhooks[0].ClientConfig.URL; u == nil || !strings.HasPrefix(*u, b.url) {
-			return fmt.Errorf("webhook still points at %v, want %s", u, b.url)
-		}
-		return nil
-	})
+	waitWebhookURL(t, name, b)
 	mustBeDenied(t, ns, "new-replica", "[no-latest]")
 	if _, err := createPod(t, pod("pinned", ns, "nginx:1.27.3", nil)); err != nil {
 		t.Fatalf("a pinned image must be admitted: %v", err)

@@ -155,9 +155,10 @@ func startBouncer(t *testing.T, name string, extra ...string) *bouncerProcess {
 		if err != nil {
 			return err
 		}
+		body := readAll(resp)
 		resp.Body.Close()
 		if resp.StatusCode != 200 {
-			return fmt.Errorf("readyz: %d", resp.StatusCode)
+			return fmt.Errorf("readyz: %d: %s", resp.StatusCode, body)
 		}
 		for _, a := range extra {
 			if a == "--manage-webhook-config=false" {

@@ -164,9 +164,10 @@ func startReplica(t *testing.T, name, ip string, port int32, namespace string, e
 		if err != nil {
 			return err
 		}
+		body := readAll(resp)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz: %d", resp.StatusCode)
+			return fmt.Errorf("readyz: %d: %s", resp.StatusCode, body)
 		}
 		_, err = kube(t).AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(context.Background(), "bouncer-svc", getOpts)
 		return err
