@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/bouncer-policy/bouncer/deploy/reports"
@@ -56,12 +57,20 @@ type Runnable struct {
 	Registry prometheus.Registerer
 	Recorder EventRecorder
 	Log      *slog.Logger
+
+	// metrics outlive one term as leader: a replica that leads again
+	// reuses the collectors it registered.
+	metricsOnce sync.Once
+	metrics     *Metrics
+	metricsErr  error
 }
 
 // NeedLeaderElection makes the audit singleton work.
 func (r *Runnable) NeedLeaderElection() bool { return true }
 
-// Start runs the audit until ctx ends.
+// Start runs the audit until ctx ends (leadership ends); it may be
+// started again when the replica leads again, and then begins with a full
+// pass.
 func (r *Runnable) Start(ctx context.Context) error {
 	log := r.Log
 	if log == nil {
@@ -76,12 +85,13 @@ func (r *Runnable) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("audit: discovery client: %w", err)
 	}
-	var m *Metrics
 	if r.Registry != nil {
-		if m, err = NewMetrics(r.Registry); err != nil {
-			return fmt.Errorf("audit metrics: %w", err)
+		r.metricsOnce.Do(func() { r.metrics, r.metricsErr = NewMetrics(r.Registry) })
+		if r.metricsErr != nil {
+			return fmt.Errorf("audit metrics: %w", r.metricsErr)
 		}
 	}
+	m := r.metrics
 	if o.InstallReportCRDs {
 		if err := InstallReportCRDs(ctx, r.Config, o.ReportFormat); err != nil {
 			return err

@@ -272,10 +272,8 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	if o.Audit.Enabled {
-		if err := mgr.Add(&audit.Runnable{Options: o.Audit, Config: o.Config, Engine: e, Namespace: o.Namespace,
-			Ready: ctrls.Ready, Registry: m.Registry, Recorder: recorder, Log: log}); err != nil {
-			return err
-		}
+		leaders.Add(&audit.Runnable{Options: o.Audit, Config: o.Config, Engine: e, Namespace: o.Namespace,
+			Ready: ctrls.Ready, Registry: m.Registry, Recorder: recorder, Log: log})
 	}
 	if o.ManageWebhookConfig {
 		leaders.Add(&webhookConfigKeeper{o: &o, applier: applier, ready: ctrls.Ready, certs: certSrc, log: log})
