@@ -280,22 +280,18 @@ type Item struct {
 }
 
 // namespace returns the items of one namespace in a stable order.
-func (s *store) namespace(ns string) []Item {
-	s.mu.Lock()
-	out := make([]Item, 0, len(s.byNS[ns]))
-	for k, e := range s.byNS[ns] {
-		out = append(out, Item{k, e})
-	}
-	s.mu.Unlock()
-	sortItems(out)
-	return out
-}
+func (s *store) namespace(ns string) []Item { return s.items(func(n string) bool { return n == ns }) }
 
 // all returns every item in a stable order.
-func (s *store) all() []Item {
+func (s *store) all() []Item { return s.items(func(string) bool { return true }) }
+
+func (s *store) items(inNS func(string) bool) []Item {
 	s.mu.Lock()
 	var out []Item
-	for _, m := range s.byNS {
+	for ns, m := range s.byNS {
+		if !inNS(ns) {
+			continue
+		}
 		for k, e := range m {
 			out = append(out, Item{k, e})
 		}
