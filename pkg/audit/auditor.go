@@ -321,8 +321,11 @@ func keyOf(res Resource, u *unstructured.Unstructured) ObjectKey {
 }
 
 // parallel runs fn(0..n-1) on the auditor's workers.
-func (a *Auditor) parallel(n int, fn func(int)) {
-	w := min(a.o.Workers, n)
+func (a *Auditor) parallel(n int, fn func(int)) { a.parallelN(a.o.Workers, n, fn) }
+
+// parallelN runs fn(0..n-1) on up to workers goroutines.
+func (a *Auditor) parallelN(workers, n int, fn func(int)) {
+	w := min(workers, n)
 	if w <= 1 {
 		for i := range n {
 			fn(i)

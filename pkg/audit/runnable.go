@@ -77,7 +77,11 @@ func (r *Runnable) Start(ctx context.Context) error {
 		log = slog.Default()
 	}
 	o := r.Options
-	dyn, err := dynamic.NewForConfig(r.Config)
+	// Listing every kind includes deprecated ones (v1 Endpoints); their
+	// warnings say nothing about the audit.
+	cfg := rest.CopyConfig(r.Config)
+	cfg.WarningHandler = rest.NoWarnings{}
+	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("audit: dynamic client: %w", err)
 	}

@@ -37,7 +37,7 @@ type Writer struct {
 	ViolationsLimit int
 	Log             *slog.Logger
 
-	mu       sync.Mutex
+	mu       sync.Mutex // guards passAt, reports and parts
 	passAt   time.Time
 	statuses map[string]string              // constraint id -> last written status JSON
 	reports  map[string]string              // kind/ns/name -> last written content
@@ -110,6 +110,28 @@ func (w *Writer) Flush(ctx context.Context) {
 			cDirty[id] = true
 		}
 	}
+	// Reports first: they are what a changed object is looked up in.
+	for _, f := range w.Formats {
+		if !w.pruned {
+			for _, ns := range w.A.store.namespaces() {
+				nsDirty[ns] = true
+			}
+		}
+		todo := make([]string, 0, len(nsDirty))
+		for ns := range nsDirty {
+			todo = append(todo, ns)
+		}
+		// A few writes in flight: after a pass every namespace is due.
+		w.A.parallelN(4, len(todo), func(i int) {
+			ns := todo[i]
+			if err := w.writeNamespace(ctx, f, ns, info); err != nil && ctx.Err() == nil {
+				w.Log.Warn("audit: writing report", "format", f, "namespace", ns, "err", err)
+				w.A.store.mu.Lock()
+				w.A.store.dirtyNS[ns] = true
+				w.A.store.mu.Unlock()
+			}
+		})
+	}
 	var failedC []string
 	if len(cDirty) > 0 {
 		items := w.A.store.all()
@@ -128,21 +150,6 @@ func (w *Writer) Flush(ctx context.Context) {
 			}
 		}
 		w.A.store.markAll(failedC)
-	}
-	for _, f := range w.Formats {
-		if !w.pruned {
-			for _, ns := range w.A.store.namespaces() {
-				nsDirty[ns] = true
-			}
-		}
-		for ns := range nsDirty {
-			if err := w.writeNamespace(ctx, f, ns, info); err != nil && ctx.Err() == nil {
-				w.Log.Warn("audit: writing report", "format", f, "namespace", ns, "err", err)
-				w.A.store.mu.Lock()
-				w.A.store.dirtyNS[ns] = true
-				w.A.store.mu.Unlock()
-			}
-		}
 	}
 	if !w.pruned && ctx.Err() == nil {
 		w.pruned = w.prune(ctx)
@@ -227,9 +234,6 @@ func (w *Writer) writeNamespace(ctx context.Context, format, ns string, info map
 	if err != nil {
 		return err
 	}
-	if w.parts[format] == nil {
-		w.parts[format] = map[string][]string{}
-	}
 	var names []string
 	for _, p := range parts {
 		names = append(names, p.GetName())
@@ -238,22 +242,37 @@ func (w *Writer) writeNamespace(ctx context.Context, format, ns string, info map
 		if err != nil {
 			return err
 		}
-		if w.reports[key] == string(b) {
+		w.mu.Lock()
+		same := w.reports[key] == string(b)
+		w.mu.Unlock()
+		if same {
 			continue
 		}
 		if _, err := w.reportClient(format, ns).Apply(ctx, p.GetName(), p, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
 			return fmt.Errorf("applying %s %s/%s: %w", p.GetKind(), ns, p.GetName(), err)
 		}
+		w.mu.Lock()
 		w.reports[key] = string(b)
+		w.mu.Unlock()
 	}
-	for _, old := range w.parts[format][ns] {
+	w.mu.Lock()
+	written := w.parts[format][ns]
+	w.mu.Unlock()
+	for _, old := range written {
 		if contains(names, old) {
 			continue
 		}
 		if err := w.reportClient(format, ns).Delete(ctx, old, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("deleting report %s/%s: %w", ns, old, err)
 		}
+		w.mu.Lock()
 		delete(w.reports, format+"/"+ns+"/"+old)
+		w.mu.Unlock()
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.parts[format] == nil {
+		w.parts[format] = map[string][]string{}
 	}
 	if len(names) == 0 {
 		delete(w.parts[format], ns)
