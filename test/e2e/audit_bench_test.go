@@ -95,7 +95,7 @@ func TestAuditBenchmark(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = kubectl(t, string(lib), "delete", "--ignore-not-found", "--wait=false", "-f", "-") })
+	t.Cleanup(func() { _, _ = kubectl(t, string(lib), "delete", "--ignore-not-found", "-f", "-") })
 	loader := startBouncer(t, "bouncer-bench", "--namespace", sys, "--audit=false", "--leader-election-id", "audit-bench", "--install-report-crds", "--audit-report-format", "policyreport")
 	eventually(t, 120*time.Second, func() error {
 		out, err := kubectl(t, string(lib), "apply", "-f", "-")
@@ -105,7 +105,7 @@ func TestAuditBenchmark(t *testing.T) {
 		return nil
 	})
 	loader.stop()
-	t.Cleanup(func() { _, _ = kubectl(t, readFile(t, "deploy/reports/wgpolicyk8s.yaml"), "delete", "--ignore-not-found", "--wait=false", "-f", "-") })
+	t.Cleanup(func() { _, _ = kubectl(t, readFile(t, "deploy/reports/wgpolicyk8s.yaml"), "delete", "--ignore-not-found", "-f", "-") })
 
 	p := startBouncer(t, "bouncer-bench", "--namespace", sys, "--leader-election-id", "audit-bench", "--install-report-crds", "--audit-report-format", "policyreport", "--log-level", "info")
 	var pass map[string]any
