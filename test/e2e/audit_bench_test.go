@@ -105,7 +105,9 @@ func TestAuditBenchmark(t *testing.T) {
 		return nil
 	})
 	loader.stop()
-	t.Cleanup(func() { _, _ = kubectl(t, readFile(t, "deploy/reports/wgpolicyk8s.yaml"), "delete", "--ignore-not-found", "-f", "-") })
+	t.Cleanup(func() {
+		_, _ = kubectl(t, readFile(t, "deploy/reports/wgpolicyk8s.yaml"), "delete", "--ignore-not-found", "-f", "-")
+	})
 
 	p := startBouncer(t, "bouncer-bench", "--namespace", sys, "--leader-election-id", "audit-bench", "--install-report-crds", "--audit-report-format", "policyreport", "--log-level", "info")
 	var pass map[string]any
