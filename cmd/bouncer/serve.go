@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bouncer-policy/bouncer/pkg/audit"
 	"github.com/bouncer-policy/bouncer/pkg/cli"
 	"github.com/bouncer-policy/bouncer/pkg/server"
 	"github.com/spf13/cobra"
@@ -78,6 +79,13 @@ step. Health and readiness (/healthz, /readyz) and Prometheus metrics
 	f.DurationVar(&o.ShutdownDrain, "shutdown-drain", 15*time.Second, "on SIGTERM, keep serving this long with readiness off so endpoints drop the replica first")
 	f.DurationVar(&o.CAValidity, "ca-validity", 365*24*time.Hour, "lifetime of a new webhook CA; the leader adds its successor at 80% of it")
 	f.DurationVar(&o.CAOverlap, "ca-overlap", 7*24*time.Hour, "how long a new CA is in the caBundle before it signs, and an old one after it stopped signing")
+	f.BoolVar(&o.Audit.Enabled, "audit", true, "audit what runs (leader only): constraint status, PolicyReports/Reports")
+	f.DurationVar(&o.Audit.Interval, "audit-interval", audit.DefaultInterval, "time between full audit passes (watch events keep results current in between)")
+	f.Int64Var(&o.Audit.ChunkSize, "audit-chunk-size", audit.DefaultChunkSize, "objects per audit list page")
+	f.IntVar(&o.Audit.ViolationsLimit, "constraint-violations-limit", audit.DefaultViolationsLimit, "violations shown in a constraint's status.violations (totalViolations counts all)")
+	f.StringVar(&o.Audit.ReportFormat, "audit-report-format", "auto", "report objects written: auto (the formats whose CRDs the cluster serves), policyreport, openreports, both or none")
+	f.BoolVar(&o.Audit.InstallReportCRDs, "install-report-crds", false, "apply the report CRDs of --audit-report-format (both for auto) at start")
+	f.BoolVar(&o.Audit.Events, "audit-events", false, "record a Warning Event on an object for each audit violation found")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "json", "json or text")
 	return cmd

@@ -142,6 +142,9 @@ func (o *Options) WebhookConfiguration(caBundle []byte) *admissionregistrationv1
 				MatchConditions: []admissionregistrationv1.MatchCondition{
 					{Name: "not-events", Expression: `!(request.resource.resource == "events" && (request.resource.group == "" || request.resource.group == "events.k8s.io"))`},
 					{Name: "not-leases", Expression: `!(request.resource.group == "coordination.k8s.io" && request.resource.resource == "leases")`},
+					// The audit's own reports: large, rewritten as findings change, and
+					// nothing a policy should gate.
+					{Name: "not-reports", Expression: `!(request.resource.group in ["wgpolicyk8s.io", "openreports.io"])`},
 					// Policies are checked by the second webhook, which fails open,
 					// so an outage of Bouncer never blocks fixing its own policies.
 					{Name: "not-policies", Expression: `!(request.resource.group in ["templates.gatekeeper.sh", "constraints.gatekeeper.sh", "expansion.gatekeeper.sh", "config.gatekeeper.sh"])`},

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/bouncer-policy/bouncer/pkg/apply"
+	"github.com/bouncer-policy/bouncer/pkg/audit"
 	"github.com/bouncer-policy/bouncer/pkg/controller"
 	"github.com/bouncer-policy/bouncer/pkg/metrics"
 	"github.com/bouncer-policy/bouncer/pkg/policyset"
@@ -99,7 +100,9 @@ type Options struct {
 	// ShutdownDrain is how long the webhook keeps serving after SIGTERM
 	// with readiness already false.
 	ShutdownDrain time.Duration
-	Log           *slog.Logger
+	// Audit configures the continuous audit (leader only).
+	Audit audit.ServeOptions
+	Log   *slog.Logger
 }
 
 // Defaults fills unset options.
@@ -277,6 +280,10 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if err := mgr.Add(&probeServer{addr: o.ProbeAddr, ready: ready, metrics: m, profiling: o.Profiling, log: log}); err != nil {
 		return err
+	}
+	if o.Audit.Enabled {
+		leaders.Add(&audit.Runnable{Options: o.Audit, Config: o.Config, Engine: e, Namespace: o.Namespace,
+			Ready: ctrls.Ready, Registry: m.Registry, Recorder: recorder, Log: log})
 	}
 	if o.ManageWebhookConfig {
 		leaders.Add(&webhookConfigKeeper{o: &o, applier: applier, ready: ctrls.Ready, certs: certSrc, log: log})
