@@ -52,16 +52,37 @@ func (r *expansionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	}
 	if err != nil {
 		st.problem = fmt.Errorf("ExpansionTemplate %s: %w", req.Name, err)
-		st.enforcedGen, _ = r.c.enforced(key)
-		r.c.log.Warn("expansion template update not enforced", "name", req.Name, "err", err)
+		st.enforcedGen = r.keepLastGood(key, u)
+		r.c.log.Warn("expansion template update not enforced", "name", req.Name, "enforcedGeneration", st.enforcedGen, "err", err)
 	} else {
 		st.enforcedGen = gen
-		r.c.setEnforced(key, gen)
+		st.lastGood = &lastGoodStatus{Generation: gen, Spec: u.Object["spec"]}
 		r.c.log.Info("expansion template loaded", "name", req.Name)
 	}
+	r.c.setEnforced(key, st.enforcedGen)
+	r.c.setFailing(key, st.problem != nil)
 	if err := r.c.writeStatus(ctx, u, st); err != nil && !apierrors.IsNotFound(err) {
 		r.c.log.Warn("writing ExpansionTemplate status", "name", req.Name, "err", err)
 	}
 	r.c.ready.observe(key)
 	return reconcile.Result{}, nil
+}
+
+// keepLastGood returns the generation still in force after a broken
+// update: the one loaded before, else the one in status.lastGood.
+func (r *expansionReconciler) keepLastGood(key string, u *unstructured.Unstructured) int64 {
+	if gen, ok := r.c.enforced(key); ok {
+		return gen
+	}
+	lg := readLastGood(u)
+	if lg == nil {
+		return 0
+	}
+	obj := u.DeepCopy().Object
+	obj["spec"] = lg.Spec
+	var x apis.ExpansionTemplate
+	if err := decodeInto(obj, &x); err != nil || r.c.opts.Engine.AddExpansion(&x) != nil {
+		return 0
+	}
+	return lg.Generation
 }
