@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"math/rand"
 	"strings"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -400,4 +402,43 @@ func TestLoopFollowsWatchEventsAndConstraintChanges(t *testing.T) {
 	// Deleting the constraint removes its results.
 	e.RemoveConstraint("K8sRequiredTeam", "team")
 	waitFor(t, "results of a deleted constraint removed", func() bool { return len(a.Items()) == 0 })
+}
+
+// A namespace that changes while the writer works through a backlog (every
+// namespace is due after a pass) is written before the backlog ends, not
+// after it in the next flush.
+func TestWriterPutsANamespaceChangedMidFlushAheadOfTheBacklog(t *testing.T) {
+	e := testEngine(t, labelsTemplate, constraint("K8sRequiredTeam", "team", "deny", []string{"Pod"}))
+	dyn, _ := fakeCluster()
+	a := New(Options{Engine: e, Dynamic: dyn, Log: quiet()})
+	finding := func(name string) *Entry {
+		return &Entry{Kind: engine.GVK{Version: "v1", Kind: "Pod"}, Findings: []Finding{{ConstraintKind: "K8sRequiredTeam", ConstraintName: "team", Template: "k8srequiredteam", Message: name + " has no team label", Action: "deny"}}}
+	}
+	const backlog = 20
+	for i := range backlog {
+		ns := fmt.Sprintf("ns%02d", i)
+		a.store.put(ObjectKey{Resource: "v1/pods", Namespace: ns, Name: "p"}, finding("p"))
+	}
+	var mu sync.Mutex
+	var order []string
+	dyn.PrependReactor("patch", "policyreports", func(act clienttesting.Action) (bool, runtime.Object, error) {
+		mu.Lock()
+		order = append(order, act.GetNamespace())
+		first := len(order) == 1
+		mu.Unlock()
+		if first { // a watch event arrives while the first writes are in flight
+			a.store.put(ObjectKey{Resource: "v1/pods", Namespace: "late", Name: "q"}, finding("q"))
+		}
+		return true, &unstructured.Unstructured{Object: map[string]any{}}, nil
+	})
+	w := &Writer{A: a, Dynamic: dyn, Formats: []string{FormatPolicyReport}, Log: quiet(),
+		statuses: map[string]string{}, reports: map[string]string{}, parts: map[string]map[string][]string{}, pruned: true}
+	w.Flush(context.Background())
+	at := slices.Index(order, "late")
+	if at < 0 || at >= backlog {
+		t.Fatalf("the namespace changed mid-flush was written at position %d of %v, want before the backlog of %d ends", at, order, backlog)
+	}
+	if len(order) != backlog+1 {
+		t.Errorf("%d report writes, want %d (each namespace once): %v", len(order), backlog+1, order)
+	}
 }

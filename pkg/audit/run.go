@@ -196,6 +196,7 @@ func (l *Loop) constraintsChanged(ctx context.Context) {
 	if len(changed) == 0 && !removed {
 		return
 	}
+	l.A.o.Log.Debug("audit: constraints changed", "changed", len(changed), "removed", removed)
 	l.known = cur
 	if removed {
 		l.A.store.dropConstraints(func(kind, name string) bool { _, ok := cur[constraintID(kind, name)]; return ok })
@@ -294,8 +295,10 @@ func (l *Loop) work(ctx context.Context, w *resWorker) {
 		case <-ctx.Done():
 			return
 		}
+		t0 := time.Now()
 		rv, err := l.A.list(ctx, w.res)
 		<-l.listSem
+		l.A.o.Log.Debug("audit: listed", "resource", w.res.String(), "duration", time.Since(t0).String(), "err", err)
 		for _, c := range waiting {
 			close(c)
 		}

@@ -273,6 +273,13 @@ func (s *store) markAll(constraints []string) {
 	}
 }
 
+// markNamespace makes a namespace due for a write again (a failed write).
+func (s *store) markNamespace(ns string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dirtyNS[ns] = true
+}
+
 // Item is one object's findings, as handed to writers.
 type Item struct {
 	Key ObjectKey

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -99,6 +100,10 @@ func (w *Writer) Run(ctx context.Context) {
 // Flush writes what changed since the last flush.
 func (w *Writer) Flush(ctx context.Context) {
 	nsDirty, cDirty := w.A.store.takeDirty()
+	t0 := time.Now()
+	defer func() {
+		w.Log.Debug("audit: reports flushed", "namespaces", len(nsDirty), "constraints", len(cDirty), "duration", time.Since(t0).String())
+	}()
 	w.mu.Lock()
 	at := w.passAt
 	w.mu.Unlock()
@@ -111,26 +116,13 @@ func (w *Writer) Flush(ctx context.Context) {
 		}
 	}
 	// Reports first: they are what a changed object is looked up in.
-	for _, f := range w.Formats {
+	if len(w.Formats) > 0 {
 		if !w.pruned {
 			for _, ns := range w.A.store.namespaces() {
 				nsDirty[ns] = true
 			}
 		}
-		todo := make([]string, 0, len(nsDirty))
-		for ns := range nsDirty {
-			todo = append(todo, ns)
-		}
-		// A few writes in flight: after a pass every namespace is due.
-		w.A.parallelN(4, len(todo), func(i int) {
-			ns := todo[i]
-			if err := w.writeNamespace(ctx, f, ns, info); err != nil && ctx.Err() == nil {
-				w.Log.Warn("audit: writing report", "format", f, "namespace", ns, "err", err)
-				w.A.store.mu.Lock()
-				w.A.store.dirtyNS[ns] = true
-				w.A.store.mu.Unlock()
-			}
-		})
+		w.writeReports(ctx, nsDirty, cDirty, info)
 	}
 	var failedC []string
 	if len(cDirty) > 0 {
@@ -153,6 +145,53 @@ func (w *Writer) Flush(ctx context.Context) {
 	}
 	if !w.pruned && ctx.Err() == nil {
 		w.pruned = w.prune(ctx)
+	}
+}
+
+// writeBatch is how many namespaces' reports are written at once.
+const writeBatch = 4
+
+// writeReports writes the reports of the namespaces in todo, a few at a
+// time. After a pass every namespace is due, and that backlog takes long
+// (large server-side applies); a namespace that changes meanwhile (a watch
+// event) goes ahead of the backlog instead of waiting for it and for the
+// next flush. Constraints made dirty meanwhile are added to cDirty.
+func (w *Writer) writeReports(ctx context.Context, todo, cDirty map[string]bool, info map[string]PolicyInfo) {
+	backlog := make([]string, 0, len(todo))
+	for ns := range todo {
+		backlog = append(backlog, ns)
+	}
+	slices.Sort(backlog)
+	queued := todo
+	for len(backlog) > 0 && ctx.Err() == nil {
+		freshNS, freshC := w.A.store.takeDirty()
+		for c := range freshC {
+			cDirty[c] = true
+		}
+		var batch []string
+		for ns := range freshNS {
+			batch = append(batch, ns)
+		}
+		slices.Sort(batch)
+		for _, ns := range batch {
+			queued[ns] = false // written now; drop its place in the backlog
+		}
+		for len(batch) < writeBatch && len(backlog) > 0 {
+			ns := backlog[0]
+			backlog = backlog[1:]
+			if queued[ns] {
+				batch = append(batch, ns)
+			}
+		}
+		w.A.parallelN(writeBatch, len(batch), func(i int) {
+			ns := batch[i]
+			for _, f := range w.Formats {
+				if err := w.writeNamespace(ctx, f, ns, info); err != nil && ctx.Err() == nil {
+					w.Log.Warn("audit: writing report", "format", f, "namespace", ns, "err", err)
+					w.A.store.markNamespace(ns)
+				}
+			}
+		})
 	}
 }
 
