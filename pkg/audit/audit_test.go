@@ -7,9 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"math/rand"
-	"strings"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -440,5 +441,86 @@ func TestWriterPutsANamespaceChangedMidFlushAheadOfTheBacklog(t *testing.T) {
 	}
 	if len(order) != backlog+1 {
 		t.Errorf("%d report writes, want %d (each namespace once): %v", len(order), backlog+1, order)
+	}
+}
+
+// A watch event that arrives while the resource is listed again (a full
+// pass, a changed constraint) is applied at once, and the listing, older
+// for that object, does not undo it.
+func TestWatchEventsGoOnDuringARelistAndWinOverIt(t *testing.T) {
+	e := testEngine(t, labelsTemplate, constraint("K8sRequiredTeam", "team", "deny", []string{"Pod"}))
+	bad := obj("v1", "Pod", "a", "bad", nil)
+	dyn, disc := fakeCluster(bad.DeepCopy())
+	var lists, pages atomic.Int32
+	dyn.PrependReactor("list", "pods", func(clienttesting.Action) (bool, runtime.Object, error) {
+		if lists.Add(1) == 1 {
+			return false, nil, nil // the first pass lists what is there
+		}
+		// The second listing's snapshot holds bad; other shows when its
+		// result is in the store.
+		l := &unstructured.UnstructuredList{Object: map[string]any{"apiVersion": "v1", "kind": "PodList", "metadata": map[string]any{"resourceVersion": "1"}}}
+		l.Items = []unstructured.Unstructured{*bad.DeepCopy(), *obj("v1", "Pod", "a", "other", nil)}
+		return true, l, nil
+	})
+	// The second listing of Pods stops after its page is evaluated, before
+	// its results are stored, until bad is deleted.
+	entered, release := make(chan struct{}), make(chan struct{})
+	progress := func(resource string, _, _ int) {
+		if resource == "v1/pods" && pages.Add(1) == 2 {
+			close(entered)
+			<-release
+		}
+	}
+	a := New(Options{Engine: e, Dynamic: dyn, Discovery: disc, Log: quiet(), Progress: progress})
+	passes := make(chan PassStats, 10)
+	l := &Loop{A: a, Interval: time.Hour, PassDone: func(st PassStats) { passes <- st }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- l.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	defer func() { // a failed test must not leave the listing stuck
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	<-passes
+	has := func(name string) bool {
+		for _, it := range a.Items() {
+			if it.Key.Name == name {
+				return true
+			}
+		}
+		return false
+	}
+	if !has("bad") {
+		t.Fatal("first pass did not find bad")
+	}
+	waitFor(t, "the watch started", func() bool {
+		for _, act := range dyn.Actions() {
+			if act.GetVerb() == "watch" && act.GetResource().Resource == "pods" {
+				return true
+			}
+		}
+		return false
+	})
+	// A changed constraint makes the Pods listed again.
+	var c apis.Constraint
+	if err := yaml.Unmarshal([]byte(constraint("K8sRequiredTeam", "team", "dryrun", []string{"Pod"})), &c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.AddConstraint(&c); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	if err := dyn.Resource(podsGVR).Namespace("a").Delete(ctx, "bad", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the deleted pod leaves the findings while the listing runs", func() bool { return !has("bad") })
+	close(release)
+	waitFor(t, "the listing's results are in", func() bool { return has("other") })
+	if has("bad") {
+		t.Error("the listing brought back a pod the watch saw deleted")
 	}
 }
