@@ -148,50 +148,72 @@ func (w *Writer) Flush(ctx context.Context) {
 	}
 }
 
-// writeBatch is how many namespaces' reports are written at once.
-const writeBatch = 4
+// writers is how many report writes are in flight at once.
+const writers = 4
 
-// writeReports writes the reports of the namespaces in todo, a few at a
-// time. After a pass every namespace is due, and that backlog takes long
+// writeReports writes the reports of the namespaces in todo on a few
+// writers. After a pass every namespace is due, and that backlog takes long
 // (large server-side applies); a namespace that changes meanwhile (a watch
-// event) goes ahead of the backlog instead of waiting for it and for the
-// next flush. Constraints made dirty meanwhile are added to cDirty.
+// event) goes to the next free writer, ahead of the backlog, instead of
+// waiting for it and for the next flush. Constraints made dirty meanwhile
+// are added to cDirty.
 func (w *Writer) writeReports(ctx context.Context, todo, cDirty map[string]bool, info map[string]PolicyInfo) {
 	backlog := make([]string, 0, len(todo))
 	for ns := range todo {
 		backlog = append(backlog, ns)
 	}
 	slices.Sort(backlog)
-	queued := todo
-	for len(backlog) > 0 && ctx.Err() == nil {
+	var mu sync.Mutex
+	var ahead []string
+	next := func() (string, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(backlog) == 0 && len(ahead) == 0 {
+			return "", false // what changes now waits for the next flush
+		}
 		freshNS, freshC := w.A.store.takeDirty()
 		for c := range freshC {
 			cDirty[c] = true
 		}
-		var batch []string
 		for ns := range freshNS {
-			batch = append(batch, ns)
+			todo[ns] = false // written ahead; drop its place in the backlog
+			ahead = append(ahead, ns)
 		}
-		slices.Sort(batch)
-		for _, ns := range batch {
-			queued[ns] = false // written now; drop its place in the backlog
+		if len(ahead) > 0 {
+			ns := ahead[0]
+			ahead = ahead[1:]
+			return ns, true
 		}
-		for len(batch) < writeBatch && len(backlog) > 0 {
+		for len(backlog) > 0 {
 			ns := backlog[0]
 			backlog = backlog[1:]
-			if queued[ns] {
-				batch = append(batch, ns)
+			if todo[ns] {
+				return ns, true
 			}
 		}
-		w.A.parallelN(writeBatch, len(batch), func(i int) {
-			ns := batch[i]
-			for _, f := range w.Formats {
-				if err := w.writeNamespace(ctx, f, ns, info); err != nil && ctx.Err() == nil {
-					w.Log.Warn("audit: writing report", "format", f, "namespace", ns, "err", err)
-					w.A.store.markNamespace(ns)
+		return "", false
+	}
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				ns, ok := next()
+				if !ok {
+					return
+				}
+				for _, f := range w.Formats {
+					if err := w.writeNamespace(ctx, f, ns, info); err != nil && ctx.Err() == nil {
+						w.Log.Warn("audit: writing report", "format", f, "namespace", ns, "err", err)
+						w.A.store.markNamespace(ns)
+					}
 				}
 			}
 		})
+	}
+	wg.Wait()
+	// Namespaces taken ahead but not written (ctx ended) are due again.
+	for _, ns := range ahead {
+		w.A.store.markNamespace(ns)
 	}
 }
 
