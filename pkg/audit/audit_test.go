@@ -347,17 +347,36 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func TestLoopFollowsWatchEventsAndConstraintChanges(t *testing.T) {
-	e := testEngine(t, labelsTemplate, constraint("K8sRequiredTeam", "team", "deny", []string{"Pod"}))
-	dyn, disc := fakeCluster(obj("v1", "Pod", "a", "bad", nil), obj("v1", "ConfigMap", "a", "cm", nil))
-	a := New(Options{Engine: e, Dynamic: dyn, Discovery: disc, Log: quiet()})
+// startLoop runs a continuous audit until the test ends and returns after
+// its first pass.
+func startLoop(t *testing.T, a *Auditor) context.Context {
+	t.Helper()
 	passes := make(chan PassStats, 10)
 	l := &Loop{A: a, Interval: time.Hour, PassDone: func(st PassStats) { passes <- st }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- l.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	t.Cleanup(func() { cancel(); <-done })
 	<-passes
+	return ctx
+}
+
+func watching(dyn *dynamicfake.FakeDynamicClient, resource string) func() bool {
+	return func() bool {
+		for _, act := range dyn.Actions() {
+			if act.GetVerb() == "watch" && act.GetResource().Resource == resource {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func TestLoopFollowsWatchEventsAndConstraintChanges(t *testing.T) {
+	e := testEngine(t, labelsTemplate, constraint("K8sRequiredTeam", "team", "deny", []string{"Pod"}))
+	dyn, disc := fakeCluster(obj("v1", "Pod", "a", "bad", nil), obj("v1", "ConfigMap", "a", "cm", nil))
+	a := New(Options{Engine: e, Dynamic: dyn, Discovery: disc, Log: quiet()})
+	ctx := startLoop(t, a)
 	count := func(kind string) func() bool {
 		return func() bool {
 			n := 0
@@ -374,14 +393,7 @@ func TestLoopFollowsWatchEventsAndConstraintChanges(t *testing.T) {
 	}
 	// Fixing the object clears it without a new pass.
 	fixed := obj("v1", "Pod", "a", "bad", map[string]string{"team": "x"})
-	waitFor(t, "the watch started", func() bool {
-		for _, act := range dyn.Actions() {
-			if act.GetVerb() == "watch" && act.GetResource().Resource == "pods" {
-				return true
-			}
-		}
-		return false
-	})
+	waitFor(t, "the watch started", watching(dyn, "pods"))
 	if _, err := dyn.Resource(podsGVR).Namespace("a").Update(ctx, fixed, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -472,12 +484,7 @@ func TestWatchEventsGoOnDuringARelistAndWinOverIt(t *testing.T) {
 		}
 	}
 	a := New(Options{Engine: e, Dynamic: dyn, Discovery: disc, Log: quiet(), Progress: progress})
-	passes := make(chan PassStats, 10)
-	l := &Loop{A: a, Interval: time.Hour, PassDone: func(st PassStats) { passes <- st }}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- l.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	ctx := startLoop(t, a)
 	defer func() { // a failed test must not leave the listing stuck
 		select {
 		case <-release:
@@ -485,7 +492,6 @@ func TestWatchEventsGoOnDuringARelistAndWinOverIt(t *testing.T) {
 			close(release)
 		}
 	}()
-	<-passes
 	has := func(name string) bool {
 		for _, it := range a.Items() {
 			if it.Key.Name == name {
@@ -497,14 +503,7 @@ func TestWatchEventsGoOnDuringARelistAndWinOverIt(t *testing.T) {
 	if !has("bad") {
 		t.Fatal("first pass did not find bad")
 	}
-	waitFor(t, "the watch started", func() bool {
-		for _, act := range dyn.Actions() {
-			if act.GetVerb() == "watch" && act.GetResource().Resource == "pods" {
-				return true
-			}
-		}
-		return false
-	})
+	waitFor(t, "the watch started", watching(dyn, "pods"))
 	// A changed constraint makes the Pods listed again.
 	var c apis.Constraint
 	if err := yaml.Unmarshal([]byte(constraint("K8sRequiredTeam", "team", "dryrun", []string{"Pod"})), &c); err != nil {
