@@ -7,7 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"math/rand"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -344,17 +347,36 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func TestLoopFollowsWatchEventsAndConstraintChanges(t *testing.T) {
-	e := testEngine(t, labelsTemplate, constraint("K8sRequiredTeam", "team", "deny", []string{"Pod"}))
-	dyn, disc := fakeCluster(obj("v1", "Pod", "a", "bad", nil), obj("v1", "ConfigMap", "a", "cm", nil))
-	a := New(Options{Engine: e, Dynamic: dyn, Discovery: disc, Log: quiet()})
+// startLoop runs a continuous audit until the test ends and returns after
+// its first pass.
+func startLoop(t *testing.T, a *Auditor) context.Context {
+	t.Helper()
 	passes := make(chan PassStats, 10)
 	l := &Loop{A: a, Interval: time.Hour, PassDone: func(st PassStats) { passes <- st }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- l.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	t.Cleanup(func() { cancel(); <-done })
 	<-passes
+	return ctx
+}
+
+func watching(dyn *dynamicfake.FakeDynamicClient, resource string) func() bool {
+	return func() bool {
+		for _, act := range dyn.Actions() {
+			if act.GetVerb() == "watch" && act.GetResource().Resource == resource {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func TestLoopFollowsWatchEventsAndConstraintChanges(t *testing.T) {
+	e := testEngine(t, labelsTemplate, constraint("K8sRequiredTeam", "team", "deny", []string{"Pod"}))
+	dyn, disc := fakeCluster(obj("v1", "Pod", "a", "bad", nil), obj("v1", "ConfigMap", "a", "cm", nil))
+	a := New(Options{Engine: e, Dynamic: dyn, Discovery: disc, Log: quiet()})
+	ctx := startLoop(t, a)
 	count := func(kind string) func() bool {
 		return func() bool {
 			n := 0
@@ -371,14 +393,7 @@ func TestLoopFollowsWatchEventsAndConstraintChanges(t *testing.T) {
 	}
 	// Fixing the object clears it without a new pass.
 	fixed := obj("v1", "Pod", "a", "bad", map[string]string{"team": "x"})
-	waitFor(t, "the watch started", func() bool {
-		for _, act := range dyn.Actions() {
-			if act.GetVerb() == "watch" && act.GetResource().Resource == "pods" {
-				return true
-			}
-		}
-		return false
-	})
+	waitFor(t, "the watch started", watching(dyn, "pods"))
 	if _, err := dyn.Resource(podsGVR).Namespace("a").Update(ctx, fixed, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -400,4 +415,111 @@ func TestLoopFollowsWatchEventsAndConstraintChanges(t *testing.T) {
 	// Deleting the constraint removes its results.
 	e.RemoveConstraint("K8sRequiredTeam", "team")
 	waitFor(t, "results of a deleted constraint removed", func() bool { return len(a.Items()) == 0 })
+}
+
+// A namespace that changes while the writer works through a backlog (every
+// namespace is due after a pass) is written before the backlog ends, not
+// after it in the next flush.
+func TestWriterPutsANamespaceChangedMidFlushAheadOfTheBacklog(t *testing.T) {
+	e := testEngine(t, labelsTemplate, constraint("K8sRequiredTeam", "team", "deny", []string{"Pod"}))
+	dyn, _ := fakeCluster()
+	a := New(Options{Engine: e, Dynamic: dyn, Log: quiet()})
+	finding := func(name string) *Entry {
+		return &Entry{Kind: engine.GVK{Version: "v1", Kind: "Pod"}, Findings: []Finding{{ConstraintKind: "K8sRequiredTeam", ConstraintName: "team", Template: "k8srequiredteam", Message: name + " has no team label", Action: "deny"}}}
+	}
+	const backlog = 20
+	for i := range backlog {
+		ns := fmt.Sprintf("ns%02d", i)
+		a.store.put(ObjectKey{Resource: "v1/pods", Namespace: ns, Name: "p"}, finding("p"))
+	}
+	var mu sync.Mutex
+	var order []string
+	dyn.PrependReactor("patch", "policyreports", func(act clienttesting.Action) (bool, runtime.Object, error) {
+		mu.Lock()
+		order = append(order, act.GetNamespace())
+		first := len(order) == 1
+		mu.Unlock()
+		if first { // a watch event arrives while the first writes are in flight
+			a.store.put(ObjectKey{Resource: "v1/pods", Namespace: "late", Name: "q"}, finding("q"))
+		}
+		return true, &unstructured.Unstructured{Object: map[string]any{}}, nil
+	})
+	w := &Writer{A: a, Dynamic: dyn, Formats: []string{FormatPolicyReport}, Log: quiet(),
+		statuses: map[string]string{}, reports: map[string]string{}, parts: map[string]map[string][]string{}, pruned: true}
+	w.Flush(context.Background())
+	at := slices.Index(order, "late")
+	if at < 0 || at >= backlog {
+		t.Fatalf("the namespace changed mid-flush was written at position %d of %v, want before the backlog of %d ends", at, order, backlog)
+	}
+	if len(order) != backlog+1 {
+		t.Errorf("%d report writes, want %d (each namespace once): %v", len(order), backlog+1, order)
+	}
+}
+
+// A watch event that arrives while the resource is listed again (a full
+// pass, a changed constraint) is applied at once, and the listing, older
+// for that object, does not undo it.
+func TestWatchEventsGoOnDuringARelistAndWinOverIt(t *testing.T) {
+	e := testEngine(t, labelsTemplate, constraint("K8sRequiredTeam", "team", "deny", []string{"Pod"}))
+	bad := obj("v1", "Pod", "a", "bad", nil)
+	dyn, disc := fakeCluster(bad.DeepCopy())
+	var lists, pages atomic.Int32
+	dyn.PrependReactor("list", "pods", func(clienttesting.Action) (bool, runtime.Object, error) {
+		if lists.Add(1) == 1 {
+			return false, nil, nil // the first pass lists what is there
+		}
+		// The second listing's snapshot holds bad; other shows when its
+		// result is in the store.
+		l := &unstructured.UnstructuredList{Object: map[string]any{"apiVersion": "v1", "kind": "PodList", "metadata": map[string]any{"resourceVersion": "1"}}}
+		l.Items = []unstructured.Unstructured{*bad.DeepCopy(), *obj("v1", "Pod", "a", "other", nil)}
+		return true, l, nil
+	})
+	// The second listing of Pods stops after its page is evaluated, before
+	// its results are stored, until bad is deleted.
+	entered, release := make(chan struct{}), make(chan struct{})
+	progress := func(resource string, _, _ int) {
+		if resource == "v1/pods" && pages.Add(1) == 2 {
+			close(entered)
+			<-release
+		}
+	}
+	a := New(Options{Engine: e, Dynamic: dyn, Discovery: disc, Log: quiet(), Progress: progress})
+	ctx := startLoop(t, a)
+	defer func() { // a failed test must not leave the listing stuck
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	has := func(name string) bool {
+		for _, it := range a.Items() {
+			if it.Key.Name == name {
+				return true
+			}
+		}
+		return false
+	}
+	if !has("bad") {
+		t.Fatal("first pass did not find bad")
+	}
+	waitFor(t, "the watch started", watching(dyn, "pods"))
+	// A changed constraint makes the Pods listed again.
+	var c apis.Constraint
+	if err := yaml.Unmarshal([]byte(constraint("K8sRequiredTeam", "team", "dryrun", []string{"Pod"})), &c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.AddConstraint(&c); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	if err := dyn.Resource(podsGVR).Namespace("a").Delete(ctx, "bad", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the deleted pod leaves the findings while the listing runs", func() bool { return !has("bad") })
+	close(release)
+	waitFor(t, "the listing's results are in", func() bool { return has("other") })
+	if has("bad") {
+		t.Error("the listing brought back a pod the watch saw deleted")
+	}
 }

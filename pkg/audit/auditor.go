@@ -280,15 +280,18 @@ func (a *Auditor) client(r Resource) dynamic.ResourceInterface {
 }
 
 // list lists one resource in pages, evaluates every object and replaces
-// the resource's findings. It returns the listing's resourceVersion, from
+// the resource's findings (but those of objects a running watch changed
+// meanwhile). It returns the listing's resourceVersion, from
 // which a watch continues.
 func (a *Auditor) list(ctx context.Context, res Resource) (string, error) {
 	entries := map[ObjectKey]*Entry{}
 	cont, rv := "", ""
 	findings := 0
+	a.store.beginListing(res.String())
 	for {
 		page, err := a.client(res).List(ctx, metav1.ListOptions{Limit: a.o.ChunkSize, Continue: cont})
 		if err != nil {
+			a.store.endListing(res.String())
 			return "", fmt.Errorf("listing %s: %w", res, err)
 		}
 		out := make([]*Entry, len(page.Items))

@@ -196,6 +196,7 @@ func (l *Loop) constraintsChanged(ctx context.Context) {
 	if len(changed) == 0 && !removed {
 		return
 	}
+	l.A.o.Log.Debug("audit: constraints changed", "changed", len(changed), "removed", removed)
 	l.known = cur
 	if removed {
 		l.A.store.dropConstraints(func(kind, name string) bool { _, ok := cur[constraintID(kind, name)]; return ok })
@@ -269,7 +270,10 @@ func (w *resWorker) requestRelist() chan struct{} {
 }
 
 // work lists the resource, then watches it from the listing's
-// resourceVersion until a re-list is asked for or the watch ends.
+// resourceVersion. Re-lists asked for while the watch runs run beside it,
+// so a watch event is applied at once, not after a whole listing (a pass
+// over 10,000 Pods); only a watch that cannot continue makes it list
+// before watching again.
 func (l *Loop) work(ctx context.Context, w *resWorker) {
 	defer close(w.done)
 	waiting := []chan struct{}{w.initial}
@@ -278,8 +282,8 @@ func (l *Loop) work(ctx context.Context, w *resWorker) {
 			close(c)
 		}
 	}()
-	backoff := time.Second
-	for {
+	// list runs one listing for the requests in waiting and those queued.
+	list := func() (string, error) {
 	drain:
 		for {
 			select {
@@ -292,19 +296,33 @@ func (l *Loop) work(ctx context.Context, w *resWorker) {
 		select {
 		case l.listSem <- struct{}{}:
 		case <-ctx.Done():
-			return
+			return "", ctx.Err()
 		}
+		t0 := time.Now()
 		rv, err := l.A.list(ctx, w.res)
 		<-l.listSem
+		l.A.o.Log.Debug("audit: listed", "resource", w.res.String(), "duration", time.Since(t0).String(), "err", err)
 		for _, c := range waiting {
 			close(c)
 		}
 		waiting = nil
 		if ctx.Err() != nil {
-			return
+			return "", ctx.Err()
 		}
 		if err != nil {
 			l.A.listFailed(w.res, err)
+			return "", err
+		}
+		l.A.setListError(w.res, nil)
+		return rv, nil
+	}
+	backoff := time.Second
+	for {
+		rv, err := list()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
 			select {
 			case <-ctx.Done():
 				return
@@ -315,22 +333,32 @@ func (l *Loop) work(ctx context.Context, w *resWorker) {
 			backoff = min(2*backoff, time.Minute)
 			continue
 		}
-		l.A.setListError(w.res, nil)
 		backoff = time.Second
-		if c := l.watch(ctx, w, rv); c != nil {
-			waiting = append(waiting, c)
+		wctx, stop := context.WithCancel(ctx)
+		watching := make(chan struct{})
+		go func() { defer close(watching); l.watch(wctx, w, rv) }()
+	follow:
+		for {
+			select {
+			case <-ctx.Done():
+				stop()
+				<-watching
+				return
+			case <-watching:
+				break follow
+			case c := <-w.relist:
+				waiting = append(waiting, c)
+				_, _ = list() // a failure is recorded; the watch goes on
+			}
 		}
-		if ctx.Err() != nil {
-			return
-		}
+		stop()
 	}
 }
 
-// watch follows the resource from rv, re-evaluating objects one by one. It
-// returns when a re-list is requested (that request), or nil when the
-// watch cannot continue (history compacted, errors) and a listing must
-// start over.
-func (l *Loop) watch(ctx context.Context, w *resWorker, rv string) chan struct{} {
+// watch follows the resource from rv, re-evaluating objects one by one,
+// until the watch cannot continue (history compacted, errors) and a
+// listing must start over, or ctx ends.
+func (l *Loop) watch(ctx context.Context, w *resWorker, rv string) {
 	for {
 		wi, err := l.A.client(w.res).Watch(ctx, metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true})
 		if err != nil {
@@ -341,32 +369,28 @@ func (l *Loop) watch(ctx context.Context, w *resWorker, rv string) chan struct{}
 				}
 				select {
 				case <-ctx.Done():
-				case c := <-w.relist:
-					return c
 				case <-time.After(time.Second):
 				}
 			}
-			return nil
+			return
 		}
-		next, c, ok := l.follow(ctx, w, wi, rv)
+		next, ok := l.follow(ctx, w, wi, rv)
 		wi.Stop()
-		if c != nil || !ok || ctx.Err() != nil {
-			return c
+		if !ok || ctx.Err() != nil {
+			return
 		}
 		rv = next // the server closed the watch; continue where it ended
 	}
 }
 
-func (l *Loop) follow(ctx context.Context, w *resWorker, wi watch.Interface, rv string) (string, chan struct{}, bool) {
+func (l *Loop) follow(ctx context.Context, w *resWorker, wi watch.Interface, rv string) (string, bool) {
 	for {
 		select {
 		case <-ctx.Done():
-			return rv, nil, false
-		case c := <-w.relist:
-			return rv, c, false
+			return rv, false
 		case ev, open := <-wi.ResultChan():
 			if !open {
-				return rv, nil, true
+				return rv, true
 			}
 			switch ev.Type {
 			case watch.Error:
@@ -374,7 +398,7 @@ func (l *Loop) follow(ctx context.Context, w *resWorker, wi watch.Interface, rv 
 				if !apierrors.IsGone(err) && !apierrors.IsResourceExpired(err) {
 					l.A.o.Log.Warn("audit: watch error; listing again", "resource", w.res.String(), "err", err)
 				}
-				return rv, nil, false
+				return rv, false
 			case watch.Bookmark:
 				if u, ok := ev.Object.(*unstructured.Unstructured); ok {
 					rv = u.GetResourceVersion()

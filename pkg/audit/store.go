@@ -61,10 +61,14 @@ type store struct {
 	dirtyNS map[string]bool
 	dirtyC  map[string]bool
 	changed chan struct{}
+	// listing holds, for each resource being listed, the objects watch
+	// events changed since the listing began: the watch is newer for them
+	// than the listing, which must not undo those changes.
+	listing map[string]map[ObjectKey]bool
 }
 
 func newStore() *store {
-	return &store{byNS: map[string]map[ObjectKey]*Entry{}, dirtyNS: map[string]bool{}, dirtyC: map[string]bool{}, changed: make(chan struct{}, 1)}
+	return &store{byNS: map[string]map[ObjectKey]*Entry{}, dirtyNS: map[string]bool{}, dirtyC: map[string]bool{}, changed: make(chan struct{}, 1), listing: map[string]map[ObjectKey]bool{}}
 }
 
 func constraintID(kind, name string) string { return kind + "/" + name }
@@ -106,6 +110,9 @@ func keepSince(old, e *Entry) {
 func (s *store) put(k ObjectKey, e *Entry) *Item {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if touched := s.listing[k.Resource]; touched != nil {
+		touched[k] = true
+	}
 	m := s.byNS[k.Namespace]
 	old := m[k]
 	if e != nil && len(e.Findings) == 0 {
@@ -155,16 +162,34 @@ func hasFinding(e *Entry, f Finding) bool {
 	return false
 }
 
+// beginListing starts recording which objects of resource watch events
+// change, until replace or endListing.
+func (s *store) beginListing(resource string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.listing[resource] = map[ObjectKey]bool{}
+}
+
+// endListing stops the recording of a listing that failed.
+func (s *store) endListing(resource string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.listing, resource)
+}
+
 // replace swaps every entry of one resource for a fresh listing's, so a
-// pass leaves nothing stale behind (objects deleted while no watch ran).
-// It returns the findings that are new.
+// pass leaves nothing stale behind (objects deleted while no watch ran),
+// except objects a watch event changed while the listing ran. It returns
+// the findings that are new.
 func (s *store) replace(resource string, entries map[ObjectKey]*Entry) []Item {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	touched := s.listing[resource]
+	delete(s.listing, resource)
 	var fresh []Item
 	for ns, m := range s.byNS {
 		for k, old := range m {
-			if k.Resource != resource {
+			if k.Resource != resource || touched[k] {
 				continue
 			}
 			if _, ok := entries[k]; !ok {
@@ -177,7 +202,7 @@ func (s *store) replace(resource string, entries map[ObjectKey]*Entry) []Item {
 		}
 	}
 	for k, e := range entries {
-		if len(e.Findings) == 0 {
+		if len(e.Findings) == 0 || touched[k] {
 			continue
 		}
 		m := s.byNS[k.Namespace]
@@ -271,6 +296,13 @@ func (s *store) markAll(constraints []string) {
 	for _, c := range constraints {
 		s.dirtyC[c] = true
 	}
+}
+
+// markNamespace makes a namespace due for a write again (a failed write).
+func (s *store) markNamespace(ns string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dirtyNS[ns] = true
 }
 
 // Item is one object's findings, as handed to writers.

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,7 +25,11 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-var auditBenchPods = flag.Int("audit-bench-pods", 0, "TestAuditBenchmark: Pods to seed (100 per namespace); 0 skips the benchmark")
+var (
+	auditBenchPods = flag.Int("audit-bench-pods", 0, "TestAuditBenchmark: Pods to seed (100 per namespace); 0 skips the benchmark")
+	auditBenchLog  = flag.String("audit-bench-log", "", "TestAuditBenchmark: copy the audited bouncer's debug log to this file")
+	auditBenchProf = flag.String("audit-bench-cpuprofile", "", "TestAuditBenchmark: write a 10s CPU profile of the audited bouncer, taken after its first pass, to this file")
+)
 
 // TestAuditBenchmark measures the first full audit pass of `bouncer serve`
 // with the whole built-in library over N seeded Pods (no kubelet: they stay
@@ -109,7 +115,14 @@ func TestAuditBenchmark(t *testing.T) {
 		_, _ = kubectl(t, readFile(t, "deploy/reports/wgpolicyk8s.yaml"), "delete", "--ignore-not-found", "-f", "-")
 	})
 
-	p := startBouncer(t, "bouncer-bench", "--namespace", sys, "--leader-election-id", "audit-bench", "--install-report-crds", "--audit-report-format", "policyreport", "--log-level", "info")
+	p := startBouncer(t, "bouncer-bench", "--namespace", sys, "--leader-election-id", "audit-bench", "--install-report-crds", "--audit-report-format", "policyreport", "--profiling")
+	if *auditBenchLog != "" {
+		t.Cleanup(func() {
+			if b, err := os.ReadFile(p.log); err == nil {
+				_ = os.WriteFile(*auditBenchLog, b, 0o644)
+			}
+		})
+	}
 	var pass map[string]any
 	eventually(t, 300*time.Second, func() error {
 		f, err := os.Open(p.log)
@@ -126,6 +139,18 @@ func TestAuditBenchmark(t *testing.T) {
 		}
 		return fmt.Errorf("no audit pass yet")
 	})
+	if *auditBenchProf != "" {
+		go func() {
+			resp, err := http.Get(p.probeURL + "/debug/pprof/profile?seconds=10")
+			if err != nil {
+				t.Logf("profile: %v", err)
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			_ = os.WriteFile(*auditBenchProf, b, 0o644)
+		}()
+	}
 	d, _ := time.ParseDuration(pass["duration"].(string))
 	objects := pass["objects"].(float64)
 	t.Logf("first full pass: %s, %.0f objects, %.0f objects/s, %v resources", d.Round(10*time.Millisecond), objects, objects/d.Seconds(), pass["resources"])
