@@ -243,18 +243,16 @@ func (r *constraintReconciler) keepLastGood(k constraintKey, u *unstructured.Uns
 			}
 		}
 	}
-	lg := readLastGood(u)
-	if lg == nil {
+	obj, lgGen, ok := lastGoodObject(u)
+	if !ok {
 		return 0
 	}
-	obj := u.DeepCopy().Object
-	obj["spec"] = lg.Spec
 	if _, err := addConstraint(e, obj); err != nil {
 		r.c.log.Warn("last good constraint version does not fit its template", "kind", k.Kind, "name", k.Name, "err", err)
 		return 0
 	}
-	r.c.log.Info("enforcing the last good version of a broken constraint", "kind", k.Kind, "name", k.Name, "generation", lg.Generation)
-	return lg.Generation
+	r.c.log.Info("enforcing the last good version of a broken constraint", "kind", k.Kind, "name", k.Name, "generation", lgGen)
+	return lgGen
 }
 
 func addConstraint(e *engine.Engine, obj map[string]any) (*engine.Constraint, error) {

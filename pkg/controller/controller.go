@@ -36,10 +36,6 @@ var (
 // ConfigName is the only Config object Bouncer reads, as in Gatekeeper.
 const ConfigName = "config"
 
-// FieldManager is the server-side apply field manager of everything
-// Bouncer writes.
-const FieldManager = "bouncer"
-
 // Applier writes the objects only the leader writes (constraint CRDs,
 // native policies). pkg/apply implements it.
 type Applier interface {

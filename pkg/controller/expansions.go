@@ -74,15 +74,13 @@ func (r *expansionReconciler) keepLastGood(key string, u *unstructured.Unstructu
 	if gen, ok := r.c.enforced(key); ok {
 		return gen
 	}
-	lg := readLastGood(u)
-	if lg == nil {
+	obj, lgGen, ok := lastGoodObject(u)
+	if !ok {
 		return 0
 	}
-	obj := u.DeepCopy().Object
-	obj["spec"] = lg.Spec
 	var x apis.ExpansionTemplate
 	if err := decodeInto(obj, &x); err != nil || r.c.opts.Engine.AddExpansion(&x) != nil {
 		return 0
 	}
-	return lg.Generation
+	return lgGen
 }

@@ -153,17 +153,21 @@ func (c *Controllers) writeStatus(ctx context.Context, obj *unstructured.Unstruc
 	})
 }
 
-// readLastGood returns status.lastGood of a stored object, if any.
-func readLastGood(u *unstructured.Unstructured) *lastGoodStatus {
-	raw, ok, _ := unstructured.NestedFieldNoCopy(u.Object, "status", "lastGood")
-	if !ok {
-		return nil
+// lastGoodObject returns a stored object with its spec replaced by
+// status.lastGood's, and that version's generation; ok is false when the
+// object has no usable last good version.
+func lastGoodObject(u *unstructured.Unstructured) (obj map[string]any, gen int64, ok bool) {
+	raw, found, _ := unstructured.NestedFieldNoCopy(u.Object, "status", "lastGood")
+	if !found {
+		return nil, 0, false
 	}
 	var lg lastGoodStatus
 	if err := decodeInto(raw, &lg); err != nil || lg.Generation == 0 || lg.Spec == nil {
-		return nil
+		return nil, 0, false
 	}
-	return &lg
+	obj = u.DeepCopy().Object
+	obj["spec"] = lg.Spec
+	return obj, lg.Generation, true
 }
 
 // decodeInto converts a JSON-shaped value into a typed one.

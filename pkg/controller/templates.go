@@ -157,23 +157,21 @@ func (r *templateReconciler) lastGood(u *unstructured.Unstructured, name string)
 			}
 		}
 	}
-	lg := readLastGood(u)
-	if lg == nil {
+	obj, lgGen, ok := lastGoodObject(u)
+	if !ok {
 		return 0, nil
 	}
-	obj := u.DeepCopy().Object
-	obj["spec"] = lg.Spec
 	ct, err := r.compile(obj)
 	if err != nil {
-		r.c.log.Error("last good template version does not compile here", "template", name, "generation", lg.Generation, "err", err)
+		r.c.log.Error("last good template version does not compile here", "template", name, "generation", lgGen, "err", err)
 		return 0, nil
 	}
 	if loaded, err := r.c.opts.Engine.AddCompiled(ct); loaded == nil {
 		r.c.log.Error("last good template version not loaded", "template", name, "err", err)
 		return 0, nil
 	}
-	r.c.log.Info("enforcing the last good version of a broken template", "template", name, "generation", lg.Generation)
-	return lg.Generation, ct
+	r.c.log.Info("enforcing the last good version of a broken template", "template", name, "generation", lgGen)
+	return lgGen, ct
 }
 
 func (r *templateReconciler) remove(ctx context.Context, name string) error {

@@ -22,8 +22,6 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-const fieldManager = "bouncer"
-
 // CASecretName holds the webhook CA shared by every replica.
 const CASecretName = "bouncer-webhook-ca"
 
@@ -35,7 +33,7 @@ func InstallCRDs(ctx context.Context, cfg *rest.Config) error {
 	if err != nil {
 		return err
 	}
-	applier, err := apply.New(cfg, fieldManager)
+	applier, err := apply.New(cfg, apply.FieldManager)
 	if err != nil {
 		return err
 	}

@@ -236,7 +236,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := mgr.Add(leaders); err != nil {
 		return err
 	}
-	applier := &objectApplier{apply: apply.NewWithClients(dyn, mgr.GetRESTMapper(), controller.FieldManager), client: mgr.GetClient()}
+	applier := &objectApplier{apply: apply.NewWithClients(dyn, mgr.GetRESTMapper(), apply.FieldManager), client: mgr.GetClient()}
 	exempt := append([]string{o.Namespace, "kube-system"}, o.ExemptNamespaces...)
 	ctrls, err := controller.Setup(mgr, controller.Options{
 		Engine: e, Namespace: o.Namespace, PodID: o.PodName, ExemptNamespaces: exempt,

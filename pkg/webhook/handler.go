@@ -179,7 +179,7 @@ func (h *Handler) templatePolicy(kind string) string {
 	return ""
 }
 
-func (h *Handler) countError(ctx context.Context, r *engine.Review, denied bool) {
+func (h *Handler) countError(ctx context.Context, denied bool) {
 	outcome := "admitted"
 	if denied {
 		outcome = "denied"
@@ -212,7 +212,7 @@ func (h *Handler) reviewResource(ctx context.Context, _ map[string]any, r *engin
 		// The whole review failed (e.g. it ran out of time before any
 		// constraint answered): the failure policy decides.
 		h.logDecision(r, "error", nil, err)
-		h.countError(ctx, r, h.failClosed(""))
+		h.countError(ctx, h.failClosed(""))
 		if h.failClosed("") {
 			return &admissionv1.AdmissionResponse{Allowed: false, Result: &metav1.Status{
 				Code: http.StatusInternalServerError, Message: "bouncer could not evaluate the request (failurePolicy Fail): " + err.Error(),
@@ -244,7 +244,7 @@ func (h *Handler) reviewResource(ctx context.Context, _ map[string]any, r *engin
 	var evalErrs []string
 	for _, e := range res.Errors {
 		fail := h.failClosed(h.templatePolicy(e.ConstraintKind))
-		h.countError(ctx, r, fail)
+		h.countError(ctx, fail)
 		if fail {
 			evalErrs = append(evalErrs, e.Error())
 			continue
