@@ -148,10 +148,11 @@ type createOutcome struct {
 }
 
 // stream creates Pods at rate per second for d, half of them violating
-// (nginx:latest), and returns every outcome. Creates refused because the
-// apiserver could not call the webhook at all are retried up to 5 times, as
-// controllers retry; anything else is final.
-func stream(ctx context.Context, t *testing.T, ns, prefix string, rate int, d time.Duration, during func(elapsed time.Duration)) []createOutcome {
+// (nginx:latest), runs disrupt on its own goroutine once at has passed, and
+// returns every outcome. Creates refused because the apiserver could not
+// call the webhook at all are retried up to 5 times, as controllers retry;
+// anything else is final.
+func stream(ctx context.Context, t *testing.T, ns, prefix string, rate int, d, at time.Duration, disrupt func()) []createOutcome {
 	cfg := rest.CopyConfig(restConfig())
 	cfg.QPS, cfg.Burst = float32(4*rate), 4*rate
 	c, err := kubernetes.NewForConfig(cfg)
@@ -164,17 +165,8 @@ func stream(ctx context.Context, t *testing.T, ns, prefix string, rate int, d ti
 	start := time.Now()
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	defer tick.Stop()
-	stop := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-			during(time.Since(start))
-		}
-	}()
+	disruption := time.AfterFunc(at, disrupt)
+	defer disruption.Stop()
 	for i := range n {
 		<-tick.C
 		wg.Go(func() {
@@ -200,7 +192,6 @@ func stream(ctx context.Context, t *testing.T, ns, prefix string, rate int, d ti
 		})
 	}
 	wg.Wait()
-	close(stop)
 	return out
 }
 
@@ -281,21 +272,13 @@ func TestFailoverZeroFailedAdmissions(t *testing.T) {
 	t.Run("rolling-restart-sigterm", func(t *testing.T) {
 		const ns = "ha-rolling"
 		createNamespace(t, ns)
-		var once sync.Once
-		outs := stream(ctx, t, ns, "roll", 60, 30*time.Second, func(elapsed time.Duration) {
-			if elapsed < 5*time.Second {
-				return
+		outs := stream(ctx, t, ns, "roll", 60, 30*time.Second, 5*time.Second, func() {
+			for i := range 2 {
+				p := rs.proc(i)
+				_ = p.cmd.Process.Signal(syscall.SIGTERM)
+				<-p.done
+				rs.start(i)
 			}
-			once.Do(func() {
-				go func() {
-					for i := range 2 {
-						p := rs.proc(i)
-						_ = p.cmd.Process.Signal(syscall.SIGTERM)
-						<-p.done
-						rs.start(i)
-					}
-				}()
-			})
 		})
 		if retried := summarize(t, ns, "rolling restart", outs); retried != 0 {
 			t.Errorf("rolling restart: %d compliant creates hit a failed webhook call; a graceful restart must fail none", retried)
@@ -304,20 +287,12 @@ func TestFailoverZeroFailedAdmissions(t *testing.T) {
 	t.Run("kill-9", func(t *testing.T) {
 		const ns = "ha-kill"
 		createNamespace(t, ns)
-		var once sync.Once
-		outs := stream(ctx, t, ns, "kill", 60, 30*time.Second, func(elapsed time.Duration) {
-			if elapsed < 8*time.Second {
-				return
-			}
-			once.Do(func() {
-				go func() {
-					p := rs.proc(0)
-					_ = p.cmd.Process.Kill()
-					<-p.done
-					time.Sleep(4 * time.Second)
-					rs.start(0)
-				}()
-			})
+		outs := stream(ctx, t, ns, "kill", 60, 30*time.Second, 8*time.Second, func() {
+			p := rs.proc(0)
+			_ = p.cmd.Process.Kill()
+			<-p.done
+			time.Sleep(4 * time.Second)
+			rs.start(0)
 		})
 		summarize(t, ns, "kill -9", outs)
 	})
