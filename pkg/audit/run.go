@@ -75,6 +75,13 @@ type Loop struct {
 	// page size times this). Default 2.
 	MaxParallelLists int
 	PassDone         func(PassStats)
+	// InventoryGeneration, when set, changes when the kinds synced into
+	// data.inventory change (bouncer serve: the controllers'); the kinds
+	// that constraints reading the inventory can match are then listed
+	// again, since their results may differ without any of them changing.
+	InventoryGeneration func() uint64
+
+	invGen uint64
 
 	listSem chan struct{}
 	workers map[string]*resWorker
@@ -101,6 +108,9 @@ func (l *Loop) Run(ctx context.Context) error {
 	l.listSem = make(chan struct{}, l.MaxParallelLists)
 	l.workers = map[string]*resWorker{}
 	l.known = constraintSet(l.A.o.Engine.Constraints())
+	if l.InventoryGeneration != nil {
+		l.invGen = l.InventoryGeneration()
+	}
 	defer l.stopAll()
 
 	passes := make(chan PassStats, 1)
@@ -163,6 +173,7 @@ func (l *Loop) Run(ctx context.Context) error {
 			startPass()
 		case <-poll.C:
 			l.constraintsChanged(ctx)
+			l.inventoryChanged()
 		}
 	}
 }
@@ -209,6 +220,31 @@ func (l *Loop) constraintsChanged(ctx context.Context) {
 	fresh := l.syncWorkers(ctx)
 	for key, w := range l.workers {
 		if !fresh[key] && l.A.canMatch(changed, w.res) {
+			w.requestRelist()
+		}
+	}
+}
+
+// inventoryChanged re-lists the kinds that constraints reading
+// data.inventory can match, once the synced kinds have changed.
+func (l *Loop) inventoryChanged() {
+	if l.InventoryGeneration == nil {
+		return
+	}
+	gen := l.InventoryGeneration()
+	if gen == l.invGen {
+		return
+	}
+	l.invGen = gen
+	var readers []*engine.Constraint
+	for _, c := range l.A.o.Engine.Constraints() {
+		if t := c.Template(); t != nil && t.UsesInventory() {
+			readers = append(readers, c)
+		}
+	}
+	l.A.o.Log.Debug("audit: synced kinds changed", "inventoryReaders", len(readers))
+	for _, w := range l.workers {
+		if l.A.canMatch(readers, w.res) {
 			w.requestRelist()
 		}
 	}

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -95,8 +94,7 @@ func TestAuditBenchmark(t *testing.T) {
 
 	// Install the library with a bouncer that does not audit, then measure
 	// a fresh leader's first pass.
-	mustKubectl(t, "", "apply", "-f", filepath.Join(repoRoot, "deploy/crds/constrainttemplates.yaml"), "-f", filepath.Join(repoRoot, "deploy/crds/expansiontemplates.yaml"), "-f", filepath.Join(repoRoot, "deploy/crds/configs.yaml"))
-	mustKubectl(t, "", "wait", "--for=condition=Established", "--timeout=30s", "crd/constrainttemplates.templates.gatekeeper.sh")
+	applyBouncerCRDs(t)
 	lib, err := exec.Command(bouncerBin, "library", "export").Output()
 	if err != nil {
 		t.Fatal(err)

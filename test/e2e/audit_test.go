@@ -69,6 +69,15 @@ func reportResults(t *testing.T, dyn dynamic.Interface, gvr schema.GroupVersionR
 	return out
 }
 
+// applyBouncerCRDs applies Bouncer's CRDs (deploy/crds) and waits until
+// they are served: on a fresh control plane the initial listing of a
+// replica can otherwise race the CRDs it installs itself.
+func applyBouncerCRDs(t *testing.T) {
+	t.Helper()
+	mustKubectl(t, "", "apply", "-k", filepath.Join(repoRoot, "deploy/crds"))
+	mustKubectl(t, "", "wait", "--for=condition=Established", "--timeout=30s", "crd", "-l", "app.kubernetes.io/part-of=bouncer")
+}
+
 func equalOrErr(what string, got, want []string) error {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		return fmt.Errorf("%s:\n%s\nwant:\n%s", what, strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -119,10 +128,7 @@ func TestAudit(t *testing.T) {
 	}
 	serve := []string{"--namespace", sys, "--install-report-crds", "--audit-report-format", "both",
 		"--audit-chunk-size", "2", "--audit-interval", "1h", "--leader-election-id", "audit-e2e"}
-	// Bouncer's CRDs established before it starts: on a fresh control plane
-	// the initial listing can otherwise race the CRDs it installs itself.
-	mustKubectl(t, "", "apply", "-f", filepath.Join(repoRoot, "deploy/crds/constrainttemplates.yaml"), "-f", filepath.Join(repoRoot, "deploy/crds/expansiontemplates.yaml"), "-f", filepath.Join(repoRoot, "deploy/crds/configs.yaml"))
-	mustKubectl(t, "", "wait", "--for=condition=Established", "--timeout=30s", "crd/constrainttemplates.templates.gatekeeper.sh", "crd/expansiontemplate.expansion.gatekeeper.sh", "crd/configs.config.gatekeeper.sh")
+	applyBouncerCRDs(t)
 	leader := startBouncer(t, "bouncer-audit", serve...)
 	mustKubectl(t, fmt.Sprintf(`apiVersion: config.gatekeeper.sh/v1alpha1
 kind: Config
