@@ -88,6 +88,10 @@ func New(o Options) *Auditor {
 // Items returns every object with findings, in a stable order.
 func (a *Auditor) Items() []Item { return a.store.all() }
 
+// Passed returns, per namespace ("" for cluster-scoped objects), how many
+// (object, constraint) pairs were audited without a finding.
+func (a *Auditor) Passed() map[string]int64 { return a.store.passedByNamespace() }
+
 // ListErrors returns the resources that could not be listed, and why.
 func (a *Auditor) ListErrors() map[string]error {
 	a.mu.Lock()
@@ -285,6 +289,7 @@ func (a *Auditor) client(r Resource) dynamic.ResourceInterface {
 // which a watch continues.
 func (a *Auditor) list(ctx context.Context, res Resource) (string, error) {
 	entries := map[ObjectKey]*Entry{}
+	passes := map[ObjectKey]int32{}
 	cont, rv := "", ""
 	findings := 0
 	a.store.beginListing(res.String())
@@ -295,15 +300,20 @@ func (a *Auditor) list(ctx context.Context, res Resource) (string, error) {
 			return "", fmt.Errorf("listing %s: %w", res, err)
 		}
 		out := make([]*Entry, len(page.Items))
+		passed := make([]int32, len(page.Items))
 		a.parallel(len(page.Items), func(i int) {
-			out[i] = a.evaluate(ctx, res, &page.Items[i])
+			out[i], passed[i] = a.evaluate(ctx, res, &page.Items[i])
 		})
 		for i, e := range out {
+			k := keyOf(res, &page.Items[i])
+			if passed[i] > 0 {
+				passes[k] = passed[i]
+			}
 			if e == nil {
 				continue
 			}
 			findings += len(e.Findings)
-			entries[keyOf(res, &page.Items[i])] = e
+			entries[k] = e
 		}
 		if a.o.Progress != nil {
 			a.o.Progress(res.String(), len(page.Items), findings)
@@ -313,7 +323,7 @@ func (a *Auditor) list(ctx context.Context, res Resource) (string, error) {
 			break
 		}
 	}
-	for _, it := range a.store.replace(res.String(), entries) {
+	for _, it := range a.store.replace(res.String(), entries, passes) {
 		a.newFindings(it)
 	}
 	return rv, nil
@@ -351,16 +361,17 @@ func (a *Auditor) parallelN(workers, n int, fn func(int)) {
 	wg.Wait()
 }
 
-// evaluate reviews one object at the audit enforcement point; nil when it
-// has no findings.
-func (a *Auditor) evaluate(ctx context.Context, res Resource, u *unstructured.Unstructured) *Entry {
+// evaluate reviews one object at the audit enforcement point. It returns
+// the object's findings (nil when none) and how many of the constraints
+// that matched it found nothing.
+func (a *Auditor) evaluate(ctx context.Context, res Resource, u *unstructured.Unstructured) (*Entry, int32) {
 	a.objects.Add(1)
 	if a.o.Metrics != nil {
 		a.o.Metrics.Objects.Inc()
 	}
 	ns := u.GetNamespace()
 	if ns != "" && a.isExcluded(ns) || res.Group == "" && res.Kind == "Namespace" && a.isExcluded(u.GetName()) {
-		return nil
+		return nil, 0
 	}
 	obj := u.Object
 	if obj["apiVersion"] == nil || obj["kind"] == nil {
@@ -369,16 +380,17 @@ func (a *Auditor) evaluate(ctx context.Context, res Resource, u *unstructured.Un
 	}
 	r := engine.ObjectReview(obj, "", a.namespaceObject(ctx, ns))
 	r.Resource = engine.GVR{Group: res.Group, Version: res.Version, Resource: res.Resource}
-	resp, err := a.o.Engine.Review(ctx, r, engine.AtEnforcementPoint(apis.PointAudit))
+	resp, err := a.o.Engine.Review(ctx, r, engine.AtEnforcementPoint(apis.PointAudit), engine.RecordMatched())
 	if err != nil {
 		a.o.Log.Warn("audit: object not evaluated", "resource", res.String(), "namespace", ns, "name", u.GetName(), "err", err)
 		if a.o.Metrics != nil {
 			a.o.Metrics.EvalErrors.WithLabelValues("", "").Inc()
 		}
-		return nil
+		return nil, 0
 	}
+	pass := passedConstraints(resp)
 	if len(resp.Results) == 0 && len(resp.Errors) == 0 {
-		return nil
+		return nil, pass
 	}
 	e := &Entry{Kind: engine.GVK{Group: res.Group, Version: res.Version, Kind: res.Kind}, UID: string(u.GetUID())}
 	for _, v := range resp.Results {
@@ -402,7 +414,27 @@ func (a *Auditor) evaluate(ctx context.Context, res Resource, u *unstructured.Un
 		e.Findings = append(e.Findings, Finding{ConstraintKind: ee.ConstraintKind, ConstraintName: ee.ConstraintName, Template: tpl, Message: ee.Err.Error(), Action: ActionError, Since: now()})
 	}
 	sortFindings(e.Findings)
-	return e
+	return e, pass
+}
+
+// passedConstraints counts the constraints that matched an object (itself
+// or what it expands to) and found nothing in either.
+func passedConstraints(resp *engine.Response) int32 {
+	type ref struct{ kind, name string }
+	failed := make(map[ref]bool, len(resp.Results)+len(resp.Errors))
+	for _, r := range resp.Results {
+		failed[ref{r.ConstraintKind, r.ConstraintName}] = true
+	}
+	for _, e := range resp.Errors {
+		failed[ref{e.ConstraintKind, e.ConstraintName}] = true
+	}
+	passed := make(map[ref]bool, len(resp.Matched))
+	for _, m := range resp.Matched {
+		if r := (ref{m.Kind, m.Name}); !failed[r] {
+			passed[r] = true
+		}
+	}
+	return int32(len(passed))
 }
 
 // newFindings is told of findings seen for the first time (Events).

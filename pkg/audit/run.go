@@ -192,22 +192,22 @@ func constraintSet(cs []*engine.Constraint) map[string]*engine.Constraint {
 func (l *Loop) constraintsChanged(ctx context.Context) {
 	cs := l.A.o.Engine.Constraints()
 	cur := constraintSet(cs)
-	var changed []*engine.Constraint
-	removed := false
+	var changed, gone []*engine.Constraint
 	for id, c := range cur {
 		if l.known[id] != c {
 			changed = append(changed, c)
 		}
 	}
-	for id := range l.known {
+	for id, c := range l.known {
 		if _, ok := cur[id]; !ok {
-			removed = true
+			gone = append(gone, c)
 		}
 	}
+	removed := len(gone) > 0
 	if len(changed) == 0 && !removed {
 		return
 	}
-	l.A.o.Log.Debug("audit: constraints changed", "changed", len(changed), "removed", removed)
+	l.A.o.Log.Debug("audit: constraints changed", "changed", len(changed), "removed", len(gone))
 	l.known = cur
 	if removed {
 		l.A.store.dropConstraints(func(kind, name string) bool { _, ok := cur[constraintID(kind, name)]; return ok })
@@ -219,7 +219,9 @@ func (l *Loop) constraintsChanged(ctx context.Context) {
 	}
 	fresh := l.syncWorkers(ctx)
 	for key, w := range l.workers {
-		if !fresh[key] && l.A.canMatch(changed, w.res) {
+		// Findings of removed constraints are gone already; the objects
+		// they matched are listed again for their pass counts.
+		if !fresh[key] && (l.A.canMatch(changed, w.res) || l.A.canMatch(gone, w.res)) {
 			w.requestRelist()
 		}
 	}
@@ -446,10 +448,11 @@ func (l *Loop) follow(ctx context.Context, w *resWorker, wi watch.Interface, rv 
 				}
 				rv = u.GetResourceVersion()
 				var e *Entry
+				var pass int32
 				if ev.Type != watch.Deleted {
-					e = l.A.evaluate(ctx, w.res, u)
+					e, pass = l.A.evaluate(ctx, w.res, u)
 				}
-				if it := l.A.store.put(keyOf(w.res, u), e); it != nil {
+				if it := l.A.store.put(keyOf(w.res, u), e, pass); it != nil {
 					l.A.newFindings(*it)
 				}
 			}

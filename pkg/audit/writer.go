@@ -295,7 +295,7 @@ func (w *Writer) reportClient(format, namespace string) dynamic.ResourceInterfac
 // writeNamespace applies the report parts of one namespace that changed
 // and deletes parts no longer needed.
 func (w *Writer) writeNamespace(ctx context.Context, format, ns string, info map[string]PolicyInfo) error {
-	parts, err := BuildReports(format, ns, w.A.store.namespace(ns), info)
+	parts, err := BuildReports(format, ns, w.A.store.namespace(ns), info, w.A.store.passed(ns))
 	if err != nil {
 		return err
 	}
