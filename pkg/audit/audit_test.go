@@ -333,7 +333,7 @@ func TestStoreKeepsFirstSeenAndDropsWhatAListingNoLongerHas(t *testing.T) {
 	if s.passed("a") != 3 {
 		t.Errorf("passes in a: %d, want 3", s.passed("a"))
 	}
-	fresh := s.replace("v1/pods", map[ObjectKey]*Entry{k1: f(50)}, map[ObjectKey]int32{k1: 2})
+	fresh := s.replace("v1/pods", func(string) bool { return true }, map[ObjectKey]*Entry{k1: f(50)}, map[ObjectKey]int32{k1: 2})
 	if len(fresh) != 0 {
 		t.Errorf("a finding seen before is reported as new: %v", fresh)
 	}
@@ -544,4 +544,42 @@ func TestWatchEventsGoOnDuringARelistAndWinOverIt(t *testing.T) {
 	if has("bad") {
 		t.Error("the listing brought back a pod the watch saw deleted")
 	}
+}
+
+// A Namespace whose labels change has its objects evaluated again at once
+// (a namespaceSelector now matches them, or no longer does), by listing
+// that namespace only, not the whole resource.
+func TestNamespaceLabelChangeReevaluatesItsObjects(t *testing.T) {
+	selected := constraint("K8sRequiredTeam", "team", "deny", []string{"Pod"}) + "    namespaceSelector: {matchLabels: {audit: \"on\"}}\n"
+	e := testEngine(t, labelsTemplate, selected)
+	dyn, disc := fakeCluster(obj("v1", "Namespace", "", "a", nil), obj("v1", "Namespace", "", "b", nil),
+		obj("v1", "Pod", "a", "bad", nil), obj("v1", "Pod", "b", "bad", nil))
+	a := New(Options{Engine: e, Dynamic: dyn, Discovery: disc, Log: quiet()})
+	ctx := startLoop(t, a)
+	if n := len(a.Items()); n != 0 {
+		t.Fatalf("%d findings before any namespace is selected", n)
+	}
+	waitFor(t, "namespaces watched", watching(dyn, "namespaces"))
+	waitFor(t, "pods watched", watching(dyn, "pods"))
+	setLabels := func(labels map[string]string) {
+		t.Helper()
+		if _, err := dyn.Resource(namespacesGVR).Update(ctx, obj("v1", "Namespace", "", "a", labels), metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setLabels(map[string]string{"audit": "on"})
+	waitFor(t, "the pod of the newly selected namespace is audited", func() bool {
+		return strings.Join(summarize(a.Items()), "\n") == "Pod a/bad K8sRequiredTeam/team deny"
+	})
+	podLists := map[string]int{}
+	for _, act := range dyn.Actions() {
+		if act.GetVerb() == "list" && act.GetResource().Resource == "pods" {
+			podLists[act.GetNamespace()]++
+		}
+	}
+	if podLists[""] != 1 || podLists["a"] != 1 || podLists["b"] != 0 {
+		t.Errorf("pod listings by namespace: %v, want the first pass and namespace a once", podLists)
+	}
+	setLabels(nil)
+	waitFor(t, "the pod leaves the findings once its namespace is no longer selected", func() bool { return len(a.Items()) == 0 })
 }

@@ -57,6 +57,9 @@ type Auditor struct {
 	// excludeAlso are excluded besides the Config's (a --policy set's Config).
 	excludeAlso []string
 	namespaces  sync.Map // name -> map[string]any
+	// namespacesWatched is set once a watch keeps namespaces current; a
+	// pass then no longer lists them.
+	namespacesWatched atomic.Bool
 
 	// objects counts evaluations since the counter was last reset.
 	objects atomic.Int64
@@ -117,7 +120,10 @@ func (a *Auditor) setListError(res Resource, err error) {
 // namespaceSelector), once per full pass.
 func (a *Auditor) refresh(ctx context.Context) {
 	a.readConfig(ctx)
-	list, err := a.o.Dynamic.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}).List(ctx, metav1.ListOptions{})
+	if a.namespacesWatched.Load() {
+		return
+	}
+	list, err := a.o.Dynamic.Resource(namespacesGVR).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		a.o.Log.Warn("audit: listing namespaces for namespaceSelector", "err", err)
 		return
@@ -135,6 +141,8 @@ func (a *Auditor) refresh(ctx context.Context) {
 		return true
 	})
 }
+
+var namespacesGVR = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
 
 var configGVR = schema.GroupVersionResource{Group: apis.ConfigGroup, Version: "v1alpha1", Resource: "configs"}
 
@@ -191,7 +199,7 @@ func (a *Auditor) namespaceObject(ctx context.Context, name string) map[string]a
 	if v, ok := a.namespaces.Load(name); ok {
 		return v.(map[string]any)
 	}
-	u, err := a.o.Dynamic.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}).Get(ctx, name, metav1.GetOptions{})
+	u, err := a.o.Dynamic.Resource(namespacesGVR).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return nil
 	}
@@ -288,13 +296,22 @@ func (a *Auditor) client(r Resource) dynamic.ResourceInterface {
 // meanwhile). It returns the listing's resourceVersion, from
 // which a watch continues.
 func (a *Auditor) list(ctx context.Context, res Resource) (string, error) {
+	return a.listIn(ctx, res, "")
+}
+
+// listIn is list for the objects of one namespace (all for "").
+func (a *Auditor) listIn(ctx context.Context, res Resource, ns string) (string, error) {
 	entries := map[ObjectKey]*Entry{}
 	passes := map[ObjectKey]int32{}
 	cont, rv := "", ""
 	findings := 0
+	client := a.client(res)
+	if ns != "" {
+		client = a.o.Dynamic.Resource(res.gvr()).Namespace(ns)
+	}
 	a.store.beginListing(res.String())
 	for {
-		page, err := a.client(res).List(ctx, metav1.ListOptions{Limit: a.o.ChunkSize, Continue: cont})
+		page, err := client.List(ctx, metav1.ListOptions{Limit: a.o.ChunkSize, Continue: cont})
 		if err != nil {
 			a.store.endListing(res.String())
 			return "", fmt.Errorf("listing %s: %w", res, err)
@@ -315,7 +332,7 @@ func (a *Auditor) list(ctx context.Context, res Resource) (string, error) {
 			findings += len(e.Findings)
 			entries[k] = e
 		}
-		if a.o.Progress != nil {
+		if a.o.Progress != nil && ns == "" {
 			a.o.Progress(res.String(), len(page.Items), findings)
 		}
 		cont, rv = page.GetContinue(), page.GetResourceVersion()
@@ -323,7 +340,11 @@ func (a *Auditor) list(ctx context.Context, res Resource) (string, error) {
 			break
 		}
 	}
-	for _, it := range a.store.replace(res.String(), entries, passes) {
+	inScope := func(string) bool { return true }
+	if ns != "" {
+		inScope = func(n string) bool { return n == ns }
+	}
+	for _, it := range a.store.replace(res.String(), inScope, entries, passes) {
 		a.newFindings(it)
 	}
 	return rv, nil

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"maps"
 	"sync"
 	"time"
 
@@ -9,7 +10,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
+	toolscache "k8s.io/client-go/tools/cache"
 )
 
 // DefaultInterval is the time between full passes, as Gatekeeper's
@@ -95,6 +98,12 @@ type resWorker struct {
 	relist  chan chan struct{}
 	cancel  context.CancelFunc
 	done    chan struct{}
+
+	// relabelled holds the namespaces whose labels changed, whose objects
+	// of this resource are to be evaluated again; nsChanged signals it.
+	nsMu       sync.Mutex
+	relabelled map[string]bool
+	nsChanged  chan struct{}
 }
 
 // Run runs the loop until ctx ends.
@@ -107,6 +116,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	}
 	l.listSem = make(chan struct{}, l.MaxParallelLists)
 	l.workers = map[string]*resWorker{}
+	relabelled := l.watchNamespaces(ctx)
 	l.known = constraintSet(l.A.o.Engine.Constraints())
 	if l.InventoryGeneration != nil {
 		l.invGen = l.InventoryGeneration()
@@ -174,6 +184,12 @@ func (l *Loop) Run(ctx context.Context) error {
 		case <-poll.C:
 			l.constraintsChanged(ctx)
 			l.inventoryChanged()
+		case ns := <-relabelled:
+			for _, w := range l.workers {
+				if w.res.Namespaced {
+					w.requestNamespace(ns)
+				}
+			}
 		}
 	}
 }
@@ -275,7 +291,8 @@ func (l *Loop) syncWorkers(ctx context.Context) map[string]bool {
 			continue
 		}
 		wctx, cancel := context.WithCancel(ctx)
-		w := &resWorker{res: r, relist: make(chan chan struct{}, 16), cancel: cancel, done: make(chan struct{}), initial: make(chan struct{})}
+		w := &resWorker{res: r, relist: make(chan chan struct{}, 16), cancel: cancel, done: make(chan struct{}), initial: make(chan struct{}),
+			relabelled: map[string]bool{}, nsChanged: make(chan struct{}, 1)}
 		l.workers[key] = w
 		fresh[key] = true
 		go l.work(wctx, w)
@@ -387,10 +404,129 @@ func (l *Loop) work(ctx context.Context, w *resWorker) {
 			case c := <-w.relist:
 				waiting = append(waiting, c)
 				_, _ = list() // a failure is recorded; the watch goes on
+			case <-w.nsChanged:
+				l.listRelabelled(ctx, w)
 			}
 		}
 		stop()
 	}
+}
+
+// requestNamespace asks the worker to evaluate again the objects of one
+// namespace (its labels changed).
+func (w *resWorker) requestNamespace(ns string) {
+	w.nsMu.Lock()
+	w.relabelled[ns] = true
+	w.nsMu.Unlock()
+	select {
+	case w.nsChanged <- struct{}{}:
+	default:
+	}
+}
+
+// listRelabelled lists the resource in each namespace whose labels changed
+// and evaluates its objects again: a namespaceSelector (or a policy
+// reading the namespace) may judge them differently now. It runs between
+// the worker's full listings, so neither undoes the other; a listing
+// started before the change is followed by this one.
+func (l *Loop) listRelabelled(ctx context.Context, w *resWorker) {
+	w.nsMu.Lock()
+	todo := w.relabelled
+	w.relabelled = map[string]bool{}
+	w.nsMu.Unlock()
+	for ns := range todo {
+		select {
+		case l.listSem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		_, err := l.A.listIn(ctx, w.res, ns)
+		<-l.listSem
+		if err != nil && ctx.Err() == nil {
+			l.A.o.Log.Warn("audit: objects of a relabelled namespace not evaluated again (the next pass will)", "resource", w.res.String(), "namespace", ns, "err", err)
+		}
+	}
+}
+
+// watchNamespaces keeps the auditor's Namespaces (namespaceSelector,
+// input.review.namespaceObject) current from a watch and sends the name of
+// each Namespace whose labels change.
+func (l *Loop) watchNamespaces(ctx context.Context) <-chan string {
+	client := l.A.o.Dynamic.Resource(namespacesGVR)
+	lw := &toolscache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return client.List(ctx, o) },
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return client.Watch(ctx, o)
+		},
+	}
+	// The client says whether it can stream the initial listing (a fake
+	// cannot).
+	inf := toolscache.NewSharedIndexInformer(toolscache.ToListWatcherWithWatchListSemantics(lw, l.A.o.Dynamic), &unstructured.Unstructured{}, 0, toolscache.Indexers{})
+	// Only what matching and policies read of a Namespace is kept.
+	_ = inf.SetTransform(func(o any) (any, error) {
+		if u, ok := o.(*unstructured.Unstructured); ok {
+			u.SetManagedFields(nil)
+		}
+		return o, nil
+	})
+	changed := make(chan string, 64)
+	var pending sync.Map // names not yet sent (the channel was full)
+	send := func(name string) {
+		select {
+		case changed <- name:
+		default:
+			pending.Store(name, true)
+		}
+	}
+	_, _ = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(o any) {
+			if u, ok := o.(*unstructured.Unstructured); ok {
+				l.A.namespaces.Store(u.GetName(), u.Object)
+			}
+		},
+		UpdateFunc: func(before, after any) {
+			b, ok1 := before.(*unstructured.Unstructured)
+			u, ok2 := after.(*unstructured.Unstructured)
+			if !ok1 || !ok2 {
+				return
+			}
+			l.A.namespaces.Store(u.GetName(), u.Object)
+			if !maps.Equal(b.GetLabels(), u.GetLabels()) {
+				send(u.GetName())
+			}
+		},
+		DeleteFunc: func(o any) {
+			if d, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
+				o = d.Obj
+			}
+			if u, ok := o.(*unstructured.Unstructured); ok {
+				l.A.namespaces.Delete(u.GetName())
+			}
+		},
+	})
+	l.A.namespacesWatched.Store(true)
+	go inf.RunWithContext(ctx)
+	go func() { // hand over what did not fit, without blocking the informer
+		t := time.NewTicker(pollInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			pending.Range(func(k, _ any) bool {
+				select {
+				case changed <- k.(string):
+					pending.Delete(k)
+					return true
+				default:
+					return false
+				}
+			})
+		}
+	}()
+	return changed
 }
 
 // watch follows the resource from rv, re-evaluating objects one by one,

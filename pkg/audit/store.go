@@ -201,17 +201,18 @@ func (s *store) endListing(resource string) {
 	delete(s.listing, resource)
 }
 
-// replace swaps every entry (and pass count) of one resource for a fresh
-// listing's, so a pass leaves nothing stale behind (objects deleted while
-// no watch ran), except objects a watch event changed while the listing
-// ran. It returns the findings that are new.
-func (s *store) replace(resource string, entries map[ObjectKey]*Entry, passes map[ObjectKey]int32) []Item {
+// replace swaps every entry (and pass count) of one resource in the
+// namespaces inScope for a fresh listing's, so a pass leaves nothing stale
+// behind (objects deleted while no watch ran), except objects a watch
+// event changed while the listing ran. It returns the findings that are
+// new.
+func (s *store) replace(resource string, inScope func(ns string) bool, entries map[ObjectKey]*Entry, passes map[ObjectKey]int32) []Item {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	touched := s.listing[resource]
 	delete(s.listing, resource)
 	for k := range s.passes {
-		if _, ok := passes[k]; !ok && k.Resource == resource && !touched[k] {
+		if _, ok := passes[k]; !ok && k.Resource == resource && inScope(k.Namespace) && !touched[k] {
 			s.setPassLocked(k, 0)
 		}
 	}
@@ -222,6 +223,9 @@ func (s *store) replace(resource string, entries map[ObjectKey]*Entry, passes ma
 	}
 	var fresh []Item
 	for ns, m := range s.byNS {
+		if !inScope(ns) {
+			continue
+		}
 		for k, old := range m {
 			if k.Resource != resource || touched[k] {
 				continue
@@ -272,7 +276,7 @@ func sameFindings(a, b *Entry) bool {
 
 // dropResource forgets every entry of a resource no longer audited.
 func (s *store) dropResource(resource string) {
-	s.replace(resource, nil, nil)
+	s.replace(resource, func(string) bool { return true }, nil, nil)
 }
 
 // dropConstraints removes the findings of constraints keep rejects (a
