@@ -28,6 +28,7 @@ var (
 	auditBenchPods = flag.Int("audit-bench-pods", 0, "TestAuditBenchmark: Pods to seed (100 per namespace); 0 skips the benchmark")
 	auditBenchLog  = flag.String("audit-bench-log", "", "TestAuditBenchmark: copy the audited bouncer's debug log to this file")
 	auditBenchProf = flag.String("audit-bench-cpuprofile", "", "TestAuditBenchmark: write a 10s CPU profile of the audited bouncer, taken after its first pass, to this file")
+	auditBenchHeap = flag.String("audit-bench-heapprofile", "", "TestAuditBenchmark: write a heap profile of the audited bouncer, taken after its first pass, to this file")
 )
 
 // TestAuditBenchmark measures the first full audit pass of `bouncer serve`
@@ -149,6 +150,11 @@ func TestAuditBenchmark(t *testing.T) {
 			_ = os.WriteFile(*auditBenchProf, b, 0o644)
 		}()
 	}
+	if *auditBenchHeap != "" {
+		if err := saveURL(p.probeURL+"/debug/pprof/heap", *auditBenchHeap); err != nil {
+			t.Logf("heap profile: %v", err)
+		}
+	}
 	d, _ := time.ParseDuration(pass["duration"].(string))
 	objects := pass["objects"].(float64)
 	t.Logf("first full pass: %s, %.0f objects, %.0f objects/s, %v resources", d.Round(10*time.Millisecond), objects, objects/d.Seconds(), pass["resources"])
@@ -181,6 +187,19 @@ func TestAuditBenchmark(t *testing.T) {
 	}
 	t.Logf("a deleted Pod left its report after %s", time.Since(t0).Round(10*time.Millisecond))
 	t.Logf("peak RSS at the end: %s", peakRSS(p.cmd.Process.Pid))
+}
+
+func saveURL(url, file string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, b, 0o644)
 }
 
 func reportNames(t *testing.T, dyn dynamic.Interface, ns, name string) bool {
