@@ -193,7 +193,7 @@ func TestAuditAPIServerRestartMidPass(t *testing.T) {
 	if !at.After(restartAt) {
 		t.Errorf("the first pass ended at %s, before the restart began (%s): the restart was not mid-pass", at, restartAt)
 	}
-	t.Logf("first pass: %v, ended %s after the restart began", done["duration"], at.Sub(restartAt).Round(100*time.Millisecond))
+	t.Logf("first pass (listings cut by the restart are retried after it): %v, ended %s after the restart began", done["duration"], at.Sub(restartAt).Round(100*time.Millisecond))
 }
 
 // createWithRetry creates a Pod without a team label, retrying while the
