@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -467,7 +468,7 @@ func TestWriterPutsANamespaceChangedMidFlushAheadOfTheBacklog(t *testing.T) {
 		return true, &unstructured.Unstructured{Object: map[string]any{}}, nil
 	})
 	w := &Writer{A: a, Dynamic: dyn, Formats: []string{FormatPolicyReport}, Log: quiet(),
-		statuses: map[string]string{}, reports: map[string]string{}, parts: map[string]map[string][]string{}, pruned: true}
+		statuses: map[string]string{}, reports: map[string][sha256.Size]byte{}, parts: map[string]map[string][]string{}, pruned: true}
 	w.Flush(context.Background())
 	at := slices.Index(order, "late")
 	if at < 0 || at >= backlog {
