@@ -176,6 +176,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	log := o.Log
 	ctrllog.SetLogger(logr.FromSlogHandler(log.Handler()))
+	setMemoryLimit(log)
 	kube, err := kubernetes.NewForConfig(o.Config)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)

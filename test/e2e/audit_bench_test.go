@@ -28,6 +28,7 @@ var (
 	auditBenchPods = flag.Int("audit-bench-pods", 0, "TestAuditBenchmark: Pods to seed (100 per namespace); 0 skips the benchmark")
 	auditBenchLog  = flag.String("audit-bench-log", "", "TestAuditBenchmark: copy the audited bouncer's debug log to this file")
 	auditBenchProf = flag.String("audit-bench-cpuprofile", "", "TestAuditBenchmark: write a 10s CPU profile of the audited bouncer, taken after its first pass, to this file")
+	auditBenchMem  = flag.String("audit-bench-gomemlimit", "", "TestAuditBenchmark: run the audited bouncer with this GOMEMLIMIT (e.g. 250MiB), as a deployment sets it from its memory limit")
 	auditBenchHeap = flag.String("audit-bench-heapprofile", "", "TestAuditBenchmark: write a heap profile of the audited bouncer, taken after its first pass, to this file")
 )
 
@@ -109,11 +110,15 @@ func TestAuditBenchmark(t *testing.T) {
 		}
 		return nil
 	})
+	t.Logf("peak RSS of a replica that does not audit, the library loaded: %s", peakRSS(loader.cmd.Process.Pid))
 	loader.stop()
 	t.Cleanup(func() {
 		_, _ = kubectl(t, readFile(t, "deploy/reports/wgpolicyk8s.yaml"), "delete", "--ignore-not-found", "-f", "-")
 	})
 
+	if *auditBenchMem != "" {
+		t.Setenv("GOMEMLIMIT", *auditBenchMem)
+	}
 	p := startBouncer(t, "bouncer-bench", "--namespace", sys, "--leader-election-id", "audit-bench", "--install-report-crds", "--audit-report-format", "policyreport", "--profiling")
 	if *auditBenchLog != "" {
 		t.Cleanup(func() {
