@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime"
 	"slices"
 	"sort"
@@ -99,11 +100,7 @@ func (a *Auditor) Passed() map[string]int64 { return a.store.passedByNamespace()
 func (a *Auditor) ListErrors() map[string]error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	out := make(map[string]error, len(a.listErrs))
-	for k, v := range a.listErrs {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(a.listErrs)
 }
 
 func (a *Auditor) setListError(res Resource, err error) {

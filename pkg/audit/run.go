@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -116,7 +117,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	}
 	l.listSem = make(chan struct{}, l.MaxParallelLists)
 	l.workers = map[string]*resWorker{}
-	relabelled := l.watchNamespaces(ctx)
+	relabelled, takeRelabelled := l.watchNamespaces(ctx)
 	l.known = constraintSet(l.A.o.Engine.Constraints())
 	if l.InventoryGeneration != nil {
 		l.invGen = l.InventoryGeneration()
@@ -184,10 +185,12 @@ func (l *Loop) Run(ctx context.Context) error {
 		case <-poll.C:
 			l.constraintsChanged(ctx)
 			l.inventoryChanged()
-		case ns := <-relabelled:
-			for _, w := range l.workers {
-				if w.res.Namespaced {
-					w.requestNamespace(ns)
+		case <-relabelled:
+			for _, ns := range takeRelabelled() {
+				for _, w := range l.workers {
+					if w.res.Namespaced {
+						w.requestNamespace(ns)
+					}
 				}
 			}
 		}
@@ -449,9 +452,9 @@ func (l *Loop) listRelabelled(ctx context.Context, w *resWorker) {
 }
 
 // watchNamespaces keeps the auditor's Namespaces (namespaceSelector,
-// input.review.namespaceObject) current from a watch and sends the name of
-// each Namespace whose labels change.
-func (l *Loop) watchNamespaces(ctx context.Context) <-chan string {
+// input.review.namespaceObject) current from a watch. The channel signals
+// that Namespaces changed labels; take returns their names.
+func (l *Loop) watchNamespaces(ctx context.Context) (relabelled <-chan struct{}, take func() []string) {
 	client := l.A.o.Dynamic.Resource(namespacesGVR)
 	lw := &toolscache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return client.List(ctx, o) },
@@ -469,14 +472,26 @@ func (l *Loop) watchNamespaces(ctx context.Context) <-chan string {
 		}
 		return o, nil
 	})
-	changed := make(chan string, 64)
-	var pending sync.Map // names not yet sent (the channel was full)
+	// The informer must not block on the loop: names gather in a set and
+	// the loop is signalled to take them.
+	var mu sync.Mutex
+	pending := map[string]bool{}
+	signal := make(chan struct{}, 1)
 	send := func(name string) {
+		mu.Lock()
+		pending[name] = true
+		mu.Unlock()
 		select {
-		case changed <- name:
+		case signal <- struct{}{}:
 		default:
-			pending.Store(name, true)
 		}
+	}
+	take = func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		names := slices.Collect(maps.Keys(pending))
+		clear(pending)
+		return names
 	}
 	_, _ = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc: func(o any) {
@@ -506,27 +521,7 @@ func (l *Loop) watchNamespaces(ctx context.Context) <-chan string {
 	})
 	l.A.namespacesWatched.Store(true)
 	go inf.RunWithContext(ctx)
-	go func() { // hand over what did not fit, without blocking the informer
-		t := time.NewTicker(pollInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			pending.Range(func(k, _ any) bool {
-				select {
-				case changed <- k.(string):
-					pending.Delete(k)
-					return true
-				default:
-					return false
-				}
-			})
-		}
-	}()
-	return changed
+	return signal, take
 }
 
 // watch follows the resource from rv, re-evaluating objects one by one,

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"maps"
 	"sort"
 	"sync"
 	"time"
@@ -403,11 +404,7 @@ func (s *store) passed(ns string) int64 {
 func (s *store) passedByNamespace() map[string]int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]int64, len(s.passByNS))
-	for ns, n := range s.passByNS {
-		out[ns] = n
-	}
-	return out
+	return maps.Clone(s.passByNS)
 }
 
 func sortItems(items []Item) {

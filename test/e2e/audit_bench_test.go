@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -129,19 +128,10 @@ func TestAuditBenchmark(t *testing.T) {
 	}
 	var pass map[string]any
 	eventually(t, 300*time.Second, func() error {
-		f, err := os.Open(p.log)
-		if err != nil {
-			return err
+		if pass = p.firstLogLine("audit pass done"); pass == nil {
+			return fmt.Errorf("no audit pass yet")
 		}
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 1<<20), 1<<24)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), `"audit pass done"`) {
-				return json.Unmarshal(sc.Bytes(), &pass)
-			}
-		}
-		return fmt.Errorf("no audit pass yet")
+		return nil
 	})
 	if *auditBenchProf != "" {
 		go func() {
