@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"sort"
 	"strings"
 	"sync"
@@ -137,22 +136,9 @@ func TestAuditAPIServerRestartMidPass(t *testing.T) {
 	t.Logf("kube-apiserver restarted in %s", time.Since(restartAt).Round(100*time.Millisecond))
 
 	// What a fresh pass finds.
-	out, err := exec.Command(bouncerBin, "audit", "--kubeconfig", cluster.Kubeconfig, "-o", "json").Output()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-		t.Fatalf("bouncer audit: %v (want exit code 1 for deny violations)\n%s", err, out)
-	}
-	var fresh struct {
-		Results []struct {
-			Namespace, Name string
-			Violations      []struct{ ConstraintName, EnforcementAction string }
-		} `json:"results"`
-	}
-	if err := json.Unmarshal(out, &fresh); err != nil {
-		t.Fatalf("bouncer audit -o json: %v", err)
-	}
 	freshIn := map[string][]string{}
 	freshTotal := map[string]int64{}
-	for _, o := range fresh.Results {
+	for _, o := range auditJSON(t) {
 		if !strings.HasPrefix(o.Namespace, "audit-e2e-restart-") {
 			continue
 		}
