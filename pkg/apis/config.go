@@ -35,3 +35,17 @@ type MatchEntry struct {
 	ExcludedNamespaces []string `json:"excludedNamespaces,omitempty"`
 	Processes          []string `json:"processes,omitempty"`
 }
+
+// SyncSet names kinds to replicate into data.inventory, as Gatekeeper's
+// syncset.gatekeeper.sh/v1alpha1 SyncSet (cluster-scoped). What is synced
+// is the union of every SyncSet's gvks and the Config's syncOnly.
+type SyncSet struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              SyncSetSpec `json:"spec,omitempty"`
+}
+
+// SyncSetSpec lists the kinds a SyncSet asks for.
+type SyncSetSpec struct {
+	GVKs []SyncOnlyEntry `json:"gvks,omitempty"`
+}

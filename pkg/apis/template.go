@@ -14,6 +14,8 @@ const (
 	ExpansionGroup = "expansion.gatekeeper.sh"
 	// ConfigGroup is the API group of Config.
 	ConfigGroup = "config.gatekeeper.sh"
+	// SyncSetGroup is the API group of SyncSet.
+	SyncSetGroup = "syncset.gatekeeper.sh"
 	// SuiteGroup is the API group of gator-style test Suites.
 	SuiteGroup = "test.gatekeeper.sh"
 
@@ -27,6 +29,7 @@ const (
 	KindConstraintTemplate = "ConstraintTemplate"
 	KindExpansionTemplate  = "ExpansionTemplate"
 	KindConfig             = "Config"
+	KindSyncSet            = "SyncSet"
 	KindSuite              = "Suite"
 )
 

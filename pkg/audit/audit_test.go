@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -203,6 +204,10 @@ func TestPassAuditsMatchedKindsWithTheirActions(t *testing.T) {
 	if st.Resources != 1 || st.Objects != 3 {
 		t.Errorf("pass stats: %+v, want 1 resource (pods) and 3 objects", st)
 	}
+	// a/good passes both constraints; a/bad fails both; skip-me is excluded.
+	if got := a.Passed(); len(got) != 1 || got["a"] != 2 {
+		t.Errorf("passes by namespace: %v, want a: 2", got)
+	}
 	if listed(dyn, "configmaps") || listed(dyn, "secrets") {
 		t.Error("kinds no constraint can match were listed")
 	}
@@ -232,7 +237,9 @@ func TestPassGoesOnPastForbiddenKindsAndPolicyErrors(t *testing.T) {
 
 func TestStatusCapsInAFixedOrder(t *testing.T) {
 	var items []Item
-	for i := range 25 {
+	// More than the status keeps while counting, so the subset is cut on
+	// the way too.
+	for i := range 100 {
 		items = append(items, Item{Key: ObjectKey{Resource: "v1/pods", Namespace: fmt.Sprintf("ns%02d", i), Name: "p"},
 			Entry: &Entry{Kind: engine.GVK{Version: "v1", Kind: "Pod"}, Findings: []Finding{{ConstraintKind: "K", ConstraintName: "c", Message: "m", Action: "deny"}}}})
 	}
@@ -242,8 +249,8 @@ func TestStatusCapsInAFixedOrder(t *testing.T) {
 	rand.New(rand.NewSource(1)).Shuffle(len(items), func(i, j int) { items[i], items[j] = items[j], items[i] })
 	second := constraintStatuses(items, want, 20, at)
 	st := first["K/c"]
-	if st.TotalViolations != 25 || len(st.Violations) != 20 {
-		t.Fatalf("total %d, shown %d; want 25 and 20", st.TotalViolations, len(st.Violations))
+	if st.TotalViolations != 100 || len(st.Violations) != 20 {
+		t.Fatalf("total %d, shown %d; want 100 and 20", st.TotalViolations, len(st.Violations))
 	}
 	if st.Violations[0].Namespace != "ns00" || st.Violations[19].Namespace != "ns19" {
 		t.Errorf("shown subset is not the first 20 by namespace: %s .. %s", st.Violations[0].Namespace, st.Violations[19].Namespace)
@@ -270,14 +277,14 @@ func TestReportsSplitIntoPartsBelowTheLimit(t *testing.T) {
 	}
 	info := map[string]PolicyInfo{"K/c": {Severity: "high", Category: "baseline"}}
 	for _, format := range []string{FormatPolicyReport, FormatOpenReports} {
-		parts, err := BuildReports(format, "a", items, info)
+		parts, err := BuildReports(format, "a", items, info, 5)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(parts) < 3 {
 			t.Fatalf("%s: %d parts for ~1.2 MB of results, want at least 3", format, len(parts))
 		}
-		fail, warn := int64(0), int64(0)
+		fail, warn, pass := int64(0), int64(0), int64(0)
 		for i, p := range parts {
 			b, _ := json.Marshal(p.Object)
 			if len(b) > maxReportBytes+64<<10 {
@@ -289,22 +296,29 @@ func TestReportsSplitIntoPartsBelowTheLimit(t *testing.T) {
 			sum := p.Object["summary"].(map[string]any)
 			fail += sum["fail"].(int64)
 			warn += sum["warn"].(int64)
+			pass += sum["pass"].(int64)
 		}
-		if fail != 600 || warn != 600 {
-			t.Errorf("%s: summaries count %d fail, %d warn; want 600 each", format, fail, warn)
+		if fail != 600 || warn != 600 || pass != 5 {
+			t.Errorf("%s: summaries count %d fail, %d warn, %d pass; want 600, 600 and 5 (passes counted once)", format, fail, warn, pass)
 		}
 		r := parts[0].Object["results"].([]any)[0].(map[string]any)
 		if r["policy"] != "c" || r["rule"] != "k" || r["severity"] != "high" || r["category"] != "baseline" || r["source"] != "bouncer" || r["result"] != "fail" {
 			t.Errorf("%s first result: %v", format, r)
 		}
 	}
-	pr, _ := BuildReports(FormatPolicyReport, "", items[:1], info)
-	or, _ := BuildReports(FormatOpenReports, "", items[:1], info)
+	pr, _ := BuildReports(FormatPolicyReport, "", items[:1], info, 0)
+	or, _ := BuildReports(FormatOpenReports, "", items[:1], info, 0)
 	if pr[0].GetKind() != "ClusterPolicyReport" || pr[0].GetAPIVersion() != "wgpolicyk8s.io/v1alpha2" || or[0].GetKind() != "ClusterReport" || or[0].GetAPIVersion() != "openreports.io/v1alpha1" {
 		t.Errorf("cluster reports: %s %s, %s %s", pr[0].GetAPIVersion(), pr[0].GetKind(), or[0].GetAPIVersion(), or[0].GetKind())
 	}
-	if none, _ := BuildReports(FormatOpenReports, "a", nil, info); len(none) != 0 {
+	if none, _ := BuildReports(FormatOpenReports, "a", nil, info, 0); len(none) != 0 {
 		t.Errorf("%d reports for nothing", len(none))
+	}
+	// A namespace where everything passes still has its report, with no
+	// results listed and the passes counted.
+	clean, _ := BuildReports(FormatOpenReports, "a", nil, info, 7)
+	if len(clean) != 1 || clean[0].Object["summary"].(map[string]any)["pass"] != int64(7) || len(clean[0].Object["results"].([]any)) != 0 {
+		t.Errorf("report of a namespace with only passes: %v", clean)
 	}
 }
 
@@ -315,11 +329,14 @@ func TestStoreKeepsFirstSeenAndDropsWhatAListingNoLongerHas(t *testing.T) {
 	f := func(since int64) *Entry {
 		return &Entry{Findings: []Finding{{ConstraintKind: "K", ConstraintName: "c", Message: "m", Action: "deny", Since: time.Unix(since, 0)}}}
 	}
-	if it := s.put(k1, f(1)); it == nil {
+	if it := s.put(k1, f(1), 0); it == nil {
 		t.Error("a first finding is not reported as new")
 	}
-	s.put(k2, f(1))
-	fresh := s.replace("v1/pods", map[ObjectKey]*Entry{k1: f(50)})
+	s.put(k2, f(1), 3)
+	if s.passed("a") != 3 {
+		t.Errorf("passes in a: %d, want 3", s.passed("a"))
+	}
+	fresh := s.replace("v1/pods", func(string) bool { return true }, map[ObjectKey]*Entry{k1: f(50)}, map[ObjectKey]int32{k1: 2})
 	if len(fresh) != 0 {
 		t.Errorf("a finding seen before is reported as new: %v", fresh)
 	}
@@ -330,6 +347,14 @@ func TestStoreKeepsFirstSeenAndDropsWhatAListingNoLongerHas(t *testing.T) {
 	if got := items[0].Findings[0].Since.Unix(); got != 1 {
 		t.Errorf("first-seen time %d, want 1 (kept from before)", got)
 	}
+	if s.passed("a") != 2 {
+		t.Errorf("passes in a after the listing: %d, want 2 (p2's gone with it)", s.passed("a"))
+	}
+	s.put(k1, nil, 0) // deleted
+	if s.passed("a") != 0 || len(s.namespaces()) != 0 {
+		t.Errorf("after the last object went: %d passes, namespaces %v", s.passed("a"), s.namespaces())
+	}
+	s.put(k1, f(60), 0)
 	s.dropConstraints(func(kind, name string) bool { return false })
 	if len(s.all()) != 0 {
 		t.Error("findings of a removed constraint stay")
@@ -430,7 +455,7 @@ func TestWriterPutsANamespaceChangedMidFlushAheadOfTheBacklog(t *testing.T) {
 	const backlog = 20
 	for i := range backlog {
 		ns := fmt.Sprintf("ns%02d", i)
-		a.store.put(ObjectKey{Resource: "v1/pods", Namespace: ns, Name: "p"}, finding("p"))
+		a.store.put(ObjectKey{Resource: "v1/pods", Namespace: ns, Name: "p"}, finding("p"), 0)
 	}
 	var mu sync.Mutex
 	var order []string
@@ -440,12 +465,12 @@ func TestWriterPutsANamespaceChangedMidFlushAheadOfTheBacklog(t *testing.T) {
 		first := len(order) == 1
 		mu.Unlock()
 		if first { // a watch event arrives while the first writes are in flight
-			a.store.put(ObjectKey{Resource: "v1/pods", Namespace: "late", Name: "q"}, finding("q"))
+			a.store.put(ObjectKey{Resource: "v1/pods", Namespace: "late", Name: "q"}, finding("q"), 0)
 		}
 		return true, &unstructured.Unstructured{Object: map[string]any{}}, nil
 	})
 	w := &Writer{A: a, Dynamic: dyn, Formats: []string{FormatPolicyReport}, Log: quiet(),
-		statuses: map[string]string{}, reports: map[string]string{}, parts: map[string]map[string][]string{}, pruned: true}
+		statuses: map[string]string{}, reports: map[string][sha256.Size]byte{}, parts: map[string]map[string][]string{}, pruned: true}
 	w.Flush(context.Background())
 	at := slices.Index(order, "late")
 	if at < 0 || at >= backlog {
@@ -522,4 +547,42 @@ func TestWatchEventsGoOnDuringARelistAndWinOverIt(t *testing.T) {
 	if has("bad") {
 		t.Error("the listing brought back a pod the watch saw deleted")
 	}
+}
+
+// A Namespace whose labels change has its objects evaluated again at once
+// (a namespaceSelector now matches them, or no longer does), by listing
+// that namespace only, not the whole resource.
+func TestNamespaceLabelChangeReevaluatesItsObjects(t *testing.T) {
+	selected := constraint("K8sRequiredTeam", "team", "deny", []string{"Pod"}) + "    namespaceSelector: {matchLabels: {audit: \"on\"}}\n"
+	e := testEngine(t, labelsTemplate, selected)
+	dyn, disc := fakeCluster(obj("v1", "Namespace", "", "a", nil), obj("v1", "Namespace", "", "b", nil),
+		obj("v1", "Pod", "a", "bad", nil), obj("v1", "Pod", "b", "bad", nil))
+	a := New(Options{Engine: e, Dynamic: dyn, Discovery: disc, Log: quiet()})
+	ctx := startLoop(t, a)
+	if n := len(a.Items()); n != 0 {
+		t.Fatalf("%d findings before any namespace is selected", n)
+	}
+	waitFor(t, "namespaces watched", watching(dyn, "namespaces"))
+	waitFor(t, "pods watched", watching(dyn, "pods"))
+	setLabels := func(labels map[string]string) {
+		t.Helper()
+		if _, err := dyn.Resource(namespacesGVR).Update(ctx, obj("v1", "Namespace", "", "a", labels), metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setLabels(map[string]string{"audit": "on"})
+	waitFor(t, "the pod of the newly selected namespace is audited", func() bool {
+		return strings.Join(summarize(a.Items()), "\n") == "Pod a/bad K8sRequiredTeam/team deny"
+	})
+	podLists := map[string]int{}
+	for _, act := range dyn.Actions() {
+		if act.GetVerb() == "list" && act.GetResource().Resource == "pods" {
+			podLists[act.GetNamespace()]++
+		}
+	}
+	if podLists[""] != 1 || podLists["a"] != 1 || podLists["b"] != 0 {
+		t.Errorf("pod listings by namespace: %v, want the first pass and namespace a once", podLists)
+	}
+	setLabels(nil)
+	waitFor(t, "the pod leaves the findings once its namespace is no longer selected", func() bool { return len(a.Items()) == 0 })
 }

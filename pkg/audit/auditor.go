@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime"
 	"slices"
 	"sort"
@@ -57,6 +58,9 @@ type Auditor struct {
 	// excludeAlso are excluded besides the Config's (a --policy set's Config).
 	excludeAlso []string
 	namespaces  sync.Map // name -> map[string]any
+	// namespacesWatched is set once a watch keeps namespaces current; a
+	// pass then no longer lists them.
+	namespacesWatched atomic.Bool
 
 	// objects counts evaluations since the counter was last reset.
 	objects atomic.Int64
@@ -88,15 +92,15 @@ func New(o Options) *Auditor {
 // Items returns every object with findings, in a stable order.
 func (a *Auditor) Items() []Item { return a.store.all() }
 
+// Passed returns, per namespace ("" for cluster-scoped objects), how many
+// (object, constraint) pairs were audited without a finding.
+func (a *Auditor) Passed() map[string]int64 { return a.store.passedByNamespace() }
+
 // ListErrors returns the resources that could not be listed, and why.
 func (a *Auditor) ListErrors() map[string]error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	out := make(map[string]error, len(a.listErrs))
-	for k, v := range a.listErrs {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(a.listErrs)
 }
 
 func (a *Auditor) setListError(res Resource, err error) {
@@ -113,7 +117,10 @@ func (a *Auditor) setListError(res Resource, err error) {
 // namespaceSelector), once per full pass.
 func (a *Auditor) refresh(ctx context.Context) {
 	a.readConfig(ctx)
-	list, err := a.o.Dynamic.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}).List(ctx, metav1.ListOptions{})
+	if a.namespacesWatched.Load() {
+		return
+	}
+	list, err := a.o.Dynamic.Resource(namespacesGVR).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		a.o.Log.Warn("audit: listing namespaces for namespaceSelector", "err", err)
 		return
@@ -131,6 +138,8 @@ func (a *Auditor) refresh(ctx context.Context) {
 		return true
 	})
 }
+
+var namespacesGVR = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
 
 var configGVR = schema.GroupVersionResource{Group: apis.ConfigGroup, Version: "v1alpha1", Resource: "configs"}
 
@@ -187,7 +196,7 @@ func (a *Auditor) namespaceObject(ctx context.Context, name string) map[string]a
 	if v, ok := a.namespaces.Load(name); ok {
 		return v.(map[string]any)
 	}
-	u, err := a.o.Dynamic.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}).Get(ctx, name, metav1.GetOptions{})
+	u, err := a.o.Dynamic.Resource(namespacesGVR).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return nil
 	}
@@ -284,28 +293,43 @@ func (a *Auditor) client(r Resource) dynamic.ResourceInterface {
 // meanwhile). It returns the listing's resourceVersion, from
 // which a watch continues.
 func (a *Auditor) list(ctx context.Context, res Resource) (string, error) {
+	return a.listIn(ctx, res, "")
+}
+
+// listIn is list for the objects of one namespace (all for "").
+func (a *Auditor) listIn(ctx context.Context, res Resource, ns string) (string, error) {
 	entries := map[ObjectKey]*Entry{}
+	passes := map[ObjectKey]int32{}
 	cont, rv := "", ""
 	findings := 0
+	client := a.client(res)
+	if ns != "" {
+		client = a.o.Dynamic.Resource(res.gvr()).Namespace(ns)
+	}
 	a.store.beginListing(res.String())
 	for {
-		page, err := a.client(res).List(ctx, metav1.ListOptions{Limit: a.o.ChunkSize, Continue: cont})
+		page, err := client.List(ctx, metav1.ListOptions{Limit: a.o.ChunkSize, Continue: cont})
 		if err != nil {
 			a.store.endListing(res.String())
 			return "", fmt.Errorf("listing %s: %w", res, err)
 		}
 		out := make([]*Entry, len(page.Items))
+		passed := make([]int32, len(page.Items))
 		a.parallel(len(page.Items), func(i int) {
-			out[i] = a.evaluate(ctx, res, &page.Items[i])
+			out[i], passed[i] = a.evaluate(ctx, res, &page.Items[i])
 		})
 		for i, e := range out {
+			k := keyOf(res, &page.Items[i])
+			if passed[i] > 0 {
+				passes[k] = passed[i]
+			}
 			if e == nil {
 				continue
 			}
 			findings += len(e.Findings)
-			entries[keyOf(res, &page.Items[i])] = e
+			entries[k] = e
 		}
-		if a.o.Progress != nil {
+		if a.o.Progress != nil && ns == "" {
 			a.o.Progress(res.String(), len(page.Items), findings)
 		}
 		cont, rv = page.GetContinue(), page.GetResourceVersion()
@@ -313,7 +337,11 @@ func (a *Auditor) list(ctx context.Context, res Resource) (string, error) {
 			break
 		}
 	}
-	for _, it := range a.store.replace(res.String(), entries) {
+	inScope := func(string) bool { return true }
+	if ns != "" {
+		inScope = func(n string) bool { return n == ns }
+	}
+	for _, it := range a.store.replace(res.String(), inScope, entries, passes) {
 		a.newFindings(it)
 	}
 	return rv, nil
@@ -351,16 +379,17 @@ func (a *Auditor) parallelN(workers, n int, fn func(int)) {
 	wg.Wait()
 }
 
-// evaluate reviews one object at the audit enforcement point; nil when it
-// has no findings.
-func (a *Auditor) evaluate(ctx context.Context, res Resource, u *unstructured.Unstructured) *Entry {
+// evaluate reviews one object at the audit enforcement point. It returns
+// the object's findings (nil when none) and how many of the constraints
+// that matched it found nothing.
+func (a *Auditor) evaluate(ctx context.Context, res Resource, u *unstructured.Unstructured) (*Entry, int32) {
 	a.objects.Add(1)
 	if a.o.Metrics != nil {
 		a.o.Metrics.Objects.Inc()
 	}
 	ns := u.GetNamespace()
 	if ns != "" && a.isExcluded(ns) || res.Group == "" && res.Kind == "Namespace" && a.isExcluded(u.GetName()) {
-		return nil
+		return nil, 0
 	}
 	obj := u.Object
 	if obj["apiVersion"] == nil || obj["kind"] == nil {
@@ -369,16 +398,17 @@ func (a *Auditor) evaluate(ctx context.Context, res Resource, u *unstructured.Un
 	}
 	r := engine.ObjectReview(obj, "", a.namespaceObject(ctx, ns))
 	r.Resource = engine.GVR{Group: res.Group, Version: res.Version, Resource: res.Resource}
-	resp, err := a.o.Engine.Review(ctx, r, engine.AtEnforcementPoint(apis.PointAudit))
+	resp, err := a.o.Engine.Review(ctx, r, engine.AtEnforcementPoint(apis.PointAudit), engine.RecordMatched())
 	if err != nil {
 		a.o.Log.Warn("audit: object not evaluated", "resource", res.String(), "namespace", ns, "name", u.GetName(), "err", err)
 		if a.o.Metrics != nil {
 			a.o.Metrics.EvalErrors.WithLabelValues("", "").Inc()
 		}
-		return nil
+		return nil, 0
 	}
+	pass := passedConstraints(resp)
 	if len(resp.Results) == 0 && len(resp.Errors) == 0 {
-		return nil
+		return nil, pass
 	}
 	e := &Entry{Kind: engine.GVK{Group: res.Group, Version: res.Version, Kind: res.Kind}, UID: string(u.GetUID())}
 	for _, v := range resp.Results {
@@ -402,7 +432,27 @@ func (a *Auditor) evaluate(ctx context.Context, res Resource, u *unstructured.Un
 		e.Findings = append(e.Findings, Finding{ConstraintKind: ee.ConstraintKind, ConstraintName: ee.ConstraintName, Template: tpl, Message: ee.Err.Error(), Action: ActionError, Since: now()})
 	}
 	sortFindings(e.Findings)
-	return e
+	return e, pass
+}
+
+// passedConstraints counts the constraints that matched an object (itself
+// or what it expands to) and found nothing in either.
+func passedConstraints(resp *engine.Response) int32 {
+	type ref struct{ kind, name string }
+	failed := make(map[ref]bool, len(resp.Results)+len(resp.Errors))
+	for _, r := range resp.Results {
+		failed[ref{r.ConstraintKind, r.ConstraintName}] = true
+	}
+	for _, e := range resp.Errors {
+		failed[ref{e.ConstraintKind, e.ConstraintName}] = true
+	}
+	passed := make(map[ref]bool, len(resp.Matched))
+	for _, m := range resp.Matched {
+		if r := (ref{m.Kind, m.Name}); !failed[r] {
+			passed[r] = true
+		}
+	}
+	return int32(len(passed))
 }
 
 // newFindings is told of findings seen for the first time (Events).

@@ -157,7 +157,7 @@ func runCLI(ctx context.Context, o CLIOptions) (int, error) {
 	}
 	items := a.Items()
 	if reportFormat {
-		return ExitOK, writeReports(o.Stdout, o.Output, items, policyInfo(e))
+		return ExitOK, writeReports(o.Stdout, o.Output, items, a.Passed(), policyInfo(e))
 	}
 	sum := report.Summary{Constraints: len(e.Constraints())}
 	for _, it := range items {
@@ -186,7 +186,7 @@ func runCLI(ctx context.Context, o CLIOptions) (int, error) {
 }
 
 // writeReports prints the report objects of every namespace as YAML.
-func writeReports(out io.Writer, format string, items []Item, info map[string]PolicyInfo) error {
+func writeReports(out io.Writer, format string, items []Item, passed map[string]int64, info map[string]PolicyInfo) error {
 	byNS := map[string][]Item{}
 	for _, it := range items {
 		byNS[it.Key.Namespace] = append(byNS[it.Key.Namespace], it)
@@ -195,10 +195,15 @@ func writeReports(out io.Writer, format string, items []Item, info map[string]Po
 	for ns := range byNS {
 		all = append(all, ns)
 	}
+	for ns := range passed {
+		if _, ok := byNS[ns]; !ok {
+			all = append(all, ns)
+		}
+	}
 	sort.Strings(all)
 	first := true
 	for _, ns := range all {
-		parts, err := BuildReports(format, ns, byNS[ns], info)
+		parts, err := BuildReports(format, ns, byNS[ns], info, passed[ns])
 		if err != nil {
 			return err
 		}

@@ -136,7 +136,13 @@ func reportResults(items []Item, info map[string]PolicyInfo) []map[string]any {
 // BuildReports returns the report parts of one namespace ("" for the
 // cluster-scoped report) in one format: several numbered parts when one
 // would grow past maxReportBytes, none when there is nothing to report.
-func BuildReports(format, namespace string, items []Item, info map[string]PolicyInfo) ([]*unstructured.Unstructured, error) {
+//
+// Results list what failed, warned or errored; passed is the number of
+// (object, constraint) pairs audited without a finding, which are not
+// listed one by one (that would be a result per object and constraint) but
+// counted in summary.pass of the first part, so summaries add up across
+// parts as Policy Reporter adds them.
+func BuildReports(format, namespace string, items []Item, info map[string]PolicyInfo, passed int64) ([]*unstructured.Unstructured, error) {
 	rk, ok := formats[format]
 	if !ok {
 		return nil, fmt.Errorf("unknown report format %q (want %s or %s)", format, FormatPolicyReport, FormatOpenReports)
@@ -157,7 +163,7 @@ func BuildReports(format, namespace string, items []Item, info map[string]Policy
 		cur = append(cur, r)
 		size += len(b) + 1
 	}
-	if len(cur) > 0 {
+	if len(cur) > 0 || passed > 0 && len(parts) == 0 {
 		parts = append(parts, cur)
 	}
 	out := make([]*unstructured.Unstructured, 0, len(parts))
@@ -179,6 +185,9 @@ func BuildReports(format, namespace string, items []Item, info map[string]Policy
 			u.Object["scope"] = map[string]any{"apiVersion": "v1", "kind": "Namespace", "name": namespace}
 		}
 		sum := map[string]any{"pass": int64(0), "fail": int64(0), "warn": int64(0), "error": int64(0), "skip": int64(0)}
+		if i == 0 {
+			sum["pass"] = passed
+		}
 		results := make([]any, len(p))
 		for j, r := range p {
 			results[j] = r

@@ -2,6 +2,8 @@ package audit
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -9,7 +11,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
+	toolscache "k8s.io/client-go/tools/cache"
 )
 
 // DefaultInterval is the time between full passes, as Gatekeeper's
@@ -75,6 +79,13 @@ type Loop struct {
 	// page size times this). Default 2.
 	MaxParallelLists int
 	PassDone         func(PassStats)
+	// InventoryGeneration, when set, changes when the kinds synced into
+	// data.inventory change (bouncer serve: the controllers'); the kinds
+	// that constraints reading the inventory can match are then listed
+	// again, since their results may differ without any of them changing.
+	InventoryGeneration func() uint64
+
+	invGen uint64
 
 	listSem chan struct{}
 	workers map[string]*resWorker
@@ -88,6 +99,12 @@ type resWorker struct {
 	relist  chan chan struct{}
 	cancel  context.CancelFunc
 	done    chan struct{}
+
+	// relabelled holds the namespaces whose labels changed, whose objects
+	// of this resource are to be evaluated again; nsChanged signals it.
+	nsMu       sync.Mutex
+	relabelled map[string]bool
+	nsChanged  chan struct{}
 }
 
 // Run runs the loop until ctx ends.
@@ -100,7 +117,11 @@ func (l *Loop) Run(ctx context.Context) error {
 	}
 	l.listSem = make(chan struct{}, l.MaxParallelLists)
 	l.workers = map[string]*resWorker{}
+	relabelled, takeRelabelled := l.watchNamespaces(ctx)
 	l.known = constraintSet(l.A.o.Engine.Constraints())
+	if l.InventoryGeneration != nil {
+		l.invGen = l.InventoryGeneration()
+	}
 	defer l.stopAll()
 
 	passes := make(chan PassStats, 1)
@@ -163,6 +184,15 @@ func (l *Loop) Run(ctx context.Context) error {
 			startPass()
 		case <-poll.C:
 			l.constraintsChanged(ctx)
+			l.inventoryChanged()
+		case <-relabelled:
+			for _, ns := range takeRelabelled() {
+				for _, w := range l.workers {
+					if w.res.Namespaced {
+						w.requestNamespace(ns)
+					}
+				}
+			}
 		}
 	}
 }
@@ -181,22 +211,22 @@ func constraintSet(cs []*engine.Constraint) map[string]*engine.Constraint {
 func (l *Loop) constraintsChanged(ctx context.Context) {
 	cs := l.A.o.Engine.Constraints()
 	cur := constraintSet(cs)
-	var changed []*engine.Constraint
-	removed := false
+	var changed, gone []*engine.Constraint
 	for id, c := range cur {
 		if l.known[id] != c {
 			changed = append(changed, c)
 		}
 	}
-	for id := range l.known {
+	for id, c := range l.known {
 		if _, ok := cur[id]; !ok {
-			removed = true
+			gone = append(gone, c)
 		}
 	}
+	removed := len(gone) > 0
 	if len(changed) == 0 && !removed {
 		return
 	}
-	l.A.o.Log.Debug("audit: constraints changed", "changed", len(changed), "removed", removed)
+	l.A.o.Log.Debug("audit: constraints changed", "changed", len(changed), "removed", len(gone))
 	l.known = cur
 	if removed {
 		l.A.store.dropConstraints(func(kind, name string) bool { _, ok := cur[constraintID(kind, name)]; return ok })
@@ -208,7 +238,34 @@ func (l *Loop) constraintsChanged(ctx context.Context) {
 	}
 	fresh := l.syncWorkers(ctx)
 	for key, w := range l.workers {
-		if !fresh[key] && l.A.canMatch(changed, w.res) {
+		// Findings of removed constraints are gone already; the objects
+		// they matched are listed again for their pass counts.
+		if !fresh[key] && (l.A.canMatch(changed, w.res) || l.A.canMatch(gone, w.res)) {
+			w.requestRelist()
+		}
+	}
+}
+
+// inventoryChanged re-lists the kinds that constraints reading
+// data.inventory can match, once the synced kinds have changed.
+func (l *Loop) inventoryChanged() {
+	if l.InventoryGeneration == nil {
+		return
+	}
+	gen := l.InventoryGeneration()
+	if gen == l.invGen {
+		return
+	}
+	l.invGen = gen
+	var readers []*engine.Constraint
+	for _, c := range l.A.o.Engine.Constraints() {
+		if t := c.Template(); t != nil && t.UsesInventory() {
+			readers = append(readers, c)
+		}
+	}
+	l.A.o.Log.Debug("audit: synced kinds changed", "inventoryReaders", len(readers))
+	for _, w := range l.workers {
+		if l.A.canMatch(readers, w.res) {
 			w.requestRelist()
 		}
 	}
@@ -237,7 +294,8 @@ func (l *Loop) syncWorkers(ctx context.Context) map[string]bool {
 			continue
 		}
 		wctx, cancel := context.WithCancel(ctx)
-		w := &resWorker{res: r, relist: make(chan chan struct{}, 16), cancel: cancel, done: make(chan struct{}), initial: make(chan struct{})}
+		w := &resWorker{res: r, relist: make(chan chan struct{}, 16), cancel: cancel, done: make(chan struct{}), initial: make(chan struct{}),
+			relabelled: map[string]bool{}, nsChanged: make(chan struct{}, 1)}
 		l.workers[key] = w
 		fresh[key] = true
 		go l.work(wctx, w)
@@ -349,10 +407,121 @@ func (l *Loop) work(ctx context.Context, w *resWorker) {
 			case c := <-w.relist:
 				waiting = append(waiting, c)
 				_, _ = list() // a failure is recorded; the watch goes on
+			case <-w.nsChanged:
+				l.listRelabelled(ctx, w)
 			}
 		}
 		stop()
 	}
+}
+
+// requestNamespace asks the worker to evaluate again the objects of one
+// namespace (its labels changed).
+func (w *resWorker) requestNamespace(ns string) {
+	w.nsMu.Lock()
+	w.relabelled[ns] = true
+	w.nsMu.Unlock()
+	select {
+	case w.nsChanged <- struct{}{}:
+	default:
+	}
+}
+
+// listRelabelled lists the resource in each namespace whose labels changed
+// and evaluates its objects again: a namespaceSelector (or a policy
+// reading the namespace) may judge them differently now. It runs between
+// the worker's full listings, so neither undoes the other; a listing
+// started before the change is followed by this one.
+func (l *Loop) listRelabelled(ctx context.Context, w *resWorker) {
+	w.nsMu.Lock()
+	todo := w.relabelled
+	w.relabelled = map[string]bool{}
+	w.nsMu.Unlock()
+	for ns := range todo {
+		select {
+		case l.listSem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		_, err := l.A.listIn(ctx, w.res, ns)
+		<-l.listSem
+		if err != nil && ctx.Err() == nil {
+			l.A.o.Log.Warn("audit: objects of a relabelled namespace not evaluated again (the next pass will)", "resource", w.res.String(), "namespace", ns, "err", err)
+		}
+	}
+}
+
+// watchNamespaces keeps the auditor's Namespaces (namespaceSelector,
+// input.review.namespaceObject) current from a watch. The channel signals
+// that Namespaces changed labels; take returns their names.
+func (l *Loop) watchNamespaces(ctx context.Context) (relabelled <-chan struct{}, take func() []string) {
+	client := l.A.o.Dynamic.Resource(namespacesGVR)
+	lw := &toolscache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return client.List(ctx, o) },
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return client.Watch(ctx, o)
+		},
+	}
+	// The client says whether it can stream the initial listing (a fake
+	// cannot).
+	inf := toolscache.NewSharedIndexInformer(toolscache.ToListWatcherWithWatchListSemantics(lw, l.A.o.Dynamic), &unstructured.Unstructured{}, 0, toolscache.Indexers{})
+	// Only what matching and policies read of a Namespace is kept.
+	_ = inf.SetTransform(func(o any) (any, error) {
+		if u, ok := o.(*unstructured.Unstructured); ok {
+			u.SetManagedFields(nil)
+		}
+		return o, nil
+	})
+	// The informer must not block on the loop: names gather in a set and
+	// the loop is signalled to take them.
+	var mu sync.Mutex
+	pending := map[string]bool{}
+	signal := make(chan struct{}, 1)
+	send := func(name string) {
+		mu.Lock()
+		pending[name] = true
+		mu.Unlock()
+		select {
+		case signal <- struct{}{}:
+		default:
+		}
+	}
+	take = func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		names := slices.Collect(maps.Keys(pending))
+		clear(pending)
+		return names
+	}
+	_, _ = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(o any) {
+			if u, ok := o.(*unstructured.Unstructured); ok {
+				l.A.namespaces.Store(u.GetName(), u.Object)
+			}
+		},
+		UpdateFunc: func(before, after any) {
+			b, ok1 := before.(*unstructured.Unstructured)
+			u, ok2 := after.(*unstructured.Unstructured)
+			if !ok1 || !ok2 {
+				return
+			}
+			l.A.namespaces.Store(u.GetName(), u.Object)
+			if !maps.Equal(b.GetLabels(), u.GetLabels()) {
+				send(u.GetName())
+			}
+		},
+		DeleteFunc: func(o any) {
+			if d, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
+				o = d.Obj
+			}
+			if u, ok := o.(*unstructured.Unstructured); ok {
+				l.A.namespaces.Delete(u.GetName())
+			}
+		},
+	})
+	l.A.namespacesWatched.Store(true)
+	go inf.RunWithContext(ctx)
+	return signal, take
 }
 
 // watch follows the resource from rv, re-evaluating objects one by one,
@@ -410,10 +579,11 @@ func (l *Loop) follow(ctx context.Context, w *resWorker, wi watch.Interface, rv 
 				}
 				rv = u.GetResourceVersion()
 				var e *Entry
+				var pass int32
 				if ev.Type != watch.Deleted {
-					e = l.A.evaluate(ctx, w.res, u)
+					e, pass = l.A.evaluate(ctx, w.res, u)
 				}
-				if it := l.A.store.put(keyOf(w.res, u), e); it != nil {
+				if it := l.A.store.put(keyOf(w.res, u), e, pass); it != nil {
 					l.A.newFindings(*it)
 				}
 			}

@@ -53,10 +53,13 @@ type Runnable struct {
 	// Ready reports whether the engine holds every policy present at start;
 	// the audit waits for it so its first pass does not report less than
 	// there is.
-	Ready    func() bool
-	Registry prometheus.Registerer
-	Recorder EventRecorder
-	Log      *slog.Logger
+	Ready func() bool
+	// InventoryGeneration changes when the kinds synced into data.inventory
+	// change (see Loop).
+	InventoryGeneration func() uint64
+	Registry            prometheus.Registerer
+	Recorder            EventRecorder
+	Log                 *slog.Logger
 
 	// metrics outlive one term as leader: a replica that leads again
 	// reuses the collectors it registered.
@@ -121,7 +124,7 @@ func (r *Runnable) Start(ctx context.Context) error {
 	wctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); w.Run(wctx) }()
-	l := &Loop{A: a, Interval: o.Interval, PassDone: w.PassDone}
+	l := &Loop{A: a, Interval: o.Interval, PassDone: w.PassDone, InventoryGeneration: r.InventoryGeneration}
 	err = l.Run(ctx)
 	stop()
 	<-done

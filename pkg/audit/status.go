@@ -54,29 +54,39 @@ func constraintStatuses(items []Item, want map[string]bool, limit int, at time.T
 				EnforcementAction: f.Action, Group: it.Kind.Group, Version: it.Kind.Version, Kind: it.Kind.Kind,
 				Namespace: it.Key.Namespace, Name: it.Key.Name, Message: f.Message,
 			})
+			// Only the first limit are shown: keep a few more than that,
+			// not one per finding of the cluster.
+			if len(st.Violations) >= 2*limit+16 {
+				st.Violations = firstViolations(st.Violations, limit)
+			}
 		}
 	}
 	for _, st := range out {
-		v := st.Violations
-		sort.SliceStable(v, func(i, j int) bool {
-			a, b := v[i], v[j]
-			if a.Namespace != b.Namespace {
-				return a.Namespace < b.Namespace
-			}
-			if a.Kind != b.Kind {
-				return a.Kind < b.Kind
-			}
-			if a.Name != b.Name {
-				return a.Name < b.Name
-			}
-			if a.Group != b.Group {
-				return a.Group < b.Group
-			}
-			return a.Message < b.Message
-		})
-		if len(v) > limit {
-			st.Violations = v[:limit]
-		}
+		st.Violations = firstViolations(st.Violations, limit)
 	}
 	return out
+}
+
+// firstViolations sorts v and keeps its first limit entries.
+func firstViolations(v []StatusViolation, limit int) []StatusViolation {
+	sort.SliceStable(v, func(i, j int) bool {
+		a, b := v[i], v[j]
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		if a.Kind != b.Kind {
+			return a.Kind < b.Kind
+		}
+		if a.Name != b.Name {
+			return a.Name < b.Name
+		}
+		if a.Group != b.Group {
+			return a.Group < b.Group
+		}
+		return a.Message < b.Message
+	})
+	if len(v) > limit {
+		v = v[:limit]
+	}
+	return v
 }

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"maps"
 	"sort"
 	"sync"
 	"time"
@@ -53,10 +54,15 @@ type Entry struct {
 }
 
 // store holds the findings of every audited object, by namespace ("" for
-// cluster-scoped objects). Objects without findings are not kept.
+// cluster-scoped objects). Objects without findings are not kept, but for
+// the number of constraints they pass (summary.pass of the reports).
 type store struct {
 	mu   sync.Mutex
 	byNS map[string]map[ObjectKey]*Entry
+	// passes holds, per object that matched constraints without violating
+	// them, how many; passByNS their sum per namespace.
+	passes   map[ObjectKey]int32
+	passByNS map[string]int64
 	// dirty namespaces and constraints ("Kind/name") since the last take.
 	dirtyNS map[string]bool
 	dirtyC  map[string]bool
@@ -68,7 +74,7 @@ type store struct {
 }
 
 func newStore() *store {
-	return &store{byNS: map[string]map[ObjectKey]*Entry{}, dirtyNS: map[string]bool{}, dirtyC: map[string]bool{}, changed: make(chan struct{}, 1), listing: map[string]map[ObjectKey]bool{}}
+	return &store{byNS: map[string]map[ObjectKey]*Entry{}, passes: map[ObjectKey]int32{}, passByNS: map[string]int64{}, dirtyNS: map[string]bool{}, dirtyC: map[string]bool{}, changed: make(chan struct{}, 1), listing: map[string]map[ObjectKey]bool{}}
 }
 
 func constraintID(kind, name string) string { return kind + "/" + name }
@@ -105,14 +111,33 @@ func keepSince(old, e *Entry) {
 	}
 }
 
-// put records the findings of one object; nil or empty forgets it. It
-// returns the findings that are new (for Events), if any.
-func (s *store) put(k ObjectKey, e *Entry) *Item {
+// setPassLocked records how many constraints an object passes.
+func (s *store) setPassLocked(k ObjectKey, pass int32) {
+	old := s.passes[k]
+	if old == pass {
+		return
+	}
+	if pass == 0 {
+		delete(s.passes, k)
+	} else {
+		s.passes[k] = pass
+	}
+	if s.passByNS[k.Namespace] += int64(pass - old); s.passByNS[k.Namespace] == 0 {
+		delete(s.passByNS, k.Namespace)
+	}
+	s.markLocked(k.Namespace, nil)
+}
+
+// put records what one evaluation of an object found: its findings (nil
+// or empty forgets them) and how many constraints it passes. It returns
+// the findings that are new (for Events), if any.
+func (s *store) put(k ObjectKey, e *Entry, pass int32) *Item {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if touched := s.listing[k.Resource]; touched != nil {
 		touched[k] = true
 	}
+	s.setPassLocked(k, pass)
 	m := s.byNS[k.Namespace]
 	old := m[k]
 	if e != nil && len(e.Findings) == 0 {
@@ -177,17 +202,31 @@ func (s *store) endListing(resource string) {
 	delete(s.listing, resource)
 }
 
-// replace swaps every entry of one resource for a fresh listing's, so a
-// pass leaves nothing stale behind (objects deleted while no watch ran),
-// except objects a watch event changed while the listing ran. It returns
-// the findings that are new.
-func (s *store) replace(resource string, entries map[ObjectKey]*Entry) []Item {
+// replace swaps every entry (and pass count) of one resource in the
+// namespaces inScope for a fresh listing's, so a pass leaves nothing stale
+// behind (objects deleted while no watch ran), except objects a watch
+// event changed while the listing ran. It returns the findings that are
+// new.
+func (s *store) replace(resource string, inScope func(ns string) bool, entries map[ObjectKey]*Entry, passes map[ObjectKey]int32) []Item {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	touched := s.listing[resource]
 	delete(s.listing, resource)
+	for k := range s.passes {
+		if _, ok := passes[k]; !ok && k.Resource == resource && inScope(k.Namespace) && !touched[k] {
+			s.setPassLocked(k, 0)
+		}
+	}
+	for k, n := range passes {
+		if !touched[k] {
+			s.setPassLocked(k, n)
+		}
+	}
 	var fresh []Item
 	for ns, m := range s.byNS {
+		if !inScope(ns) {
+			continue
+		}
 		for k, old := range m {
 			if k.Resource != resource || touched[k] {
 				continue
@@ -238,7 +277,7 @@ func sameFindings(a, b *Entry) bool {
 
 // dropResource forgets every entry of a resource no longer audited.
 func (s *store) dropResource(resource string) {
-	s.replace(resource, nil)
+	s.replace(resource, func(string) bool { return true }, nil, nil)
 }
 
 // dropConstraints removes the findings of constraints keep rejects (a
@@ -293,6 +332,9 @@ func (s *store) markAll(constraints []string) {
 	for ns := range s.byNS {
 		s.dirtyNS[ns] = true
 	}
+	for ns := range s.passByNS {
+		s.dirtyNS[ns] = true
+	}
 	for _, c := range constraints {
 		s.dirtyC[c] = true
 	}
@@ -333,7 +375,7 @@ func (s *store) items(inNS func(string) bool) []Item {
 	return out
 }
 
-// namespaces lists the namespaces holding findings.
+// namespaces lists the namespaces holding findings or passes.
 func (s *store) namespaces() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -341,8 +383,28 @@ func (s *store) namespaces() []string {
 	for ns := range s.byNS {
 		out = append(out, ns)
 	}
+	for ns := range s.passByNS {
+		if _, ok := s.byNS[ns]; !ok {
+			out = append(out, ns)
+		}
+	}
 	sort.Strings(out)
 	return out
+}
+
+// passed returns how many (object, constraint) pairs of a namespace were
+// audited without a finding.
+func (s *store) passed(ns string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.passByNS[ns]
+}
+
+// passedByNamespace returns passed for every namespace.
+func (s *store) passedByNamespace() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.passByNS)
 }
 
 func sortItems(items []Item) {

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -40,10 +41,13 @@ type Writer struct {
 
 	mu       sync.Mutex // guards passAt, reports and parts
 	passAt   time.Time
-	statuses map[string]string              // constraint id -> last written status JSON
-	reports  map[string]string              // kind/ns/name -> last written content
-	parts    map[string]map[string][]string // format -> namespace -> part names written
-	pruned   bool
+	statuses map[string]string // constraint id -> last written status JSON
+	// reports holds a digest of each report part written (format/ns/name),
+	// not its content: together the parts hold every finding, and keeping
+	// them would double the audit's memory.
+	reports map[string][sha256.Size]byte
+	parts   map[string]map[string][]string // format -> namespace -> part names written
+	pruned  bool
 }
 
 // PassDone records the start of a finished full pass (status
@@ -72,7 +76,7 @@ func (w *Writer) Run(ctx context.Context) {
 	if w.Log == nil {
 		w.Log = slog.Default()
 	}
-	w.statuses, w.reports, w.parts = map[string]string{}, map[string]string{}, map[string]map[string][]string{}
+	w.statuses, w.reports, w.parts = map[string]string{}, map[string][sha256.Size]byte{}, map[string]map[string][]string{}
 	retry := time.NewTicker(5 * time.Second)
 	defer retry.Stop()
 	for {
@@ -295,7 +299,7 @@ func (w *Writer) reportClient(format, namespace string) dynamic.ResourceInterfac
 // writeNamespace applies the report parts of one namespace that changed
 // and deletes parts no longer needed.
 func (w *Writer) writeNamespace(ctx context.Context, format, ns string, info map[string]PolicyInfo) error {
-	parts, err := BuildReports(format, ns, w.A.store.namespace(ns), info)
+	parts, err := BuildReports(format, ns, w.A.store.namespace(ns), info, w.A.store.passed(ns))
 	if err != nil {
 		return err
 	}
@@ -307,8 +311,9 @@ func (w *Writer) writeNamespace(ctx context.Context, format, ns string, info map
 		if err != nil {
 			return err
 		}
+		sum := sha256.Sum256(b)
 		w.mu.Lock()
-		same := w.reports[key] == string(b)
+		same := w.reports[key] == sum
 		w.mu.Unlock()
 		if same {
 			continue
@@ -317,7 +322,7 @@ func (w *Writer) writeNamespace(ctx context.Context, format, ns string, info map
 			return fmt.Errorf("applying %s %s/%s: %w", p.GetKind(), ns, p.GetName(), err)
 		}
 		w.mu.Lock()
-		w.reports[key] = string(b)
+		w.reports[key] = sum
 		w.mu.Unlock()
 	}
 	w.mu.Lock()

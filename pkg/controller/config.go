@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/bouncer-policy/bouncer/pkg/apis"
 	"github.com/bouncer-policy/bouncer/pkg/match"
@@ -71,11 +72,9 @@ func (r *configReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 		}
 	}
 	r.c.exempt.Store(&exempt)
-	kinds := make([]schema.GroupVersionKind, 0, len(cfg.Spec.Sync.SyncOnly))
-	for _, k := range cfg.Spec.Sync.SyncOnly {
-		kinds = append(kinds, schema.GroupVersionKind{Group: k.Group, Version: k.Version, Kind: k.Kind})
-	}
-	if err := r.c.inventory.sync(ctx, kinds, syncExcluded); err != nil {
+	kinds := gvks(cfg.Spec.Sync.SyncOnly)
+	r.c.inventory.setExcluded(syncExcluded)
+	if err := r.c.inventory.want(ctx, apis.KindConfig, kinds); err != nil {
 		return reconcile.Result{}, err
 	}
 	r.c.log.Info("config applied", "exemptNamespaces", exempt, "syncOnly", len(kinds), "syncExcluded", syncExcluded)
@@ -83,21 +82,38 @@ func (r *configReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 	return reconcile.Result{}, nil
 }
 
-// inventory replicates the Config's syncOnly kinds into data.inventory
-// from the manager's cache. It remembers the objects it has seen per kind
-// (pointers into the cache, not copies) so that a kind dropped from the
-// Config or a namespace newly excluded can be taken out again.
+// gvks turns sync entries (Config syncOnly, SyncSet gvks) into kinds.
+func gvks(entries []apis.SyncOnlyEntry) []schema.GroupVersionKind {
+	out := make([]schema.GroupVersionKind, 0, len(entries))
+	for _, k := range entries {
+		out = append(out, schema.GroupVersionKind{Group: k.Group, Version: k.Version, Kind: k.Kind})
+	}
+	return out
+}
+
+// inventory replicates into data.inventory, from the manager's cache, the
+// union of the kinds its sources ask for: the Config's syncOnly and every
+// SyncSet. A kind stays synced while any source names it. It remembers the
+// objects it has seen per kind (pointers into the cache, not copies) so
+// that a dropped kind or a namespace newly excluded can be taken out again.
 type inventory struct {
 	c *Controllers
 
 	mu       sync.Mutex
+	sources  map[string][]schema.GroupVersionKind // "Config" or "SyncSet/<name>"
 	kinds    map[schema.GroupVersionKind]toolscache.ResourceEventHandlerRegistration
 	objects  map[schema.GroupVersionKind]map[string]*unstructured.Unstructured
 	excluded []string
+
+	// generation counts the changes of the synced kinds, each counted once
+	// every kind added has been listed into the inventory: what was
+	// evaluated before may read differently now (the audit re-evaluates).
+	generation atomic.Uint64
 }
 
 func newInventory(c *Controllers) *inventory {
 	return &inventory{c: c,
+		sources: map[string][]schema.GroupVersionKind{},
 		kinds:   map[schema.GroupVersionKind]toolscache.ResourceEventHandlerRegistration{},
 		objects: map[schema.GroupVersionKind]map[string]*unstructured.Unstructured{},
 	}
@@ -115,22 +131,44 @@ func (inv *inventory) isExcluded(ns string) bool {
 	return false
 }
 
-// sync makes the inventory hold exactly the objects of kinds outside the
-// excluded namespaces: informers start for new kinds and stop for dropped
-// ones, and the engine's inventory is rebuilt.
-func (inv *inventory) sync(ctx context.Context, kinds []schema.GroupVersionKind, excluded []string) error {
+// setExcluded sets the namespaces left out of the inventory; the next want
+// applies it to what is already synced.
+func (inv *inventory) setExcluded(excluded []string) {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	inv.excluded = excluded
-	want := map[schema.GroupVersionKind]bool{}
-	for _, k := range kinds {
-		want[k] = true
+}
+
+// want records the kinds one source asks for (none: the source is gone)
+// and syncs the union of every source's.
+func (inv *inventory) want(ctx context.Context, source string, kinds []schema.GroupVersionKind) error {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if len(kinds) == 0 {
+		delete(inv.sources, source)
+	} else {
+		inv.sources[source] = kinds
 	}
+	want := map[schema.GroupVersionKind]bool{}
+	for _, ks := range inv.sources {
+		for _, k := range ks {
+			want[k] = true
+		}
+	}
+	return inv.syncLocked(ctx, want)
+}
+
+// syncLocked makes the inventory hold exactly the objects of the wanted
+// kinds outside the excluded namespaces: informers start for new kinds and
+// stop for dropped ones, and the engine's inventory is rebuilt.
+func (inv *inventory) syncLocked(ctx context.Context, want map[schema.GroupVersionKind]bool) error {
 	informers := inv.c.mgr.GetCache()
+	dropped := false
 	for gvk, reg := range inv.kinds {
 		if want[gvk] {
 			continue
 		}
+		dropped = true
 		delete(inv.kinds, gvk)
 		delete(inv.objects, gvk)
 		if inf, err := informers.GetInformer(ctx, newObject(gvk), cache.BlockUntilSynced(false)); err == nil {
@@ -139,6 +177,7 @@ func (inv *inventory) sync(ctx context.Context, kinds []schema.GroupVersionKind,
 		_ = informers.RemoveInformer(ctx, newObject(gvk))
 		inv.c.log.Info("inventory: kind no longer synced", "gvk", gvk.String())
 	}
+	var added []toolscache.ResourceEventHandlerRegistration
 	for gvk := range want {
 		if _, ok := inv.kinds[gvk]; ok {
 			continue
@@ -159,6 +198,7 @@ func (inv *inventory) sync(ctx context.Context, kinds []schema.GroupVersionKind,
 			return fmt.Errorf("inventory handler for %s: %w", gvk, err)
 		}
 		inv.kinds[gvk] = reg
+		added = append(added, reg)
 		readyK := "Inventory/" + gvk.String()
 		inv.c.ready.expect(readyK)
 		go func() {
@@ -166,6 +206,18 @@ func (inv *inventory) sync(ctx context.Context, kinds []schema.GroupVersionKind,
 				inv.c.ready.observe(readyK)
 			}
 		}()
+	}
+	if len(added) > 0 {
+		go func() {
+			for _, reg := range added {
+				if !toolscache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
+					return
+				}
+			}
+			inv.generation.Add(1)
+		}()
+	} else if dropped {
+		inv.generation.Add(1)
 	}
 	var objs []map[string]any
 	for _, m := range inv.objects {

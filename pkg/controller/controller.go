@@ -116,10 +116,13 @@ func Setup(mgr manager.Manager, o Options) (*Controllers, error) {
 	if err := setupConfig(c); err != nil {
 		return nil, fmt.Errorf("config controller: %w", err)
 	}
+	if err := setupSyncSets(c); err != nil {
+		return nil, fmt.Errorf("syncset controller: %w", err)
+	}
 	// Namespaces back namespaceSelector matching in the webhook. The
 	// policy kinds' informers are created now, not when their controllers
 	// start, so that the initial listing (expectInitial) sees them synced.
-	for _, obj := range []client.Object{&corev1.Namespace{}, newTemplate(), newExpansion(), newConfig()} {
+	for _, obj := range []client.Object{&corev1.Namespace{}, newTemplate(), newExpansion(), newConfig(), newSyncSet()} {
 		if _, err := mgr.GetCache().GetInformer(context.Background(), obj, cache.BlockUntilSynced(false)); err != nil {
 			return nil, fmt.Errorf("informer for %T %s: %w", obj, obj.GetObjectKind().GroupVersionKind(), err)
 		}
@@ -173,13 +176,13 @@ func (c *Controllers) Namespace(ctx context.Context, name string) map[string]any
 }
 
 // expectInitial registers what readiness waits for: every template,
-// expansion and Config present once the caches have synced. Constraints are
+// expansion, Config and SyncSet present once the caches have synced. Constraints are
 // added per kind as their templates load.
 func (c *Controllers) expectInitial(ctx context.Context) error {
 	if !c.mgr.GetCache().WaitForCacheSync(ctx) {
 		return fmt.Errorf("waiting for caches: %w", ctx.Err())
 	}
-	for _, gvk := range []schema.GroupVersionKind{TemplateGVK, ExpansionGVK, ConfigGVK} {
+	for _, gvk := range []schema.GroupVersionKind{TemplateGVK, ExpansionGVK, ConfigGVK, SyncSetGVK} {
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
 		if err := c.cache.List(ctx, list); err != nil {

@@ -1,8 +1,8 @@
 // Package controller keeps a replica's engine in step with the cluster. It
 // runs inside a controller-runtime manager: one level-triggered reconciler
 // per kind (ConstraintTemplate, every constraint kind, ExpansionTemplate,
-// Config) reads from the manager's cache, loads the engine and writes what
-// this replica enforces to status.
+// Config, SyncSet) reads from the manager's cache, loads the engine and
+// writes what this replica enforces to status.
 //
 // Last good wins: an update that does not compile or validate never
 // replaces the version being enforced. The version enforced is persisted in
@@ -13,8 +13,8 @@
 // ValidatingAdmissionPolicies, writing the aggregated Ready condition — is
 // done by the leader; every replica loads its own engine and serves
 // admission. Readiness turns true once everything present at start is
-// loaded (templates, constraints, expansions, the Config and the inventory
-// it asks for).
+// loaded (templates, constraints, expansions, the Config, SyncSets and the
+// inventory they ask for).
 //
 // The package depends on the engine and the API types, never on the
 // webhook or the server that wires it.

@@ -490,6 +490,9 @@ func (e *Engine) Constraints() []*Constraint {
 // Template returns the template of a constraint.
 func (c *Constraint) Template() *Template { return c.template }
 
+// UsesInventory reports whether the template's code reads the inventory.
+func (t *Template) UsesInventory() bool { return t.program.UsesInventory() }
+
 // UsesInventory reports whether any loaded template reads the inventory.
 func (e *Engine) UsesInventory() bool {
 	for _, t := range e.snap.Load().templates {

@@ -176,6 +176,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	log := o.Log
 	ctrllog.SetLogger(logr.FromSlogHandler(log.Handler()))
+	setMemoryLimit(log)
 	kube, err := kubernetes.NewForConfig(o.Config)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
@@ -283,7 +284,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.Audit.Enabled {
 		leaders.Add(&audit.Runnable{Options: o.Audit, Config: o.Config, Engine: e, Namespace: o.Namespace,
-			Ready: ctrls.Ready, Registry: m.Registry, Recorder: recorder, Log: log})
+			Ready: ctrls.Ready, InventoryGeneration: ctrls.InventoryGeneration, Registry: m.Registry, Recorder: recorder, Log: log})
 	}
 	if o.ManageWebhookConfig {
 		leaders.Add(&webhookConfigKeeper{o: &o, applier: applier, ready: ctrls.Ready, certs: certSrc, log: log})

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -10,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +27,8 @@ var (
 	auditBenchPods = flag.Int("audit-bench-pods", 0, "TestAuditBenchmark: Pods to seed (100 per namespace); 0 skips the benchmark")
 	auditBenchLog  = flag.String("audit-bench-log", "", "TestAuditBenchmark: copy the audited bouncer's debug log to this file")
 	auditBenchProf = flag.String("audit-bench-cpuprofile", "", "TestAuditBenchmark: write a 10s CPU profile of the audited bouncer, taken after its first pass, to this file")
+	auditBenchMem  = flag.String("audit-bench-gomemlimit", "", "TestAuditBenchmark: run the audited bouncer with this GOMEMLIMIT (e.g. 250MiB), as a deployment sets it from its memory limit")
+	auditBenchHeap = flag.String("audit-bench-heapprofile", "", "TestAuditBenchmark: write a heap profile of the audited bouncer, taken after its first pass, to this file")
 )
 
 // TestAuditBenchmark measures the first full audit pass of `bouncer serve`
@@ -95,8 +95,7 @@ func TestAuditBenchmark(t *testing.T) {
 
 	// Install the library with a bouncer that does not audit, then measure
 	// a fresh leader's first pass.
-	mustKubectl(t, "", "apply", "-f", filepath.Join(repoRoot, "deploy/crds/constrainttemplates.yaml"), "-f", filepath.Join(repoRoot, "deploy/crds/expansiontemplates.yaml"), "-f", filepath.Join(repoRoot, "deploy/crds/configs.yaml"))
-	mustKubectl(t, "", "wait", "--for=condition=Established", "--timeout=30s", "crd/constrainttemplates.templates.gatekeeper.sh")
+	applyBouncerCRDs(t)
 	lib, err := exec.Command(bouncerBin, "library", "export").Output()
 	if err != nil {
 		t.Fatal(err)
@@ -110,11 +109,15 @@ func TestAuditBenchmark(t *testing.T) {
 		}
 		return nil
 	})
+	t.Logf("peak RSS of a replica that does not audit, the library loaded: %s", peakRSS(loader.cmd.Process.Pid))
 	loader.stop()
 	t.Cleanup(func() {
 		_, _ = kubectl(t, readFile(t, "deploy/reports/wgpolicyk8s.yaml"), "delete", "--ignore-not-found", "-f", "-")
 	})
 
+	if *auditBenchMem != "" {
+		t.Setenv("GOMEMLIMIT", *auditBenchMem)
+	}
 	p := startBouncer(t, "bouncer-bench", "--namespace", sys, "--leader-election-id", "audit-bench", "--install-report-crds", "--audit-report-format", "policyreport", "--profiling")
 	if *auditBenchLog != "" {
 		t.Cleanup(func() {
@@ -125,19 +128,10 @@ func TestAuditBenchmark(t *testing.T) {
 	}
 	var pass map[string]any
 	eventually(t, 300*time.Second, func() error {
-		f, err := os.Open(p.log)
-		if err != nil {
-			return err
+		if pass = p.firstLogLine("audit pass done"); pass == nil {
+			return fmt.Errorf("no audit pass yet")
 		}
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 1<<20), 1<<24)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), `"audit pass done"`) {
-				return json.Unmarshal(sc.Bytes(), &pass)
-			}
-		}
-		return fmt.Errorf("no audit pass yet")
+		return nil
 	})
 	if *auditBenchProf != "" {
 		go func() {
@@ -150,6 +144,11 @@ func TestAuditBenchmark(t *testing.T) {
 			b, _ := io.ReadAll(resp.Body)
 			_ = os.WriteFile(*auditBenchProf, b, 0o644)
 		}()
+	}
+	if *auditBenchHeap != "" {
+		if err := saveURL(p.probeURL+"/debug/pprof/heap", *auditBenchHeap); err != nil {
+			t.Logf("heap profile: %v", err)
+		}
 	}
 	d, _ := time.ParseDuration(pass["duration"].(string))
 	objects := pass["objects"].(float64)
@@ -183,6 +182,19 @@ func TestAuditBenchmark(t *testing.T) {
 	}
 	t.Logf("a deleted Pod left its report after %s", time.Since(t0).Round(10*time.Millisecond))
 	t.Logf("peak RSS at the end: %s", peakRSS(p.cmd.Process.Pid))
+}
+
+func saveURL(url, file string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, b, 0o644)
 }
 
 func reportNames(t *testing.T, dyn dynamic.Interface, ns, name string) bool {

@@ -69,6 +69,38 @@ func reportResults(t *testing.T, dyn dynamic.Interface, gvr schema.GroupVersionR
 	return out
 }
 
+// applyBouncerCRDs applies Bouncer's CRDs (deploy/crds) and waits until
+// they are served: on a fresh control plane the initial listing of a
+// replica can otherwise race the CRDs it installs itself.
+func applyBouncerCRDs(t *testing.T) {
+	t.Helper()
+	mustKubectl(t, "", "apply", "-k", filepath.Join(repoRoot, "deploy/crds"))
+	mustKubectl(t, "", "wait", "--for=condition=Established", "--timeout=30s", "crd", "-l", "app.kubernetes.io/part-of=bouncer")
+}
+
+// auditedObject is one object of `bouncer audit -o json`.
+type auditedObject struct {
+	Namespace, Name string
+	Violations      []struct{ ConstraintName, EnforcementAction string }
+}
+
+// auditJSON runs `bouncer audit -o json` against the cluster, expecting
+// deny violations (exit code 1), and returns the objects it reports.
+func auditJSON(t *testing.T, args ...string) []auditedObject {
+	t.Helper()
+	out, err := exec.Command(bouncerBin, append([]string{"audit", "--kubeconfig", cluster.Kubeconfig, "-o", "json"}, args...)...).Output()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("bouncer audit %v: %v (want exit code 1 for deny violations)\n%s", args, err, out)
+	}
+	var doc struct {
+		Results []auditedObject `json:"results"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatalf("bouncer audit -o json: %v\n%s", err, out)
+	}
+	return doc.Results
+}
+
 func equalOrErr(what string, got, want []string) error {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		return fmt.Errorf("%s:\n%s\nwant:\n%s", what, strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -119,10 +151,7 @@ func TestAudit(t *testing.T) {
 	}
 	serve := []string{"--namespace", sys, "--install-report-crds", "--audit-report-format", "both",
 		"--audit-chunk-size", "2", "--audit-interval", "1h", "--leader-election-id", "audit-e2e"}
-	// Bouncer's CRDs established before it starts: on a fresh control plane
-	// the initial listing can otherwise race the CRDs it installs itself.
-	mustKubectl(t, "", "apply", "-f", filepath.Join(repoRoot, "deploy/crds/constrainttemplates.yaml"), "-f", filepath.Join(repoRoot, "deploy/crds/expansiontemplates.yaml"), "-f", filepath.Join(repoRoot, "deploy/crds/configs.yaml"))
-	mustKubectl(t, "", "wait", "--for=condition=Established", "--timeout=30s", "crd/constrainttemplates.templates.gatekeeper.sh", "crd/expansiontemplate.expansion.gatekeeper.sh", "crd/configs.config.gatekeeper.sh")
+	applyBouncerCRDs(t)
 	leader := startBouncer(t, "bouncer-audit", serve...)
 	mustKubectl(t, fmt.Sprintf(`apiVersion: config.gatekeeper.sh/v1alpha1
 kind: Config
@@ -234,22 +263,8 @@ spec:
 	eventually(t, 15*time.Second, check(left, both[:1], left[:1]))
 
 	// bouncer audit --policy, read-only, sees the same on the live cluster.
-	cmd := exec.Command(bouncerBin, "audit", "--kubeconfig", cluster.Kubeconfig, "--policy", filepath.Join(repoRoot, "test/e2e/testdata/audit/policy.yaml"), "-o", "json")
-	out, err := cmd.Output()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-		t.Fatalf("bouncer audit --policy: %v (want exit code 1 for deny violations)\n%s", err, out)
-	}
-	var doc struct {
-		Results []struct {
-			Namespace, Name string
-			Violations      []struct{ ConstraintName, EnforcementAction string }
-		} `json:"results"`
-	}
-	if err := json.Unmarshal(out, &doc); err != nil {
-		t.Fatalf("bouncer audit -o json: %v\n%s", err, out)
-	}
 	var seen []string
-	for _, o := range doc.Results {
+	for _, o := range auditJSON(t, "--policy", filepath.Join(repoRoot, "test/e2e/testdata/audit/policy.yaml")) {
 		for _, v := range o.Violations {
 			seen = append(seen, fmt.Sprintf("%s %s/%s %s", v.ConstraintName, o.Namespace, o.Name, v.EnforcementAction))
 		}
@@ -263,8 +278,8 @@ spec:
 	if err := equalOrErr("bouncer audit --policy", seen, want); err != nil {
 		t.Error(err)
 	}
-	cmd = exec.Command(bouncerBin, "audit", "--kubeconfig", cluster.Kubeconfig, "--policy", filepath.Join(repoRoot, "test/e2e/testdata/audit/policy.yaml"))
-	out, _ = cmd.Output()
+	cmd := exec.Command(bouncerBin, "audit", "--kubeconfig", cluster.Kubeconfig, "--policy", filepath.Join(repoRoot, "test/e2e/testdata/audit/policy.yaml"))
+	out, _ := cmd.Output()
 	if !strings.Contains(string(out), "Pod "+nsA+"/p2: [K8sAuditTeam/audit-team-dryrun] (dryrun) p2 has no team label") {
 		t.Errorf("bouncer audit --policy (human):\n%s", out)
 	}
