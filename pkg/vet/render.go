@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/bouncer-policy/bouncer/pkg/load"
 )
@@ -104,13 +105,10 @@ func plainFiles(dir string) ([]string, error) {
 	return files, nil
 }
 
-func isKustomizationFile(p string) bool {
-	switch filepath.Base(p) {
-	case "kustomization.yaml", "kustomization.yml", "Kustomization":
-		return true
-	}
-	return false
-}
+// kustomizationNames are the file names kustomize reads, in its order.
+var kustomizationNames = []string{"kustomization.yaml", "kustomization.yml", "Kustomization"}
+
+func isKustomizationFile(p string) bool { return slices.Contains(kustomizationNames, filepath.Base(p)) }
 
 // suitesIn reads the Suites under directories kustomize rendered: kustomize
 // reads only what a kustomization names, and a Suite is never named there.

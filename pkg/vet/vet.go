@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -194,9 +195,26 @@ func (v *vetting) addErr(err error) {
 	f := Finding{Code: CodeRender, Message: err.Error()}
 	var le *load.Error
 	if errors.As(err, &le) {
-		f.File, f.Line, f.Message = v.rel(le.File), le.Line, le.Err.Error()
+		file := le.File
+		if st, err := os.Stat(file); err == nil && st.IsDir() && load.IsKustomization(file) {
+			file = kustomizationIn(file)
+		}
+		f.File, f.Line, f.Message = v.rel(file), le.Line, le.Err.Error()
+	}
+	// kustomize names files by absolute path: name them as findings do.
+	if abs, err := filepath.Abs(v.dir); err == nil {
+		f.Message = strings.ReplaceAll(f.Message, abs+string(filepath.Separator), "")
 	}
 	v.add(f)
+}
+
+func kustomizationIn(dir string) string {
+	for _, name := range kustomizationNames {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			return filepath.Join(dir, name)
+		}
+	}
+	return dir
 }
 
 // addDoc adds a finding about one document; err's own location, the
