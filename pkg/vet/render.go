@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/bouncer-policy/bouncer/pkg/load"
 )
@@ -63,7 +64,18 @@ func (v *vetting) render(ctx context.Context, mode string) (*rendered, error) {
 		return nil, fmt.Errorf("render mode %q: want %s, %s or %s", mode, RenderAuto, RenderNone, RenderKustomize)
 	}
 	out := &rendered{}
+	root, err := filepath.EvalSymlinks(v.dir)
+	if err != nil {
+		v.add(Finding{Code: CodeRender, Message: fmt.Sprintf("reading the directory: %v", err)})
+		return out, nil
+	}
 	for _, src := range sources {
+		// A commit may hold a link to a file outside it (a token, a
+		// key): what it points at is not part of the commit.
+		if real, err := filepath.EvalSymlinks(src); err != nil || !within(root, real) {
+			v.add(Finding{Code: CodeRender, File: v.rel(src), Message: "a symbolic link that leads outside the directory (or nowhere): not read"})
+			continue
+		}
 		if st, err := os.Stat(src); err == nil && st.IsDir() {
 			out.kustomized = append(out.kustomized, src)
 		}
@@ -134,4 +146,10 @@ func (v *vetting) suitesIn(ctx context.Context, dirs []string) ([]*load.Document
 		}
 	}
 	return out, nil
+}
+
+// within reports whether path is root or under it.
+func within(root, path string) bool {
+	r, err := filepath.Rel(root, path)
+	return err == nil && r != ".." && !strings.HasPrefix(r, ".."+string(filepath.Separator))
 }

@@ -187,3 +187,24 @@ func TestCancelled(t *testing.T) {
 		t.Error("a cancelled vet is no error")
 	}
 }
+
+func TestLinkOutsideIsNotRead(t *testing.T) {
+	outside := t.TempDir()
+	writeFile(t, outside, "secret.yaml", "token: hunter2\n")
+	dir := t.TempDir()
+	copyFile(t, "testdata/good/template.yaml", dir, "template.yaml")
+	if err := os.Symlink(filepath.Join(outside, "secret.yaml"), filepath.Join(dir, "secret.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("template.yaml", filepath.Join(dir, "alias.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	res := vetDir(t, dir, Options{})
+	// The link inside the commit is read (an equal copy, so no duplicate).
+	checkFindings(t, res, want{CodeRender, "secret.yaml", 0, "", "leads outside the directory"})
+	for _, f := range res.Findings {
+		if strings.Contains(f.Message, "hunter2") {
+			t.Errorf("a finding shows what the link points at: %s", f)
+		}
+	}
+}
