@@ -115,7 +115,11 @@ func Write(w io.Writer, format, dir string, res *Result) error {
 		}
 		msg := fmt.Sprintf("%d objects to apply", len(res.Objects))
 		if !res.OK() {
-			msg = fmt.Sprintf("%d findings, so none of its %d objects may be applied", len(res.Findings), len(res.Objects))
+			plural := "s"
+			if len(res.Findings) == 1 {
+				plural = ""
+			}
+			msg = fmt.Sprintf("%d finding%s, so none of its %d objects may be applied", len(res.Findings), plural, len(res.Objects))
 		}
 		_, err := fmt.Fprintf(w, "%s: %s: %s\n", verdict, dir, msg)
 		return err
