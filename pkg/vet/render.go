@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/bouncer-policy/bouncer/pkg/load"
@@ -117,10 +116,7 @@ func plainFiles(dir string) ([]string, error) {
 	return files, nil
 }
 
-// kustomizationNames are the file names kustomize reads, in its order.
-var kustomizationNames = []string{"kustomization.yaml", "kustomization.yml", "Kustomization"}
-
-func isKustomizationFile(p string) bool { return slices.Contains(kustomizationNames, filepath.Base(p)) }
+func isKustomizationFile(p string) bool { return load.KustomizationFile(filepath.Dir(p)) == p }
 
 // suitesIn reads the Suites under directories kustomize rendered: kustomize
 // reads only what a kustomization names, and a Suite is never named there.

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -196,8 +195,8 @@ func (v *vetting) addErr(err error) {
 	var le *load.Error
 	if errors.As(err, &le) {
 		file := le.File
-		if st, err := os.Stat(file); err == nil && st.IsDir() && load.IsKustomization(file) {
-			file = kustomizationIn(file)
+		if k := load.KustomizationFile(file); k != "" {
+			file = k
 		}
 		f.File, f.Line, f.Message = v.rel(file), le.Line, le.Err.Error()
 	}
@@ -206,15 +205,6 @@ func (v *vetting) addErr(err error) {
 		f.Message = strings.ReplaceAll(f.Message, abs+string(filepath.Separator), "")
 	}
 	v.add(f)
-}
-
-func kustomizationIn(dir string) string {
-	for _, name := range kustomizationNames {
-		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
-			return filepath.Join(dir, name)
-		}
-	}
-	return dir
 }
 
 // addDoc adds a finding about one document; err's own location, the
