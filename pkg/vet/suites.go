@@ -28,10 +28,14 @@ func splitSuites(docs []*load.Document) (suites, rest []*load.Document) {
 }
 
 // fixtures returns the files Suites name as test objects (a case's object
-// and inventory), less those a Suite also names as a policy. A Suite that
-// does not decode is a finding.
-func (v *vetting) fixtures(suites []*load.Document) map[string]bool {
+// and inventory), less those a Suite also names as a policy, and the
+// Suites that may run. A Suite that does not decode, or names a file
+// outside the directory (which would read the host's files, not the
+// commit's), is a finding and does not run.
+func (v *vetting) fixtures(suites []*load.Document) (map[string]bool, []*load.Document) {
 	fixtures, policies := map[string]bool{}, map[string]bool{}
+	root, rootErr := filepath.EvalSymlinks(v.dir)
+	var runnable []*load.Document
 	for _, d := range suites {
 		var s apis.Suite
 		if err := load.Into(d, &s); err != nil {
@@ -39,7 +43,14 @@ func (v *vetting) fixtures(suites []*load.Document) map[string]bool {
 			continue
 		}
 		dir := filepath.Dir(d.File)
-		at := func(p string) string { return filepath.Join(dir, p) }
+		var outside []string
+		at := func(p string) string {
+			full := filepath.Join(dir, p)
+			if real, err := filepath.EvalSymlinks(full); rootErr != nil || (err == nil && !within(root, real)) || !within(filepath.Clean(v.dir), full) {
+				outside = append(outside, p)
+			}
+			return full
+		}
 		for _, t := range s.Tests {
 			for _, p := range []string{t.Template, t.Constraint, t.Expansion, t.Policy, t.Binding} {
 				if p != "" {
@@ -55,11 +66,16 @@ func (v *vetting) fixtures(suites []*load.Document) map[string]bool {
 				}
 			}
 		}
+		if len(outside) > 0 {
+			v.addDoc(d, CodeSuite, fmt.Errorf("suite %q names files outside the directory, so it is not run: %s", s.Name, strings.Join(outside, ", ")))
+			continue
+		}
+		runnable = append(runnable, d)
 	}
 	for p := range policies {
 		delete(fixtures, p)
 	}
-	return fixtures
+	return fixtures, runnable
 }
 
 // runSuites runs every Suite with bouncer verify's code and reports each

@@ -150,7 +150,7 @@ func Dir(ctx context.Context, dir string, o Options) (*Result, error) {
 		return nil, err
 	}
 	suites = append(suites, more...)
-	fixtures := v.fixtures(suites)
+	fixtures, suites := v.fixtures(suites)
 	v.params = paramKinds(docs)
 	for _, d := range docs {
 		if fixtures[filepath.Clean(d.File)] {

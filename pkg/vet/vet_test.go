@@ -208,3 +208,25 @@ func TestLinkOutsideIsNotRead(t *testing.T) {
 		}
 	}
 }
+
+func TestSuiteNamingFilesOutsideDoesNotRun(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"template.yaml", "constraint.yaml", "samples/pod-unlabelled.yaml"} {
+		copyFile(t, "testdata/good/"+f, dir, f)
+	}
+	writeFile(t, dir, "suite.yaml", `apiVersion: test.gatekeeper.sh/v1alpha1
+kind: Suite
+metadata:
+  name: escape
+tests:
+  - name: t
+    template: template.yaml
+    constraint: ../../etc/constraint.yaml
+    cases:
+      - name: c
+        object: samples/pod-unlabelled.yaml
+        inventory: [/etc/passwd, ../secret.yaml] # the first is DIR/etc/passwd, as verify reads it
+`)
+	checkFindings(t, vetDir(t, dir, Options{RequireSuitesPass: true}),
+		want{CodeSuite, "suite.yaml", 1, "test.gatekeeper.sh/Suite escape", "names files outside the directory, so it is not run: ../../etc/constraint.yaml, ../secret.yaml"})
+}
