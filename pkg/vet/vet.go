@@ -72,6 +72,8 @@ type Options struct {
 	RequireSuitesPass bool
 	// KnownTemplate reports whether a constraint kind's template exists
 	// outside the commit (already in the cluster); nil means none does.
+	// Such a constraint's match and enforcement actions are checked, its
+	// parameters are not: the template's schema is not at hand.
 	KnownTemplate func(kind string) bool
 	// Engine restricts evaluation to one language (see policyset.NewEngine).
 	Engine string
@@ -134,6 +136,10 @@ const DefaultSuiteTimeout = 5 * time.Second
 // allowed kind, so a fixture no Suite names is reported, not applied; the
 // kinds ValidatingAdmissionPolicies in the commit name as paramKind are
 // allowed too, as a policy's parameters are part of the policy.
+//
+// Mutators and SyncSets are checked for their kind only, MutatingAdmission-
+// Policies and bindings for their shape: no package of Bouncer evaluates
+// them yet.
 func Dir(ctx context.Context, dir string, o Options) (*Result, error) {
 	mode := o.Render
 	if mode == "" {
