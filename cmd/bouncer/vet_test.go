@@ -56,6 +56,27 @@ func TestVetBrokenHuman(t *testing.T) {
 	}
 }
 
+// TestVetEachBrokenFixture: each broken commit exits 1 with its finding's
+// file, line, object and code on a line of its own.
+func TestVetEachBrokenFixture(t *testing.T) {
+	const d = "../../pkg/vet/testdata/"
+	for dir, want := range map[string]string{
+		"broken-rego":   d + "broken-rego/template.yaml:1 templates.gatekeeper.sh/ConstraintTemplate k8srequiredlabels: [template] ",
+		"orphan":        d + "orphan/constraint.yaml:1 constraints.gatekeeper.sh/K8sRequiredLabels need-team: [constraint] ",
+		"bad-params":    d + "bad-params/constraint.yaml:1 constraints.gatekeeper.sh/K8sRequiredLabels need-team: [constraint] ",
+		"disallowed":    d + "disallowed/pods.yaml:2 Pod default/stray: [kind-not-allowed] ",
+		"bad-kustomize": d + "bad-kustomize/kustomization.yaml: [render] kustomize build: ",
+		"not-yaml":      d + "not-yaml/notes.yaml:1: [render] malformed document 1: ",
+		"failing-suite": d + "failing-suite/suite.yaml:1 test.gatekeeper.sh/Suite labels: [suite] labels/required/wrongly-expected-allowed: ",
+	} {
+		code, out, errs := runVet(t, "--require-suites", d+dir)
+		lines := strings.Split(out, "\n")
+		if code != 1 || !strings.HasPrefix(lines[0], want) || !strings.Contains(out, "FAIL: "+d+dir+": ") {
+			t.Errorf("vet %s: exit %d, want 1 and a first line starting %q:\n%s%s", dir, code, want, out, errs)
+		}
+	}
+}
+
 func TestVetFormats(t *testing.T) {
 	dir := "../../pkg/vet/testdata/bad-params"
 	code, out, _ := runVet(t, "-o", "json", dir)
