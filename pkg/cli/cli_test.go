@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -297,6 +298,25 @@ func TestVerifyBroken(t *testing.T) {
 	}
 	if strings.Contains(r.stdout, "ok   ") {
 		t.Errorf("passing cases are printed only with -v:\n%s", r.stdout)
+	}
+}
+
+func TestVerifyFailuresCarryTheSuite(t *testing.T) {
+	var out bytes.Buffer
+	sum, err := Verify(context.Background(), []string{"testdata/suite/broken"}, VerifyOptions{Stdout: &out, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range sum.Failures {
+		got = append(got, fmt.Sprintf("%s:%d %s", f.File, f.Line, f.Case))
+	}
+	want := []string{
+		"testdata/suite/broken/suite.yaml:1 cli-broken/wrong/wrong-count",
+		"testdata/suite/broken/suite.yaml:1 cli-broken/wrong/wrong-message",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") || sum.Failed != len(want) {
+		t.Errorf("failures %q (failed %d), want %q", got, sum.Failed, want)
 	}
 }
 

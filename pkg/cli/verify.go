@@ -42,6 +42,21 @@ type VerifyOptions struct {
 // VerifySummary counts suite outcomes.
 type VerifySummary struct {
 	Suites, Tests, Cases, Passed, Failed, Skipped int
+	// Failures are the failed cases (or tests that failed as a whole), in
+	// the order they were reported, for callers that report them as
+	// findings rather than as lines of text.
+	Failures []SuiteFailure
+}
+
+// SuiteFailure is one failed case: the Suite document it belongs to and
+// what failed.
+type SuiteFailure struct {
+	File string
+	Line int
+	// Case is "suite/test/case", or "suite/test" when the test failed as a
+	// whole (its template or constraint did not load).
+	Case string
+	Err  error
 }
 
 // RunVerify runs gator-style Suite files and returns the exit code.
@@ -95,6 +110,7 @@ func Verify(ctx context.Context, paths []string, o VerifyOptions) (VerifySummary
 	}
 	type suiteRun struct {
 		file  string
+		line  int
 		suite *apis.Suite
 		out   bytes.Buffer
 		sum   VerifySummary
@@ -110,7 +126,7 @@ func Verify(ctx context.Context, paths []string, o VerifyOptions) (VerifySummary
 			if err := load.Into(d, &s); err != nil {
 				return err
 			}
-			runs = append(runs, &suiteRun{file: f, suite: &s, done: make(chan struct{})})
+			runs = append(runs, &suiteRun{file: f, line: d.Line, suite: &s, done: make(chan struct{})})
 			return nil
 		})
 		if err != nil {
@@ -155,6 +171,9 @@ func Verify(ctx context.Context, paths []string, o VerifyOptions) (VerifySummary
 		if _, err := o.Stdout.Write(r.out.Bytes()); err != nil {
 			return sum, err
 		}
+		for i := range r.sum.Failures {
+			r.sum.Failures[i].Line = r.line
+		}
 		sum.Suites++
 		sum.add(r.sum)
 	}
@@ -167,6 +186,7 @@ func (s *VerifySummary) add(o VerifySummary) {
 	s.Passed += o.Passed
 	s.Failed += o.Failed
 	s.Skipped += o.Skipped
+	s.Failures = append(s.Failures, o.Failures...)
 }
 
 // suiteFiles expands paths: a file, a directory (its files), or DIR/...
@@ -243,8 +263,7 @@ func runSuite(ctx context.Context, file string, s *apis.Suite, filter *regexp.Re
 		if t.Invalid {
 			sum.Cases++
 			if loadErr == nil {
-				sum.Failed++
-				fmt.Fprintf(o.Stdout, "FAIL %s: expected the template or constraint to be invalid, but it loaded\n", prefix)
+				sum.fail(o.Stdout, file, prefix, errors.New("expected the template or constraint to be invalid, but it loaded"))
 			} else {
 				sum.Passed++
 				if o.Verbose {
@@ -256,8 +275,8 @@ func runSuite(ctx context.Context, file string, s *apis.Suite, filter *regexp.Re
 		if loadErr != nil {
 			n := max(1, len(t.Cases))
 			sum.Cases += n
-			sum.Failed += n
-			fmt.Fprintf(o.Stdout, "FAIL %s: %v\n", prefix, loadErr)
+			sum.Failed += n - 1
+			sum.fail(o.Stdout, file, prefix, loadErr)
 			continue
 		}
 		for _, c := range t.Cases {
@@ -275,8 +294,7 @@ func runSuite(ctx context.Context, file string, s *apis.Suite, filter *regexp.Re
 				continue
 			}
 			if err := runCase(ctx, e, dir, c); err != nil {
-				sum.Failed++
-				fmt.Fprintf(o.Stdout, "FAIL %s: %v\n", id, err)
+				sum.fail(o.Stdout, file, id, err)
 				continue
 			}
 			sum.Passed++
@@ -285,6 +303,13 @@ func runSuite(ctx context.Context, file string, s *apis.Suite, filter *regexp.Re
 			}
 		}
 	}
+}
+
+// fail counts and prints one failure.
+func (s *VerifySummary) fail(w io.Writer, file, id string, err error) {
+	s.Failed++
+	s.Failures = append(s.Failures, SuiteFailure{File: file, Case: id, Err: err})
+	fmt.Fprintf(w, "FAIL %s: %v\n", id, err)
 }
 
 func anyCaseMatches(f *regexp.Regexp, t apis.SuiteTest) bool {

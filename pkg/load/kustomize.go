@@ -21,9 +21,11 @@ var kustomizationFiles = []string{"kustomization.yaml", "kustomization.yml", "Ku
 var ErrRemoteResource = errors.New("remote resources are not fetched")
 
 // IsKustomization reports whether dir holds a kustomization file.
-func IsKustomization(dir string) bool { return kustomizationFile(dir) != "" }
+func IsKustomization(dir string) bool { return KustomizationFile(dir) != "" }
 
-func kustomizationFile(dir string) string {
+// KustomizationFile is the kustomization file kustomize reads in dir, or
+// "" when dir holds none.
+func KustomizationFile(dir string) string {
 	for _, f := range kustomizationFiles {
 		p := filepath.Join(dir, f)
 		if st, err := os.Stat(p); err == nil && !st.IsDir() {
@@ -45,7 +47,7 @@ func Kustomize(dir string, fn func(*Document) error) error {
 // resource is an error: kustomize itself would fetch it, and a review
 // of pull requests must not make requests on their behalf.
 func KustomizeContext(ctx context.Context, dir string, opts Options, fn func(*Document) error) error {
-	file := kustomizationFile(dir)
+	file := KustomizationFile(dir)
 	if file == "" {
 		file = dir
 	}
@@ -102,7 +104,7 @@ func checkOffline(dir string, opts Options, seen map[string]bool) error {
 		return nil
 	}
 	seen[abs] = true
-	file := kustomizationFile(dir)
+	file := KustomizationFile(dir)
 	if file == "" {
 		return nil
 	}

@@ -147,17 +147,50 @@ func walkPath(ctx context.Context, p string, opts Options, fn func(*Document) er
 	if IsKustomization(p) {
 		return KustomizeContext(ctx, p, opts, fn)
 	}
-	var files []string
-	var kustomizations []string
-	err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+	files, kustomizations, err := Sources(p)
+	if err != nil {
+		return err
+	}
+	for _, src := range append(files, kustomizations...) {
+		if err := ReadSource(ctx, src, opts, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReadSource reads one entry of Sources: a manifest file, or a directory
+// kustomize renders.
+func ReadSource(ctx context.Context, src string, opts Options, fn func(*Document) error) error {
+	st, err := os.Stat(src)
+	if err != nil {
+		return &Error{File: src, Err: errors.Unwrap(err)}
+	}
+	if st.IsDir() {
+		return KustomizeContext(ctx, src, opts, fn)
+	}
+	// A checkout may hold a named pipe or a link to a device under a
+	// manifest's name: opening a pipe blocks until someone writes.
+	if !st.Mode().IsRegular() {
+		return &Error{File: src, Err: fmt.Errorf("not a regular file (%s) in directory %s", st.Mode().Type(), filepath.Dir(src))}
+	}
+	return readFile(ctx, src, opts, fn)
+}
+
+// Sources lists what WalkContext reads under dir, which holds no
+// kustomization itself: its manifest files in lexical order and the
+// subdirectories that kustomize renders, so a caller can read each one on
+// its own and report every problem, not only the first.
+func Sources(dir string) (files, kustomizations []string, err error) {
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if d.IsDir() {
-			if path != p && strings.HasPrefix(d.Name(), ".") {
+			if path != dir && strings.HasPrefix(d.Name(), ".") {
 				return filepath.SkipDir
 			}
-			if path != p && IsKustomization(path) {
+			if path != dir && IsKustomization(path) {
 				kustomizations = append(kustomizations, path)
 				return filepath.SkipDir
 			}
@@ -169,25 +202,10 @@ func walkPath(ctx context.Context, p string, opts Options, fn func(*Document) er
 		return nil
 	})
 	if err != nil {
-		return &Error{File: p, Err: err}
+		return nil, nil, &Error{File: dir, Err: err}
 	}
 	sort.Strings(files)
-	for _, f := range files {
-		// A checkout may hold a named pipe or a link to a device under a
-		// manifest's name: opening a pipe blocks until someone writes.
-		if st, err := os.Stat(f); err == nil && !st.Mode().IsRegular() {
-			return &Error{File: f, Err: fmt.Errorf("not a regular file (%s) in directory %s", st.Mode().Type(), p)}
-		}
-		if err := readFile(ctx, f, opts, fn); err != nil {
-			return err
-		}
-	}
-	for _, k := range kustomizations {
-		if err := KustomizeContext(ctx, k, opts, fn); err != nil {
-			return err
-		}
-	}
-	return nil
+	return files, kustomizations, nil
 }
 
 func hasManifestExt(p string) bool {
