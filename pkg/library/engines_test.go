@@ -128,6 +128,13 @@ func compareEngines(t *testing.T, suitePath string) {
 // an engine that runs only the given language.
 func suiteEngine(t *testing.T, dir string, test apis.SuiteTest, only string) *engine.Engine {
 	t.Helper()
+	return suiteEngineCaching(t, dir, test, only, 0)
+}
+
+// suiteEngineCaching is suiteEngine with the evaluation cache bounded to
+// cacheBytes (negative: off).
+func suiteEngineCaching(t *testing.T, dir string, test apis.SuiteTest, only string, cacheBytes int64) *engine.Engine {
+	t.Helper()
 	set := &policyset.Set{}
 	paths := []string{filepath.Join(dir, test.Template), filepath.Join(dir, test.Constraint)}
 	if test.Expansion != "" {
@@ -141,7 +148,7 @@ func suiteEngine(t *testing.T, dir string, test apis.SuiteTest, only string) *en
 	}); err != nil {
 		t.Fatal(err)
 	}
-	e, err := policyset.NewEngine(10*time.Second, only)
+	e, err := policyset.NewEngineCaching(10*time.Second, only, cacheBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
