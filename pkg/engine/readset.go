@@ -251,3 +251,13 @@ func hashValue(v any) readKey {
 	}
 	return k
 }
+
+// Reads returns what the template's code reads of a review, and false when
+// that is unbounded or unknown (the template is then never answered from
+// the evaluation cache).
+func (t *Template) Reads() (ReadSet, bool) {
+	if t.reads == nil {
+		return ReadSet{All: true}, false
+	}
+	return *t.reads, true
+}

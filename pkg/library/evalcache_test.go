@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
+
+	"sigs.k8s.io/yaml"
 
 	"github.com/bouncer-policy/bouncer/pkg/apis"
 	"github.com/bouncer-policy/bouncer/pkg/engine"
@@ -124,4 +127,33 @@ func outcome(ctx context.Context, t *testing.T, e *engine.Engine, r *engine.Revi
 	}
 	slices.Sort(out)
 	return out
+}
+
+// TestLibraryReadSetsAreBounded: the evaluation cache helps only templates
+// whose reads are bounded; every library template's are, in each language
+// it ships (a template that stops being so shows here, not as a slowdown).
+func TestLibraryReadSetsAreBounded(t *testing.T) {
+	for _, p := range policies(t) {
+		langs := []string{apis.EngineRego}
+		if hasCEL(t, p) {
+			langs = append(langs, apis.EngineCEL)
+		}
+		for _, only := range langs {
+			e, err := policyset.NewEngine(10*time.Second, only)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var tmpl apis.ConstraintTemplate
+			if err := yaml.Unmarshal(p.Template, &tmpl); err != nil {
+				t.Fatal(err)
+			}
+			ct, err := e.CompileTemplate(&tmpl)
+			if err != nil {
+				t.Fatalf("%s (%s): %v", p.Name, only, err)
+			}
+			if _, ok := ct.Reads(); !ok {
+				t.Errorf("%s (%s): reads of the review are unbounded", p.Name, only)
+			}
+		}
+	}
 }

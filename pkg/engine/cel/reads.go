@@ -20,6 +20,13 @@ var requestFields = map[string][]string{
 	"subResource": {"subResource"}, "requestSubResource": {"subResource"},
 }
 
+// celTypeIdents are identifiers that name CEL types (type(x) == string): they
+// read nothing.
+var celTypeIdents = map[string]bool{
+	"bool": true, "int": true, "uint": true, "double": true, "string": true, "bytes": true,
+	"list": true, "map": true, "null_type": true, "type": true, "dyn": true,
+}
+
 // readSet finds what a template's expressions read of the review: the
 // constant field selections after object, oldObject, request and
 // namespaceObject. Variables are expressions of the template, so their reads
@@ -119,7 +126,9 @@ func exprReadSet(a *celast.AST, out *engine.ReadSet) bool {
 				out.Paths = append(out.Paths, append([]string{"object"}, rest...), append([]string{"oldObject"}, rest...), []string{"operation"})
 			}
 		default:
-			return false
+			if !celTypeIdents[name] {
+				return false
+			}
 		}
 	}
 	return true
