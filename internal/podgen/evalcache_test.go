@@ -16,7 +16,7 @@ import (
 
 // libraryEngine loads every library template with its sample constraint,
 // in one language, with the evaluation cache bounded to cacheBytes.
-func libraryEngine(t *testing.T, only string, cacheBytes int64) *engine.Engine {
+func libraryEngine(t testing.TB, only string, cacheBytes int64) *engine.Engine {
 	t.Helper()
 	templates, _ := filepath.Glob("../../library/*/template.yaml")
 	constraints, _ := filepath.Glob("../../library/*/constraint.yaml")
