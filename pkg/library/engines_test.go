@@ -88,21 +88,7 @@ func TestLibraryEngines(t *testing.T) {
 func compareEngines(t *testing.T, suitePath string) {
 	t.Helper()
 	dir := filepath.Dir(suitePath)
-	var suites []apis.Suite
-	err := load.Walk([]string{suitePath}, load.Options{}, func(d *load.Document) error {
-		if policyset.Classify(d) != policyset.Suite {
-			return nil
-		}
-		var s apis.Suite
-		if err := load.Into(d, &s); err != nil {
-			return err
-		}
-		suites = append(suites, s)
-		return nil
-	})
-	if err != nil || len(suites) == 0 {
-		t.Fatalf("reading %s: %v (%d suites)", suitePath, err, len(suites))
-	}
+	suites := readSuites(t, suitePath)
 	ctx := context.Background()
 	for _, s := range suites {
 		for _, test := range s.Tests {
