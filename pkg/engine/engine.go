@@ -29,6 +29,11 @@ type Options struct {
 	// engine run that language only, so both implementations of a template
 	// can be tested against each other. Empty is Gatekeeper's choice.
 	OnlyEngine string
+	// EvalCacheBytes bounds the cache of template evaluations, which
+	// answers a template evaluated again on the same read parts of a review
+	// (a Deployment's replicas, Pods of one template) without running it.
+	// Zero means DefaultEvalCacheBytes; negative turns the cache off.
+	EvalCacheBytes int64
 }
 
 // Engine holds compiled policies and reviews objects against them.
@@ -36,6 +41,10 @@ type Engine struct {
 	drivers map[string]Driver
 	timeout time.Duration
 	only    string
+	// cache is nil when turned off; inventory counts inventory writes, so
+	// that results of templates that read it are not served across one.
+	cache     *evalCache
+	inventory atomic.Uint64
 
 	mu   sync.Mutex // serialises writers; readers use snap
 	snap atomic.Pointer[snapshot]
@@ -49,6 +58,12 @@ func New(opts Options) (*Engine, error) {
 	e := &Engine{drivers: map[string]Driver{}, timeout: opts.ReviewTimeout, only: opts.OnlyEngine}
 	if e.timeout == 0 {
 		e.timeout = 5 * time.Second
+	}
+	switch {
+	case opts.EvalCacheBytes == 0:
+		e.cache = newEvalCache(DefaultEvalCacheBytes)
+	case opts.EvalCacheBytes > 0:
+		e.cache = newEvalCache(opts.EvalCacheBytes)
 	}
 	for _, d := range opts.Drivers {
 		e.drivers[d.Engine()] = d
@@ -66,7 +81,15 @@ type Template struct {
 	Schema  *params.Schema
 	program Program
 	driver  Driver
+	// id is unique to this compilation, so cached evaluations of an older
+	// version of the template are never served for it.
+	id uint64
+	// reads is what the code reads of a review; nil when unbounded or
+	// unknown, which keeps the template out of the evaluation cache.
+	reads *ReadSet
 }
+
+var templateSeq atomic.Uint64
 
 // Constraint is a compiled constraint.
 type Constraint struct {
@@ -78,6 +101,8 @@ type Constraint struct {
 	matcher  *match.Matcher
 	prepared any
 	actions  actionSet
+	// paramsKey digests Params for the evaluation cache.
+	paramsKey readKey
 }
 
 // Expansion is a compiled expansion template.
@@ -290,7 +315,13 @@ func (e *Engine) compileTemplate(t *apis.ConstraintTemplate) (*Template, error) 
 	if err != nil {
 		return nil, fmt.Errorf("template %q: %w", name, err)
 	}
-	return &Template{Name: name, Kind: kind, Engine: code.Engine, Object: t, Schema: schemaProps, program: prog, driver: driver}, nil
+	ct := &Template{Name: name, Kind: kind, Engine: code.Engine, Object: t, Schema: schemaProps, program: prog, driver: driver, id: templateSeq.Add(1)}
+	if rs, ok := prog.(ReadSetter); ok {
+		if n := rs.ReadSet().normalize(); !n.All {
+			ct.reads = &n
+		}
+	}
+	return ct, nil
 }
 
 // codeFor picks the code a template runs: K8sNativeValidation wins over
@@ -415,7 +446,7 @@ func compileConstraint(t *Template, c *apis.Constraint) (*Constraint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("constraint %s (template %s): %w", id, t.Name, err)
 	}
-	return &Constraint{Kind: c.Kind, Name: c.GetName(), Object: c, Params: p, template: t, matcher: m, prepared: prepared, actions: acts}, nil
+	return &Constraint{Kind: c.Kind, Name: c.GetName(), Object: c, Params: p, template: t, matcher: m, prepared: prepared, actions: acts, paramsKey: hashValue(p)}, nil
 }
 
 // RemoveConstraint removes a constraint.
@@ -551,6 +582,7 @@ func (e *Engine) review(ctx context.Context, s *snapshot, r *Review, cfg *review
 	}
 	target := targetOf(r)
 	prepared := map[Driver]PreparedReview{}
+	readKeys := map[*Template]readKey{}
 	for _, c := range s.candidates(r.Kind.Group, r.Kind.Kind) {
 		actions := c.actions.at(cfg.point)
 		if len(actions) == 0 {
@@ -570,17 +602,12 @@ func (e *Engine) review(ctx context.Context, s *snapshot, r *Review, cfg *review
 		if cfg.recordMatched {
 			resp.Matched = append(resp.Matched, ConstraintRef{Kind: c.Kind, Name: c.Name, ExpansionTemplate: expansion})
 		}
-		d := c.template.driver
-		pr, ok := prepared[d]
-		if !ok {
-			pr, err = d.PrepareReview(r)
-			if err != nil {
-				return fmt.Errorf("preparing review of %s %s: %w", r.Kind.Kind, r.Name, err)
-			}
-			prepared[d] = pr
-		}
 		resp.Evaluated++
-		vs, err := c.template.program.Eval(ctx, pr, c.prepared)
+		vs, err := e.evaluate(ctx, r, c, prepared, readKeys)
+		var pe *prepareError
+		if errors.As(err, &pe) {
+			return pe.err
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				err = fmt.Errorf("%w (review deadline exceeded)", err)
@@ -606,6 +633,54 @@ func (e *Engine) review(ctx context.Context, s *snapshot, r *Review, cfg *review
 	}
 	return e.expand(ctx, s, r, cfg, resp, depth)
 }
+
+// evaluate runs one constraint's template on the review, or answers from
+// the evaluation cache when the template has run before on the same read
+// parts with the same parameters (and inventory). Only successful
+// evaluations are remembered: an error may be the review's deadline.
+func (e *Engine) evaluate(ctx context.Context, r *Review, c *Constraint, prepared map[Driver]PreparedReview, readKeys map[*Template]readKey) ([]Violation, error) {
+	t := c.template
+	var key evalKey
+	cached := e.cache != nil && t.reads != nil
+	if cached {
+		rk, ok := readKeys[t]
+		if !ok {
+			rk = hashReads(r, *t.reads)
+			readKeys[t] = rk
+		}
+		key = evalKey{template: t.id, params: c.paramsKey, reads: rk}
+		if t.program.UsesInventory() {
+			// Read before evaluating: a write that lands meanwhile bumps
+			// the version after it, so this entry is never served for a
+			// newer inventory than the one it may have seen.
+			key.inventory = e.inventory.Load() + 1
+		}
+		if vs, ok := e.cache.get(key); ok {
+			return vs, nil
+		}
+	}
+	d := t.driver
+	pr, ok := prepared[d]
+	if !ok {
+		var err error
+		pr, err = d.PrepareReview(r)
+		if err != nil {
+			return nil, &prepareError{fmt.Errorf("preparing review of %s %s: %w", r.Kind.Kind, r.Name, err)}
+		}
+		prepared[d] = pr
+	}
+	vs, err := t.program.Eval(ctx, pr, c.prepared)
+	if err == nil && cached {
+		e.cache.put(key, vs)
+	}
+	return vs, err
+}
+
+// prepareError is a review no driver could convert: it fails the whole
+// review rather than one constraint.
+type prepareError struct{ err error }
+
+func (e *prepareError) Error() string { return e.err.Error() }
 
 func (t *Template) operationApplies(op string) bool {
 	ops := t.Object.Spec.Targets[0].Operations

@@ -82,5 +82,7 @@ func (e *Engine) writeInventory(ctx context.Context, path []string, v any) error
 			}
 		}
 	}
+	// After the write: see Engine.evaluate.
+	e.inventory.Add(1)
 	return nil
 }

@@ -88,21 +88,7 @@ func TestLibraryEngines(t *testing.T) {
 func compareEngines(t *testing.T, suitePath string) {
 	t.Helper()
 	dir := filepath.Dir(suitePath)
-	var suites []apis.Suite
-	err := load.Walk([]string{suitePath}, load.Options{}, func(d *load.Document) error {
-		if policyset.Classify(d) != policyset.Suite {
-			return nil
-		}
-		var s apis.Suite
-		if err := load.Into(d, &s); err != nil {
-			return err
-		}
-		suites = append(suites, s)
-		return nil
-	})
-	if err != nil || len(suites) == 0 {
-		t.Fatalf("reading %s: %v (%d suites)", suitePath, err, len(suites))
-	}
+	suites := readSuites(t, suitePath)
 	ctx := context.Background()
 	for _, s := range suites {
 		for _, test := range s.Tests {
@@ -128,6 +114,13 @@ func compareEngines(t *testing.T, suitePath string) {
 // an engine that runs only the given language.
 func suiteEngine(t *testing.T, dir string, test apis.SuiteTest, only string) *engine.Engine {
 	t.Helper()
+	return suiteEngineCaching(t, dir, test, only, 0)
+}
+
+// suiteEngineCaching is suiteEngine with the evaluation cache bounded to
+// cacheBytes (negative: off).
+func suiteEngineCaching(t *testing.T, dir string, test apis.SuiteTest, only string, cacheBytes int64) *engine.Engine {
+	t.Helper()
 	set := &policyset.Set{}
 	paths := []string{filepath.Join(dir, test.Template), filepath.Join(dir, test.Constraint)}
 	if test.Expansion != "" {
@@ -141,7 +134,7 @@ func suiteEngine(t *testing.T, dir string, test apis.SuiteTest, only string) *en
 	}); err != nil {
 		t.Fatal(err)
 	}
-	e, err := policyset.NewEngine(10*time.Second, only)
+	e, err := policyset.NewEngineCaching(10*time.Second, only, cacheBytes)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,12 @@ func compareRandom(t *testing.T, policy string, params map[string]any, n int, ne
 	test := apis.SuiteTest{Template: "template.yaml", Constraint: "constraint.yaml"}
 	rego := suiteEngine(t, dir, test, apis.EngineRego)
 	cel := suiteEngine(t, dir, test, apis.EngineCEL)
+	// The same languages without the evaluation cache: each cached engine
+	// must agree with its uncached twin on every Pod.
+	uncached := map[*engine.Engine]*engine.Engine{
+		rego: suiteEngineCaching(t, dir, test, apis.EngineRego, -1),
+		cel:  suiteEngineCaching(t, dir, test, apis.EngineCEL, -1),
+	}
 	rnd := rand.New(rand.NewSource(1))
 	ctx := context.Background()
 	compared, violating := 0, 0
@@ -51,6 +57,13 @@ func compareRandom(t *testing.T, policy string, params map[string]any, n int, ne
 			// CEL reports eight and counts the rest.
 			continue
 		}
+		// (Past eight, which violations CEL lists follows map order, which
+		// varies from run to run with or without the cache.)
+		for cached, plain := range uncached {
+			if got, want := violations(ctx, t, cached, r), violations(ctx, t, plain, r); !slices.Equal(got, want) {
+				t.Fatalf("containers %v: with the evaluation cache %q, without %q", containers, got, want)
+			}
+		}
 		compared++
 		if len(want) > 0 {
 			violating++
@@ -58,6 +71,9 @@ func compareRandom(t *testing.T, policy string, params map[string]any, n int, ne
 		if got := violations(ctx, t, cel, r); !slices.Equal(got, want) {
 			t.Fatalf("containers %v:\nrego: %q\ncel:  %q", containers, want, got)
 		}
+	}
+	if rego.EvalCacheStats().Hits == 0 || cel.EvalCacheStats().Hits == 0 {
+		t.Errorf("the evaluation cache answered nothing (rego %+v, cel %+v): the comparison with it off compared nothing", rego.EvalCacheStats(), cel.EvalCacheStats())
 	}
 	if compared < n*2/3 || violating == 0 || violating == compared {
 		t.Errorf("%d Pods compared, %d with violations: the generator does not exercise the policy", compared, violating)

@@ -229,6 +229,8 @@ type Program struct {
 	validations []compiledValidation
 	// messages counts the message expressions.
 	messages int
+	// reads is what the expressions read of the review (reads.go).
+	reads engine.ReadSet
 }
 
 // Compile checks every expression (with params typed from the parameters
@@ -282,6 +284,7 @@ func compileTemplate(t *apis.ConstraintTemplate, code apis.Code) (*Program, erro
 	if err := compileProgram(p, src, asts); err != nil {
 		return nil, fmt.Errorf("%s%w", where, err)
 	}
+	p.reads = readSet(src, asts)
 	return p, nil
 }
 

@@ -1,0 +1,263 @@
+package engine
+
+import (
+	"encoding/binary"
+	"hash/maphash"
+	"math"
+	"sort"
+	"sync/atomic"
+)
+
+// ReadSet is what a template's code can read of a review, found statically
+// when the template is compiled. Paths are in input.review's layout (the
+// AdmissionRequest plus namespaceObject and source): ["object", "spec",
+// "containers"] means the code reads at most that subtree. A driver that
+// cannot bound a read sets All.
+type ReadSet struct {
+	All   bool
+	Paths [][]string
+}
+
+// ReadSetter is implemented by programs whose reads are known; programs
+// that do not implement it are never served from the evaluation cache.
+type ReadSetter interface {
+	ReadSet() ReadSet
+}
+
+// reviewFields are the top-level keys a path may start with, and whether
+// the value under them can be descended into.
+var reviewFields = map[string]bool{
+	"uid": false, "kind": true, "resource": true, "subResource": false, "name": false,
+	"namespace": false, "operation": false, "userInfo": true, "dryRun": false,
+	"object": true, "oldObject": true, "options": true, "namespaceObject": true,
+	"_unstable": true, "source": false,
+}
+
+// normalize sorts the paths and drops those under another, so that two
+// templates with the same reads hash the review the same way; a path into
+// a field the review does not have makes the set unbounded.
+func (s ReadSet) normalize() ReadSet {
+	if s.All {
+		return ReadSet{All: true}
+	}
+	paths := make([][]string, 0, len(s.Paths))
+	for _, p := range s.Paths {
+		if len(p) == 0 {
+			return ReadSet{All: true}
+		}
+		if _, ok := reviewFields[p[0]]; !ok {
+			return ReadSet{All: true}
+		}
+		paths = append(paths, p)
+	}
+	sort.Slice(paths, func(i, j int) bool { return lessPath(paths[i], paths[j]) })
+	out := paths[:0]
+	for _, p := range paths {
+		if len(out) > 0 && hasPrefix(p, out[len(out)-1]) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return ReadSet{Paths: out}
+}
+
+func lessPath(a, b []string) bool {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if a[i] != b[i] {
+			return a[i] < b[i]
+		}
+	}
+	return len(a) < len(b)
+}
+
+func hasPrefix(p, prefix []string) bool {
+	if len(prefix) > len(p) {
+		return false
+	}
+	for i := range prefix {
+		if p[i] != prefix[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// reviewField is the value of a top-level key of input.review.
+func reviewField(r *Review, key string) (any, bool) {
+	switch key {
+	case "uid":
+		return r.UID, true
+	case "kind":
+		return map[string]any{"group": r.Kind.Group, "version": r.Kind.Version, "kind": r.Kind.Kind}, true
+	case "resource":
+		return map[string]any{"group": r.Resource.Group, "version": r.Resource.Version, "resource": r.Resource.Resource}, true
+	case "subResource":
+		return r.SubResource, true
+	case "name":
+		return r.Name, true
+	case "namespace":
+		return r.Namespace, true
+	case "operation":
+		return r.Operation, true
+	case "userInfo":
+		return r.UserInfo, r.UserInfo != nil
+	case "dryRun":
+		return r.DryRun, true
+	case "object":
+		return r.Object, r.Object != nil
+	case "oldObject":
+		return r.OldObject, r.OldObject != nil
+	case "options":
+		return r.Options, r.Options != nil
+	case "namespaceObject":
+		return r.NamespaceObject, r.NamespaceObject != nil
+	case "_unstable":
+		if r.NamespaceObject == nil {
+			return nil, false
+		}
+		return map[string]any{"namespace": r.NamespaceObject}, true
+	case "source":
+		return r.Source, true
+	}
+	return nil, false
+}
+
+// readKey is a 128-bit digest of exactly the parts of a review a read set
+// names. Two seeds make an accidental collision negligible; being chosen at
+// start-up, they cannot be aimed at.
+type readKey [2]uint64
+
+var readSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+
+// hashReads digests the value (or absence) at every path of s.
+func hashReads(r *Review, s ReadSet) readKey {
+	var hs [2]maphash.Hash
+	for i := range hs {
+		hs[i].SetSeed(readSeeds[i])
+	}
+	for _, p := range s.Paths {
+		v, ok := reviewField(r, p[0])
+		for _, k := range p[1:] {
+			if !ok {
+				break
+			}
+			m, isMap := v.(map[string]any)
+			if !isMap {
+				// Reading a field of a non-object is undefined whatever the
+				// value, but the value decides that: hash it whole.
+				break
+			}
+			v, ok = m[k]
+		}
+		for i := range hs {
+			writePath(&hs[i], p)
+			if !ok {
+				hs[i].WriteByte('!')
+				continue
+			}
+			writeValue(&hs[i], v, readSeeds[i])
+		}
+	}
+	return readKey{hs[0].Sum64(), hs[1].Sum64()}
+}
+
+func writePath(h *maphash.Hash, p []string) {
+	h.WriteByte('P')
+	for _, k := range p {
+		writeString(h, k)
+	}
+}
+
+func writeString(h *maphash.Hash, s string) {
+	var n [8]byte
+	binary.LittleEndian.PutUint64(n[:], uint64(len(s)))
+	h.Write(n[:])
+	h.WriteString(s)
+}
+
+func writeUint(h *maphash.Hash, u uint64) {
+	var n [8]byte
+	binary.LittleEndian.PutUint64(n[:], u)
+	h.Write(n[:])
+}
+
+// writeValue digests a JSON-shaped value. Map entries are digested each on
+// their own and summed, so that the order of iteration does not matter.
+// Values of other Go types are digested by their type name only when they
+// cannot be told apart, so they are refused (see cacheable).
+func writeValue(h *maphash.Hash, v any, seed maphash.Seed) {
+	switch x := v.(type) {
+	case nil:
+		h.WriteByte('n')
+	case bool:
+		if x {
+			h.WriteByte('t')
+		} else {
+			h.WriteByte('f')
+		}
+	case string:
+		h.WriteByte('s')
+		writeString(h, x)
+	case int64:
+		h.WriteByte('i')
+		writeUint(h, uint64(x))
+	case int:
+		h.WriteByte('i')
+		writeUint(h, uint64(x))
+	case float64:
+		h.WriteByte('d')
+		writeUint(h, math.Float64bits(x))
+	case []any:
+		h.WriteByte('[')
+		writeUint(h, uint64(len(x)))
+		for _, e := range x {
+			writeValue(h, e, seed)
+		}
+	case map[string]any:
+		h.WriteByte('{')
+		writeUint(h, uint64(len(x)))
+		var sum uint64
+		var eh maphash.Hash
+		eh.SetSeed(seed)
+		for k, e := range x {
+			eh.Reset()
+			writeString(&eh, k)
+			writeValue(&eh, e, seed)
+			sum += eh.Sum64()
+		}
+		writeUint(h, sum)
+	default:
+		// Not a JSON value (a typed struct from a caller): digest its
+		// identity as "unknown" together with a fresh random number, so it
+		// never matches anything.
+		h.WriteByte('?')
+		writeUint(h, uncacheable())
+	}
+}
+
+var uncacheableSeq atomic.Uint64
+
+// uncacheable returns a number never returned before.
+func uncacheable() uint64 { return uncacheableSeq.Add(1) }
+
+// hashValue digests one JSON-shaped value (a constraint's parameters).
+func hashValue(v any) readKey {
+	var k readKey
+	for i := range k {
+		var h maphash.Hash
+		h.SetSeed(readSeeds[i])
+		writeValue(&h, v, readSeeds[i])
+		k[i] = h.Sum64()
+	}
+	return k
+}
+
+// Reads returns what the template's code reads of a review, and false when
+// that is unbounded or unknown (the template is then never answered from
+// the evaluation cache).
+func (t *Template) Reads() (ReadSet, bool) {
+	if t.reads == nil {
+		return ReadSet{All: true}, false
+	}
+	return *t.reads, true
+}
