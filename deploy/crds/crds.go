@@ -9,8 +9,8 @@ import (
 
 // FS holds the CRD manifests.
 //
-//go:embed constrainttemplates.yaml expansiontemplates.yaml configs.yaml
+//go:embed constrainttemplates.yaml expansiontemplates.yaml configs.yaml policysyncs.yaml
 var FS embed.FS
 
 // Files lists the CRD manifests in FS.
-var Files = []string{"constrainttemplates.yaml", "expansiontemplates.yaml", "configs.yaml"}
+var Files = []string{"constrainttemplates.yaml", "expansiontemplates.yaml", "configs.yaml", "policysyncs.yaml"}
