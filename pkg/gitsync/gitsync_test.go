@@ -167,6 +167,12 @@ func TestFindingErrorsAreRelativeToTheRepository(t *testing.T) {
 	if len(got) != 1 || got[0].Resources[0].File != "policies/t.yaml" || got[0].Resources[0].Line != 3 || got[0].Message != "policies/t.yaml:3: bad" {
 		t.Errorf("findingErrors: %+v", got)
 	}
+	// A finding about the directory as a whole has no resource of its own.
+	dir := t.TempDir()
+	got = findingErrors([]vet.Finding{{Code: vet.CodeRender, File: dir, Message: dir + "/x.yaml:1: malformed"}}, dir)
+	if len(got) != 1 || got[0].Resources != nil || got[0].Message != "x.yaml:1: malformed" {
+		t.Errorf("findingErrors of a directory finding: %+v", got)
+	}
 }
 
 func TestBackoffIsBoundedByThePeriod(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -74,11 +75,13 @@ func findingErrors(fs []vet.Finding, root string) []apis.SyncError {
 	out := make([]apis.SyncError, 0, len(fs))
 	for _, f := range fs {
 		e := apis.SyncError{Code: f.Code, Message: strings.ReplaceAll(f.Message, root+string(filepath.Separator), "")}
-		if f.File != "" || f.Object != "" {
-			file := f.File
-			if rel, err := filepath.Rel(root, f.File); err == nil && !strings.HasPrefix(rel, "..") {
-				file = rel
-			}
+		file := f.File
+		if fi, err := os.Stat(file); err == nil && fi.IsDir() {
+			file = "" // a finding about the whole directory; its message names the file
+		} else if rel, err := filepath.Rel(root, f.File); err == nil && !strings.HasPrefix(rel, "..") {
+			file = rel
+		}
+		if file != "" || f.Object != "" {
 			e.Resources = []apis.SyncResource{{File: file, Line: f.Line, Object: f.Object}}
 		}
 		out = append(out, e)
