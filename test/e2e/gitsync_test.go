@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -130,7 +131,12 @@ func dynClient(t *testing.T) dynamic.Interface {
 
 func getPolicySync(t *testing.T) *apis.PolicySync {
 	t.Helper()
-	u, err := dynClient(t).Resource(gitsync.PolicySyncGVR).Namespace(gitSyncHome).Get(context.Background(), gitSyncName, getOpts)
+	return getPolicySyncNamed(t, gitSyncName)
+}
+
+func getPolicySyncNamed(t *testing.T, name string) *apis.PolicySync {
+	t.Helper()
+	u, err := dynClient(t).Resource(gitsync.PolicySyncGVR).Namespace(gitSyncHome).Get(context.Background(), name, getOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,8 +168,13 @@ func readyCondition(ps *apis.PolicySync) metav1.Condition {
 // waitSynced waits until commit is applied and Ready.
 func waitSynced(t *testing.T, commit string) {
 	t.Helper()
-	eventually(t, 90*time.Second, func() error {
-		ps := getPolicySync(t)
+	waitSyncedNamed(t, gitSyncName, commit, 90*time.Second)
+}
+
+func waitSyncedNamed(t *testing.T, name, commit string, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, func() error {
+		ps := getPolicySyncNamed(t, name)
 		if c := readyCondition(ps); ps.Status.LastSyncedCommit != commit || c.Status != metav1.ConditionTrue {
 			return fmt.Errorf("want commit %s applied and Ready, have %s, Ready %s %s: %s", commit, ps.Status.LastSyncedCommit, c.Status, c.Reason, c.Message)
 		}
@@ -269,15 +280,11 @@ func githubSignature(body []byte, secret string) string {
 	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
 }
 
-// TestGitSync syncs a real git repository served over HTTP on loopback
-// into the shared cluster through a PolicySync, and walks the issue's
-// scenarios in order, since each builds on the policies the last left.
-func TestGitSync(t *testing.T) {
+// startGitServer serves an empty repository "policies" on loopback and
+// returns a working clone that pushes to it.
+func startGitServer(t *testing.T) (*gitserver.Server, *gitRepo) {
+	t.Helper()
 	ctx := context.Background()
-	createNamespace(t, gitSyncNS)
-	createNamespace(t, "gitsync-b")
-
-	// The git server, behind a proxy that can go down and come back.
 	gs := &gitserver.Server{Root: t.TempDir(), Token: gitToken}
 	if err := gs.Start(); err != nil {
 		t.Fatal(err)
@@ -286,19 +293,18 @@ func TestGitSync(t *testing.T) {
 	if _, err := gs.InitBare(ctx, "policies"); err != nil {
 		t.Fatal(err)
 	}
-	origin, _ := url.Parse(gs.URL("policies"))
-	proxy := &switchableProxy{addr: "127.0.0.1:0", target: &url.URL{Scheme: "http", Host: origin.Host}}
-	proxy.up(t)
-	t.Cleanup(proxy.down)
-	repoURL := "http://" + proxy.addr + origin.Path
 	work := &gitRepo{t: t, dir: t.TempDir()}
 	work.git("init", "-q", "-b", "main")
 	push, _ := url.Parse(gs.URL("policies"))
 	push.User = url.UserPassword("git", gitToken)
 	work.git("remote", "add", "origin", push.String())
+	return gs, work
+}
 
-	const replica = "bouncer-gitsync"
-	b := startBouncer(t, replica, "--sync-cache-dir", t.TempDir())
+// createSyncSecrets writes the git credentials and the receiver's secret.
+func createSyncSecrets(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
 	for name, data := range map[string]map[string]string{
 		"git-creds": {apis.SecretKeyUsername: "git", apis.SecretKeyToken: gitToken},
 		"receiver":  {apis.SecretKeyWebhookToken: receiverSecret},
@@ -309,13 +315,11 @@ func TestGitSync(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	t.Cleanup(func() {
-		_, _ = kubectl(t, "", "delete", "policysync", "-n", gitSyncHome, gitSyncName, "--ignore-not-found")
-		_, _ = kubectl(t, "", "delete", "constrainttemplate", "k8srequiredropnetraw", "--ignore-not-found")
-		_, _ = kubectl(t, "", "delete", "secret", "-n", gitSyncHome, gitSyncName, "git-creds", "receiver", "--ignore-not-found")
-	})
-	// Polling once an hour: the first commit must arrive by the receiver.
-	mustKubectl(t, fmt.Sprintf(`apiVersion: sync.bouncer.dev/v1alpha1
+}
+
+// policySyncYAML is a PolicySync of the test's repository.
+func policySyncYAML(name, repo, period string) string {
+	return fmt.Sprintf(`apiVersion: sync.bouncer.dev/v1alpha1
 kind: PolicySync
 metadata:
   name: %s
@@ -323,12 +327,35 @@ metadata:
 spec:
   git:
     repo: %s
-    period: 1h
+    period: %s
     auth: token
     secretRef: {name: git-creds}
   webhook:
     secretRef: {name: receiver}
-`, gitSyncName, gitSyncHome, repoURL), "apply", "-f", "-")
+`, name, gitSyncHome, repo, period)
+}
+
+// TestGitSync syncs a real git repository served over HTTP on loopback
+// into the shared cluster through a PolicySync, and walks the issue's
+// scenarios in order, since each builds on the policies the last left.
+func TestGitSync(t *testing.T) {
+	ctx := context.Background()
+	createNamespace(t, gitSyncNS)
+	createNamespace(t, "gitsync-b")
+
+	// The git server, behind a proxy that can go down and come back.
+	gs, work := startGitServer(t)
+	origin, _ := url.Parse(gs.URL("policies"))
+	proxy := &switchableProxy{addr: "127.0.0.1:0", target: &url.URL{Scheme: "http", Host: origin.Host}}
+	proxy.up(t)
+	t.Cleanup(proxy.down)
+	repoURL := "http://" + proxy.addr + origin.Path
+
+	const replica = "bouncer-gitsync"
+	b := startBouncer(t, replica, "--sync-cache-dir", t.TempDir())
+	createSyncSecrets(t)
+	// Polling once an hour: the first commit must arrive by the receiver.
+	mustKubectl(t, policySyncYAML(gitSyncName, repoURL, "1h"), "apply", "-f", "-")
 	if ps := getPolicySync(t); ps.Spec.Git.Branch != "main" || ps.Spec.Render != "auto" {
 		t.Fatalf("CRD defaults not applied: branch %q render %q", ps.Spec.Git.Branch, ps.Spec.Render)
 	}
@@ -351,6 +378,7 @@ spec:
 		eventually(t, 60*time.Second, func() error { return netRawRefused(gitSyncNS, "keeps-net-raw") })
 		t.Logf("commit-to-enforced with the receiver: %s", time.Since(start).Round(time.Millisecond))
 		waitSynced(t, commitA)
+		t.Logf("kubectl get psync:\n%s", mustKubectl(t, "", "get", "psync", "-n", gitSyncHome))
 		if _, err := kubeClientFor(restConfig()).CoreV1().Pods(gitSyncNS).Create(ctx, netRawPod("drops-net-raw", gitSyncNS, true), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
 			t.Fatalf("a pod dropping NET_RAW must be admitted: %v", err)
 		}
@@ -420,6 +448,7 @@ spec:
 		if ps.Status.LastSyncedCommit != good {
 			t.Errorf("lastSyncedCommit moved to %s with a broken commit", ps.Status.LastSyncedCommit)
 		}
+		t.Logf("kubectl get psync:\n%s\nReady: %s", mustKubectl(t, "", "get", "psync", "-n", gitSyncHome), readyCondition(ps).Message)
 		if !strings.Contains(readyCondition(ps).Message, "stays applied") {
 			t.Errorf("Ready message does not say what stays applied: %q", readyCondition(ps).Message)
 		}
@@ -577,4 +606,69 @@ spec:
 			}
 		}
 	})
+}
+
+var gitSyncBenchObjects = flag.Int("gitsync-bench-objects", 0, "TestGitSyncBenchmark: policy objects in the repository (one template, the rest constraints); 0 skips the benchmark")
+
+// TestGitSyncBenchmark measures commit-to-applied for a repository of N
+// policy objects, then for a one-object change with the receiver, and
+// shows that the ApplySet parent does not grow with N:
+//
+//	go test -count=1 -run TestGitSyncBenchmark -v ./test/e2e/ -args -gitsync-bench-objects=1000
+func TestGitSyncBenchmark(t *testing.T) {
+	n := *gitSyncBenchObjects
+	if n < 2 {
+		t.Skip("benchmark: give -gitsync-bench-objects=N (N >= 2)")
+	}
+	const name = "bench"
+	createNamespace(t, gitSyncNS)
+	gs, work := startGitServer(t)
+	b := startBouncer(t, "bouncer-gitsync-bench", "--audit=false", "--leader-election-id", "gitsync-bench", "--sync-cache-dir", t.TempDir())
+	createSyncSecrets(t)
+	t.Cleanup(func() {
+		_, _ = kubectl(t, "", "delete", "policysync", "-n", gitSyncHome, name, "--ignore-not-found")
+		_, _ = kubectl(t, "", "delete", "constrainttemplate", "k8srequiredropnetraw", "--ignore-not-found")
+		_, _ = kubectl(t, "", "delete", "secret", "-n", gitSyncHome, name, "--ignore-not-found")
+	})
+	constraint := readFile(t, "test/e2e/testdata/gitsync/constraint.yaml")
+	var many strings.Builder
+	for i := range n - 1 {
+		many.WriteString("---\n")
+		many.WriteString(strings.Replace(constraint, "name: drop-net-raw", fmt.Sprintf("name: c-%05d", i), 1))
+	}
+	commit := work.commit("many constraints", map[string]string{
+		"policies/template.yaml": readFile(t, "test/e2e/testdata/gitsync/template.yaml"),
+		"policies/many.yaml":     many.String(),
+	})
+	start := time.Now()
+	mustKubectl(t, policySyncYAML(name, gs.URL("policies"), "1h"), "apply", "-f", "-")
+	waitSyncedNamed(t, name, commit, 30*time.Minute)
+	t.Logf("%d objects: commit to applied %s", n, time.Since(start).Round(time.Millisecond))
+	if got := getPolicySyncNamed(t, name).Status.Sync.ObjectCount; got != n {
+		t.Errorf("objectCount %d, want %d", got, n)
+	}
+	parent, err := kube(t).CoreV1().Secrets(gitSyncHome).Get(context.Background(), name, getOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := 0
+	for k, v := range parent.Annotations {
+		size += len(k) + len(v)
+	}
+	t.Logf("ApplySet parent annotations: %d bytes for %d members", size, n)
+	if size > 1024 {
+		t.Errorf("the parent's inventory grew to %d bytes with %d members: %v", size, n, parent.Annotations)
+	}
+
+	recv := receiverClient(t, "bouncer-gitsync-bench")
+	changed := strings.Replace(constraint, "name: drop-net-raw", "name: c-00000", 1)
+	changed = strings.Replace(changed, `["gitsync"]`, `["gitsync", "gitsync-b"]`, 1)
+	rest := strings.SplitN(many.String(), "---\n", 3)[2]
+	commit = work.commit("one change", map[string]string{"policies/many.yaml": "---\n" + changed + "---\n" + rest})
+	start = time.Now()
+	if code := callReceiver(t, recv, b.url+"/sync/"+gitSyncHome+"/"+name, map[string]string{"Authorization": "Bearer " + receiverSecret}, nil); code != http.StatusAccepted {
+		t.Fatalf("receiver: HTTP %d", code)
+	}
+	waitSyncedNamed(t, name, commit, 30*time.Minute)
+	t.Logf("%d objects, one changed, receiver called: commit to applied %s", n, time.Since(start).Round(time.Millisecond))
 }
