@@ -500,6 +500,7 @@ func TestGitSync(t *testing.T) {
 			if !strings.Contains(err.Error(), "PolicySync "+gitSyncHome+"/"+gitSyncName) || !strings.Contains(err.Error(), "commit ") {
 				return fmt.Errorf("refused without naming the PolicySync and commit: %v", err)
 			}
+			t.Logf("alice's delete: %v", err)
 			return nil
 		})
 		// An edit is refused as well; a constraint nobody synced is not.
