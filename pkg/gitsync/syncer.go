@@ -120,18 +120,22 @@ func (s *syncer) pass(ctx context.Context) time.Duration {
 			}
 		}
 	}
+	// retry reports a failure worth retrying soon (fetch, apply).
+	retry := func(reason string, errs []apis.SyncError) time.Duration {
+		outcome = "error"
+		fail(reason, errs)
+		s.failures++
+		s.report(ctx, ps, old, st)
+		return backoff(s.failures, period)
+	}
 
 	// Drift only, with a fresh enough commit: apply it again, no fetch.
 	fetch := s.fetchNow.Swap(false) || s.good == nil || time.Since(s.goodAt) >= period
 	if !fetch {
-		res, err := s.apply(ctx, s.good)
-		errs := s.resultErrors(res, err)
-		st.Sync = apis.SyncApplyStep{SyncStep: step(old.Sync.SyncStep, st.LastSyncedCommit, errs, t), ObjectCount: old.Sync.ObjectCount}
+		var errs []apis.SyncError
+		st.Sync, errs = s.applyStep(ctx, s.good, st.LastSyncedCommit, old.Sync, t)
 		if len(errs) > 0 {
-			outcome = "error"
-			fail("ApplyFailed", errs)
-			s.failures++
-			wait = backoff(s.failures, period)
+			return retry("ApplyFailed", errs)
 		}
 		s.report(ctx, ps, old, st)
 		return wait
@@ -143,13 +147,9 @@ func (s *syncer) pass(ctx context.Context) time.Duration {
 		co, err = (&gitsource.Fetcher{CacheDir: s.fetcherDir}).Fetch(ctx, spec)
 	}
 	if err != nil {
-		outcome = "error"
 		errs := []apis.SyncError{{Code: CodeSource, Message: err.Error()}}
 		st.Source = step(old.Source, old.Source.Commit, errs, t)
-		fail("SourceError", errs)
-		s.failures++
-		s.report(ctx, ps, old, st)
-		return backoff(s.failures, period)
+		return retry("SourceError", errs)
 	}
 
 	objs, renderErrs, sourceErrs := s.validate(ctx, ps, co)
@@ -171,15 +171,9 @@ func (s *syncer) pass(ctx context.Context) time.Duration {
 		s.report(ctx, ps, old, reconciling)
 		old = reconciling
 	}
-	res, err := s.apply(ctx, objs)
-	errs := s.resultErrors(res, err)
-	st.Sync = apis.SyncApplyStep{SyncStep: step(old.Sync.SyncStep, co.Commit, errs, t), ObjectCount: old.Sync.ObjectCount}
-	if len(errs) > 0 {
-		outcome = "error"
-		fail("ApplyFailed", errs)
-		s.failures++
-		s.report(ctx, ps, old, st)
-		return backoff(s.failures, period)
+	var errs []apis.SyncError
+	if st.Sync, errs = s.applyStep(ctx, objs, co.Commit, old.Sync, t); len(errs) > 0 {
+		return retry("ApplyFailed", errs)
 	}
 	s.failures = 0
 	s.good, s.goodAt = objs, time.Now()
@@ -202,11 +196,17 @@ func (s *syncer) report(ctx context.Context, ps *apis.PolicySync, old, st apis.P
 	}
 }
 
-func (s *syncer) resultErrors(res *apply.Result, err error) []apis.SyncError {
+// applyStep applies objs, the objects of commit, and returns the sync
+// step that records it; the object count stays the last good one's.
+func (s *syncer) applyStep(ctx context.Context, objs []*unstructured.Unstructured, commit string, old apis.SyncApplyStep, t metav1.Time) (apis.SyncApplyStep, []apis.SyncError) {
+	res, err := s.apply(ctx, objs)
+	var errs []apis.SyncError
 	if err != nil {
-		return []apis.SyncError{{Code: CodeApply, Message: err.Error()}}
+		errs = []apis.SyncError{{Code: CodeApply, Message: err.Error()}}
+	} else {
+		errs = applyErrors(res)
 	}
-	return applyErrors(res)
+	return apis.SyncApplyStep{SyncStep: step(old.SyncStep, commit, errs, t), ObjectCount: old.ObjectCount}, errs
 }
 
 // gitSpec reads the credentials the spec names.
