@@ -285,3 +285,37 @@ func TestReceiver(t *testing.T) {
 		t.Errorf("a valid call did not stamp %s: %v", apis.AnnotationRequestedAt, err)
 	}
 }
+
+func constraintObj(name, ns string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"match": map[string]any{"namespaces": []any{ns}}}}}
+	u.SetAPIVersion(apis.ConstraintsGroup + "/v1beta1")
+	u.SetKind("K8sX")
+	u.SetName(name)
+	return u
+}
+
+// A new commit applies what changed; a removal or a stale full apply
+// applies everything with prune.
+func TestPlanAppliesOnlyWhatChanged(t *testing.T) {
+	s := &syncer{}
+	a, b := constraintObj("a", "x"), constraintObj("b", "x")
+	if objs, full := s.plan([]*unstructured.Unstructured{a, b}, time.Second); !full || len(objs) != 2 {
+		t.Fatalf("first pass: %d objects, full %v", len(objs), full)
+	}
+	s.good, s.fullAt = []*unstructured.Unstructured{a, b}, time.Now()
+	b2 := constraintObj("b", "y")
+	objs, full := s.plan([]*unstructured.Unstructured{constraintObj("a", "x"), b2}, time.Second)
+	if full || len(objs) != 1 || objs[0] != b2 {
+		t.Errorf("one change: %d objects, full %v", len(objs), full)
+	}
+	if objs, full := s.plan([]*unstructured.Unstructured{a, b}, time.Second); full || len(objs) != 0 {
+		t.Errorf("no change: %d objects, full %v", len(objs), full)
+	}
+	if objs, full := s.plan([]*unstructured.Unstructured{a}, time.Second); !full || len(objs) != 1 {
+		t.Errorf("a removal must prune: %d objects, full %v", len(objs), full)
+	}
+	s.fullAt = time.Now().Add(-2 * time.Minute)
+	if _, full := s.plan([]*unstructured.Unstructured{a, b}, time.Second); !full {
+		t.Error("a stale full apply must be redone")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,7 @@ type syncer struct {
 	// Owned by run's goroutine.
 	good     []*unstructured.Unstructured // the last commit applied
 	goodAt   time.Time                    // when it was last fetched
+	fullAt   time.Time                    // when all of it was last applied, with prune
 	failures int
 	watches  *driftWatches
 }
@@ -133,7 +135,7 @@ func (s *syncer) pass(ctx context.Context) time.Duration {
 	fetch := s.fetchNow.Swap(false) || s.good == nil || time.Since(s.goodAt) >= period
 	if !fetch {
 		var errs []apis.SyncError
-		st.Sync, errs = s.applyStep(ctx, s.good, st.LastSyncedCommit, old.Sync, t)
+		st.Sync, errs = s.applyStep(ctx, s.good, true, st.LastSyncedCommit, old.Sync, t)
 		if len(errs) > 0 {
 			return retry("ApplyFailed", errs)
 		}
@@ -172,7 +174,8 @@ func (s *syncer) pass(ctx context.Context) time.Duration {
 		old = reconciling
 	}
 	var errs []apis.SyncError
-	if st.Sync, errs = s.applyStep(ctx, objs, co.Commit, old.Sync, t); len(errs) > 0 {
+	todo, full := s.plan(objs, period)
+	if st.Sync, errs = s.applyStep(ctx, todo, full, co.Commit, old.Sync, t); len(errs) > 0 {
 		return retry("ApplyFailed", errs)
 	}
 	s.failures = 0
@@ -196,10 +199,45 @@ func (s *syncer) report(ctx context.Context, ps *apis.PolicySync, old, st apis.P
 	}
 }
 
-// applyStep applies objs, the objects of commit, and returns the sync
-// step that records it; the object count stays the last good one's.
-func (s *syncer) applyStep(ctx context.Context, objs []*unstructured.Unstructured, commit string, old apis.SyncApplyStep, t metav1.Time) (apis.SyncApplyStep, []apis.SyncError) {
-	res, err := s.apply(ctx, objs)
+// plan says what a pass over objs applies. All of them, pruning, when
+// nothing is known of earlier passes, when the commit removes objects, or
+// when the last full apply is older than ten periods (at least a minute);
+// otherwise only the objects that differ from the last good commit,
+// without prune: applying every object again costs a few requests per
+// object, and what drifts in between is caught by the drift watches.
+func (s *syncer) plan(objs []*unstructured.Unstructured, period time.Duration) ([]*unstructured.Unstructured, bool) {
+	if s.good == nil || time.Since(s.fullAt) >= max(10*period, time.Minute) {
+		return objs, true
+	}
+	last := make(map[apply.ObjectRef]*unstructured.Unstructured, len(s.good))
+	for _, o := range s.good {
+		last[apply.RefOf(o)] = o
+	}
+	var changed []*unstructured.Unstructured
+	for _, o := range objs {
+		ref := apply.RefOf(o)
+		if prev, ok := last[ref]; !ok || !reflect.DeepEqual(prev.Object, o.Object) {
+			changed = append(changed, o)
+		}
+		delete(last, ref)
+	}
+	if len(last) > 0 {
+		return objs, true // something to prune
+	}
+	return changed, false
+}
+
+// applyStep applies objs of commit (all of them with prune when full)
+// and returns the sync step that records it; the object count stays the
+// last good one's.
+func (s *syncer) applyStep(ctx context.Context, objs []*unstructured.Unstructured, full bool, commit string, old apis.SyncApplyStep, t metav1.Time) (apis.SyncApplyStep, []apis.SyncError) {
+	if len(objs) == 0 && !full {
+		return apis.SyncApplyStep{SyncStep: step(old.SyncStep, commit, nil, t), ObjectCount: old.ObjectCount}, nil
+	}
+	res, err := s.apply(ctx, objs, full)
+	if err == nil && len(res.Errors) == 0 && full {
+		s.fullAt = time.Now()
+	}
 	var errs []apis.SyncError
 	if err != nil {
 		errs = []apis.SyncError{{Code: CodeApply, Message: err.Error()}}
@@ -364,10 +402,10 @@ func (s *syncer) knownTemplates(ctx context.Context, id string) (map[string]bool
 // only once Bouncer's template controller has made their CRD from the
 // template, which ApplySet cannot know of (it waits only for CRDs in the
 // set, and refuses a kind it cannot resolve). So the rest goes first, the
-// constraint kinds are waited for, then the whole set is applied and
-// pruned. Each phase is atomic: a dry run of it must pass before anything
+// constraint kinds are waited for, then the whole set is applied (and
+// pruned, with prune). Each phase is atomic: a dry run of it must pass before anything
 // of it is written.
-func (s *syncer) apply(ctx context.Context, objs []*unstructured.Unstructured) (*apply.Result, error) {
+func (s *syncer) apply(ctx context.Context, objs []*unstructured.Unstructured, prune bool) (*apply.Result, error) {
 	set := apply.Set{Parent: apply.SecretParent(s.namespace, s.name), Version: "v1"}
 	first := make([]*unstructured.Unstructured, 0, len(objs))
 	constraintKinds := map[string]string{}
@@ -378,7 +416,7 @@ func (s *syncer) apply(ctx context.Context, objs []*unstructured.Unstructured) (
 		}
 		first = append(first, o)
 	}
-	opts := apply.Options{Force: true, Atomic: true}
+	opts := apply.Options{Force: true, Atomic: true, NoPrune: !prune}
 	if len(constraintKinds) > 0 {
 		pre := opts
 		pre.NoPrune = true
