@@ -317,6 +317,38 @@ func createSyncSecrets(t *testing.T) {
 	}
 }
 
+// cleanupGitSync removes the PolicySync, then what it applied, while
+// Bouncer still runs (its template controller removes the constraint CRD):
+// the PolicySync goes first, or its drift watch would restore the template.
+func cleanupGitSync(t *testing.T, name string) {
+	t.Helper()
+	ctx := context.Background()
+	psyncs := dynClient(t).Resource(gitsync.PolicySyncGVR).Namespace(gitSyncHome)
+	if err := psyncs.Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		t.Errorf("cleanup: deleting PolicySync %s: %v", name, err)
+	}
+	templates := dynClient(t).Resource(schema.GroupVersionResource{Group: apis.TemplatesGroup, Version: "v1", Resource: "constrainttemplates"})
+	eventually(t, 60*time.Second, func() error {
+		if _, err := psyncs.Get(ctx, name, getOpts); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("PolicySync %s still there: %v", name, err)
+		}
+		if err := templates.Delete(ctx, "k8srequiredropnetraw", metav1.DeleteOptions{}); err == nil {
+			return fmt.Errorf("template deleted; checking it stays deleted")
+		} else if !apierrors.IsNotFound(err) {
+			return err
+		}
+		if _, err := dynClient(t).Resource(netRawGVR).List(ctx, metav1.ListOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("constraint CRD still served: %v", err)
+		}
+		return nil
+	})
+	for _, sec := range []string{name, "git-creds", "receiver"} {
+		if err := kube(t).CoreV1().Secrets(gitSyncHome).Delete(ctx, sec, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("cleanup: deleting Secret %s: %v", sec, err)
+		}
+	}
+}
+
 // policySyncYAML is a PolicySync of the test's repository.
 func policySyncYAML(name, repo, period string) string {
 	return fmt.Sprintf(`apiVersion: sync.bouncer.dev/v1alpha1
@@ -354,6 +386,7 @@ func TestGitSync(t *testing.T) {
 	const replica = "bouncer-gitsync"
 	b := startBouncer(t, replica, "--sync-cache-dir", t.TempDir())
 	createSyncSecrets(t)
+	t.Cleanup(func() { cleanupGitSync(t, gitSyncName) })
 	// Polling once an hour: the first commit must arrive by the receiver.
 	mustKubectl(t, policySyncYAML(gitSyncName, repoURL, "1h"), "apply", "-f", "-")
 	if ps := getPolicySync(t); ps.Spec.Git.Branch != "main" || ps.Spec.Render != "auto" {
@@ -626,11 +659,7 @@ func TestGitSyncBenchmark(t *testing.T) {
 	gs, work := startGitServer(t)
 	b := startBouncer(t, "bouncer-gitsync-bench", "--audit=false", "--leader-election-id", "gitsync-bench", "--sync-cache-dir", t.TempDir())
 	createSyncSecrets(t)
-	t.Cleanup(func() {
-		_, _ = kubectl(t, "", "delete", "policysync", "-n", gitSyncHome, name, "--ignore-not-found")
-		_, _ = kubectl(t, "", "delete", "constrainttemplate", "k8srequiredropnetraw", "--ignore-not-found")
-		_, _ = kubectl(t, "", "delete", "secret", "-n", gitSyncHome, name, "--ignore-not-found")
-	})
+	t.Cleanup(func() { cleanupGitSync(t, name) })
 	constraint := readFile(t, "test/e2e/testdata/gitsync/constraint.yaml")
 	var many strings.Builder
 	for i := range n - 1 {
