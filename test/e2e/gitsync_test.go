@@ -387,15 +387,16 @@ func TestGitSync(t *testing.T) {
 	b := startBouncer(t, replica, "--sync-cache-dir", t.TempDir())
 	createSyncSecrets(t)
 	t.Cleanup(func() { cleanupGitSync(t, gitSyncName) })
-	// Polling once an hour: the first commit must arrive by the receiver.
+	// Polling once an hour, after a first commit with no policies: the
+	// next commit can arrive only by the receiver.
+	initial := work.commit("no policies yet", map[string]string{"README.md": "policies of the e2e cluster\n"})
 	mustKubectl(t, policySyncYAML(gitSyncName, repoURL, "1h"), "apply", "-f", "-")
 	if ps := getPolicySync(t); ps.Spec.Git.Branch != "main" || ps.Spec.Render != "auto" {
 		t.Fatalf("CRD defaults not applied: branch %q render %q", ps.Spec.Git.Branch, ps.Spec.Render)
 	}
 	recv := receiverClient(t, replica)
 	receiverURL := b.url + "/sync/" + gitSyncHome + "/" + gitSyncName
-	// The first pass (on creation) finds an empty repository.
-	waitSyncError(t, gitsync.CodeSource)
+	waitSynced(t, initial)
 
 	var commitA string
 	t.Run("template and constraint in one commit are enforced", func(t *testing.T) {
@@ -701,4 +702,43 @@ func TestGitSyncBenchmark(t *testing.T) {
 	}
 	waitSyncedNamed(t, name, commit, 30*time.Minute)
 	t.Logf("%d objects, one changed, receiver called: commit to applied %s", n, time.Since(start).Round(time.Millisecond))
+}
+
+// TestGitSyncReceiverOnFollower: the receiver works on a replica that does
+// not lead; the leader's watch of the PolicySync does the fetch.
+func TestGitSyncReceiverOnFollower(t *testing.T) {
+	const name = "bouncer-gitsync-ha"
+	createNamespace(t, gitSyncNS)
+	gs, work := startGitServer(t)
+	procs := map[string]*bouncerProcess{}
+	for _, pod := range []string{name + "-a", name + "-b"} {
+		procs[pod] = startBouncer(t, name, "--pod-name", pod, "--sync-cache-dir", t.TempDir())
+	}
+	createSyncSecrets(t)
+	t.Cleanup(func() { cleanupGitSync(t, gitSyncName) })
+	var follower *bouncerProcess
+	eventually(t, 20*time.Second, func() error {
+		leader := leaseHolder(t, gitSyncHome, name+"-leader")
+		if procs[leader] == nil {
+			return fmt.Errorf("lease held by %q", leader)
+		}
+		for pod, p := range procs {
+			if pod != leader {
+				follower = p
+			}
+		}
+		return nil
+	})
+	initial := work.commit("no policies yet", map[string]string{"README.md": "x\n"})
+	mustKubectl(t, policySyncYAML(gitSyncName, gs.URL("policies"), "1h"), "apply", "-f", "-")
+	waitSynced(t, initial)
+	commit := work.commit("drop NET_RAW", map[string]string{
+		"template.yaml":   readFile(t, "test/e2e/testdata/gitsync/template.yaml"),
+		"constraint.yaml": readFile(t, "test/e2e/testdata/gitsync/constraint.yaml"),
+	})
+	if code := callReceiver(t, receiverClient(t, name), follower.url+"/sync/"+gitSyncHome+"/"+gitSyncName, map[string]string{"X-Gitlab-Token": receiverSecret}, []byte(`{}`)); code != http.StatusAccepted {
+		t.Fatalf("the follower's receiver: HTTP %d, want 202", code)
+	}
+	waitSynced(t, commit)
+	eventually(t, 60*time.Second, func() error { return netRawRefused(gitSyncNS, "keeps-net-raw") })
 }
