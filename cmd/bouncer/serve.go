@@ -86,6 +86,7 @@ step. Health and readiness (/healthz, /readyz) and Prometheus metrics
 	f.StringVar(&o.Audit.ReportFormat, "audit-report-format", "auto", "report objects written: auto (the formats whose CRDs the cluster serves), policyreport, openreports, both or none")
 	f.BoolVar(&o.Audit.InstallReportCRDs, "install-report-crds", false, "apply the report CRDs of --audit-report-format (both for auto) at start")
 	f.BoolVar(&o.Audit.Events, "audit-events", false, "record a Warning Event on an object for each audit violation found")
+	f.StringVar(&o.SyncCacheDir, "sync-cache-dir", "", "directory of the git sync's fetch caches, one per PolicySync (default a temporary directory)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "json", "json or text")
 	return cmd

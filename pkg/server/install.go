@@ -175,6 +175,25 @@ func (o *Options) WebhookConfiguration(caBundle []byte) *admissionregistrationv1
 				TimeoutSeconds:          &timeout,
 				AdmissionReviewVersions: []string{"v1"},
 			},
+			{
+				// Git-synced objects (PolicySync preventDrift): only members
+				// of an ApplySet reach it, whatever their kind, and it fails
+				// open, so Bouncer down never freezes them.
+				Name:         "drift.bouncer.dev",
+				ClientConfig: client(webhook.PathDrift),
+				Rules: []admissionregistrationv1.RuleWithOperations{{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update, admissionregistrationv1.Delete},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{"*"}, APIVersions: []string{"*"}, Resources: []string{"*"}, Scope: &all},
+				}},
+				ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+					{Key: apply.LabelPartOf, Operator: metav1.LabelSelectorOpExists},
+				}},
+				FailurePolicy:           &ignore,
+				MatchPolicy:             &equivalent,
+				SideEffects:             &none,
+				TimeoutSeconds:          &timeout,
+				AdmissionReviewVersions: []string{"v1"},
+			},
 		},
 	}
 }

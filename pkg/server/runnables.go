@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bouncer-policy/bouncer/pkg/gitsync"
 	"github.com/bouncer-policy/bouncer/pkg/metrics"
 	"github.com/bouncer-policy/bouncer/pkg/webhook"
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,9 +25,11 @@ import (
 type webhookServer struct {
 	addr    string
 	handler *webhook.Handler
-	certs   certSource
-	log     *slog.Logger
-	timeout time.Duration // the apiserver's timeout for one call
+	// receiver serves the git sync's POST /sync/<namespace>/<name>.
+	receiver http.Handler
+	certs    certSource
+	log      *slog.Logger
+	timeout  time.Duration // the apiserver's timeout for one call
 }
 
 type certSource interface {
@@ -38,6 +41,9 @@ func (s *webhookServer) NeedLeaderElection() bool { return false }
 func (s *webhookServer) Start(ctx context.Context) error {
 	mux := http.NewServeMux()
 	s.handler.Routes(mux)
+	if s.receiver != nil {
+		mux.Handle(gitsync.ReceiverPrefix, s.receiver)
+	}
 	// The apiserver sends a whole AdmissionReview at once and gives up
 	// after s.timeout; a client that trickles its headers or body is not
 	// the apiserver, and must not hold a connection and a goroutine.

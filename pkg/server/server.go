@@ -20,6 +20,7 @@ import (
 	"github.com/bouncer-policy/bouncer/pkg/apply"
 	"github.com/bouncer-policy/bouncer/pkg/audit"
 	"github.com/bouncer-policy/bouncer/pkg/controller"
+	"github.com/bouncer-policy/bouncer/pkg/gitsync"
 	"github.com/bouncer-policy/bouncer/pkg/metrics"
 	"github.com/bouncer-policy/bouncer/pkg/policyset"
 	"github.com/bouncer-policy/bouncer/pkg/webhook"
@@ -100,6 +101,9 @@ type Options struct {
 	// ShutdownDrain is how long the webhook keeps serving after SIGTERM
 	// with readiness already false.
 	ShutdownDrain time.Duration
+	// SyncCacheDir holds the git sync's fetch caches, one per PolicySync;
+	// empty means a temporary directory.
+	SyncCacheDir string
 	// Audit configures the continuous audit (leader only).
 	Audit audit.ServeOptions
 	Log   *slog.Logger
@@ -262,12 +266,20 @@ func Run(ctx context.Context, o Options) error {
 	recorder, stopEvents := newRecorder(kube, o.PodName)
 	defer stopEvents()
 
+	// Git sync: the leader syncs; every replica receives pushes and refuses
+	// drift.
+	syncFront := &gitsync.Frontend{Config: o.Config, Log: log}
+	if err := mgr.Add(syncFront); err != nil {
+		return err
+	}
+	leaders.Add(&gitsync.Controller{Config: o.Config, CacheDir: o.SyncCacheDir, Registry: m.Registry, Log: log})
+
 	var draining atomic.Bool
 	h := &webhook.Handler{
 		Engine: e, Exempt: ctrls.Exempt, Namespace: ctrls.Namespace, Recorder: recorder, Metrics: m, Log: log,
-		Timeout: o.reviewTimeout(), FailurePolicy: o.FailurePolicy,
+		Timeout: o.reviewTimeout(), FailurePolicy: o.FailurePolicy, Drift: syncFront.DriftDenial,
 	}
-	if err := mgr.Add(&webhookServer{addr: o.Addr, handler: h, certs: certSrc, log: log, timeout: time.Duration(o.TimeoutSeconds) * time.Second}); err != nil {
+	if err := mgr.Add(&webhookServer{addr: o.Addr, handler: h, receiver: syncFront, certs: certSrc, log: log, timeout: time.Duration(o.TimeoutSeconds) * time.Second}); err != nil {
 		return err
 	}
 	ready := func() (bool, string) {

@@ -40,6 +40,8 @@ const MaxBodyBytes = 8 << 20
 const (
 	PathResources = "/v1/admit"
 	PathPolicies  = "/v1/admit-policies"
+	// PathDrift refuses manual edits of git-synced objects (preventDrift).
+	PathDrift = "/v1/admit-drift"
 )
 
 // EventRecorder records a Kubernetes Event about an object.
@@ -66,12 +68,16 @@ type Handler struct {
 	// admits with a warning. A CEL template's own failurePolicy: Ignore is
 	// applied by the engine, and its explicit Fail denies whatever this says.
 	FailurePolicy string
+	// Drift returns why an update or deletion of a git-synced object (its
+	// old version) by user is refused, or "" to admit it; nil admits all.
+	Drift func(oldObject map[string]any, user string) string
 }
 
 // Routes registers the handler's paths on mux.
 func (h *Handler) Routes(mux *http.ServeMux) {
 	mux.HandleFunc(PathResources, h.serve(h.reviewResource, "resources"))
 	mux.HandleFunc(PathPolicies, h.serve(h.reviewPolicy, "policies"))
+	mux.HandleFunc(PathDrift, h.serve(h.reviewDrift, "drift"))
 }
 
 type reviewFunc func(ctx context.Context, req map[string]any, r *engine.Review) (*admissionv1.AdmissionResponse, string)
@@ -357,6 +363,21 @@ func (h *Handler) reviewPolicy(_ context.Context, _ map[string]any, r *engine.Re
 			}
 			return deny(err), "deny"
 		}
+	}
+	return allowed(), "allow"
+}
+
+// reviewDrift refuses changes of objects a PolicySync keeps, when it
+// prevents drift.
+func (h *Handler) reviewDrift(_ context.Context, _ map[string]any, r *engine.Review) (*admissionv1.AdmissionResponse, string) {
+	if h.Drift == nil || r.OldObject == nil || (r.Operation != "UPDATE" && r.Operation != "DELETE") {
+		return allowed(), "allow"
+	}
+	user, _ := r.UserInfo["username"].(string)
+	if msg := h.Drift(r.OldObject, user); msg != "" {
+		return &admissionv1.AdmissionResponse{Allowed: false, Result: &metav1.Status{
+			Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden, Message: msg,
+		}}, "deny"
 	}
 	return allowed(), "allow"
 }
