@@ -14,6 +14,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 )
 
 // Auth methods.
@@ -61,38 +62,102 @@ type Fetcher struct {
 
 // Fetch brings the work tree at CacheDir to the spec's revision.
 //
-// This first version clones afresh each time (depth 1, branch only); the
-// cached, authenticated fetcher is being built.
+// Each fetch clones afresh: depth 1 for a branch or tag; a commit named by
+// hash may not be the tip of any ref, so it needs the full history.
 func (f *Fetcher) Fetch(ctx context.Context, s Spec) (Checkout, error) {
 	if s.Repo == "" {
 		return Checkout{}, errors.New("git: no repository URL")
 	}
-	branch := s.Branch
-	if branch == "" {
-		branch = "main"
+	auth, err := authFor(s, f.CacheDir)
+	if err != nil {
+		return Checkout{}, err
 	}
 	dir := filepath.Join(f.CacheDir, "work")
-	if err := os.RemoveAll(dir); err != nil {
-		return Checkout{}, fmt.Errorf("git: clearing %s: %w", dir, err)
+	clone := func(ref plumbing.ReferenceName, depth int) (*git.Repository, error) {
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, fmt.Errorf("git: clearing %s: %w", dir, err)
+		}
+		return git.PlainCloneContext(ctx, dir, false, &git.CloneOptions{
+			URL: s.Repo, Auth: auth, ReferenceName: ref, SingleBranch: ref != "",
+			Depth: depth, CABundle: s.CABundle, Tags: git.NoTags,
+		})
 	}
-	var auth transport.AuthMethod
-	if s.Auth == AuthToken {
+	if s.Revision == "" {
+		branch := s.Branch
+		if branch == "" {
+			branch = "main"
+		}
+		repo, err := clone(plumbing.NewBranchReferenceName(branch), 1)
+		if err != nil {
+			return Checkout{}, fmt.Errorf("git: fetching %s branch %s: %w", s.Repo, branch, err)
+		}
+		return head(repo, s.Repo, dir)
+	}
+	if repo, err := clone(plumbing.NewTagReferenceName(s.Revision), 1); err == nil {
+		return head(repo, s.Repo, dir)
+	} else if ctx.Err() != nil {
+		return Checkout{}, fmt.Errorf("git: fetching %s: %w", s.Repo, ctx.Err())
+	}
+	repo, err := clone("", 0)
+	if err != nil {
+		return Checkout{}, fmt.Errorf("git: fetching %s: %w", s.Repo, err)
+	}
+	hash, err := repo.ResolveRevision(plumbing.Revision(s.Revision))
+	if err != nil {
+		return Checkout{}, fmt.Errorf("git: revision %q is neither a tag nor a commit of %s: %w", s.Revision, s.Repo, err)
+	}
+	wt, err := repo.Worktree()
+	if err != nil {
+		return Checkout{}, fmt.Errorf("git: work tree of %s: %w", s.Repo, err)
+	}
+	if err := wt.Checkout(&git.CheckoutOptions{Hash: *hash, Force: true}); err != nil {
+		return Checkout{}, fmt.Errorf("git: checking out %s of %s: %w", s.Revision, s.Repo, err)
+	}
+	return Checkout{Commit: hash.String(), Dir: dir}, nil
+}
+
+func head(repo *git.Repository, url, dir string) (Checkout, error) {
+	ref, err := repo.Head()
+	if err != nil {
+		return Checkout{}, fmt.Errorf("git: reading HEAD of %s: %w", url, err)
+	}
+	return Checkout{Commit: ref.Hash().String(), Dir: dir}, nil
+}
+
+// authFor turns the spec's credentials into go-git's; ssh needs known
+// hosts, since accepting any host key would hand the cluster's policies to
+// whoever answers on the network.
+func authFor(s Spec, cacheDir string) (transport.AuthMethod, error) {
+	switch s.Auth {
+	case "", AuthNone:
+		return nil, nil
+	case AuthToken:
 		user := s.Username
 		if user == "" {
 			user = "git"
 		}
-		auth = &githttp.BasicAuth{Username: user, Password: s.Token}
+		return &githttp.BasicAuth{Username: user, Password: s.Token}, nil
+	case AuthSSH:
+		keys, err := gitssh.NewPublicKeys("git", s.SSHKey, "")
+		if err != nil {
+			return nil, fmt.Errorf("git: ssh private key: %w", err)
+		}
+		if len(s.KnownHosts) == 0 {
+			return nil, errors.New("git: ssh auth needs known_hosts in the Secret")
+		}
+		if err := os.MkdirAll(cacheDir, 0o700); err != nil {
+			return nil, fmt.Errorf("git: cache directory: %w", err)
+		}
+		hostsFile := filepath.Join(cacheDir, "known_hosts")
+		if err := os.WriteFile(hostsFile, s.KnownHosts, 0o600); err != nil {
+			return nil, fmt.Errorf("git: writing known_hosts: %w", err)
+		}
+		cb, err := gitssh.NewKnownHostsCallback(hostsFile)
+		if err != nil {
+			return nil, fmt.Errorf("git: known_hosts: %w", err)
+		}
+		keys.HostKeyCallback = cb
+		return keys, nil
 	}
-	repo, err := git.PlainCloneContext(ctx, dir, false, &git.CloneOptions{
-		URL: s.Repo, Auth: auth, ReferenceName: plumbing.NewBranchReferenceName(branch),
-		SingleBranch: true, Depth: 1, CABundle: s.CABundle,
-	})
-	if err != nil {
-		return Checkout{}, fmt.Errorf("git: fetching %s branch %s: %w", s.Repo, branch, err)
-	}
-	head, err := repo.Head()
-	if err != nil {
-		return Checkout{}, fmt.Errorf("git: reading HEAD of %s: %w", s.Repo, err)
-	}
-	return Checkout{Commit: head.Hash().String(), Dir: dir}, nil
+	return nil, fmt.Errorf("git: auth %q is not none, token or ssh", s.Auth)
 }

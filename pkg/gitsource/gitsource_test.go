@@ -57,4 +57,35 @@ func TestFetchOverHTTP(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(co.Dir, "a.yaml")); err != nil || string(b) != "kind: X\n" {
 		t.Fatalf("a.yaml: %q %v", b, err)
 	}
+
+	// A tag and an older commit by hash, after a second commit on main.
+	runGit(t, work, "tag", "v1")
+	if err := os.WriteFile(filepath.Join(work, "a.yaml"), []byte("kind: Y\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runGit(t, work, "commit", "-q", "-am", "two")
+	runGit(t, work, "push", "-q", "--tags", url, "main")
+	tok := Spec{Repo: srv.URL("policies"), Auth: AuthToken, Token: "s3cret"}
+	for _, rev := range []string{"v1", want, want[:10]} {
+		s := tok
+		s.Revision = rev
+		co, err := f.Fetch(ctx, s)
+		if err != nil {
+			t.Fatalf("revision %s: %v", rev, err)
+		}
+		if co.Commit != want {
+			t.Fatalf("revision %s: commit %s, want %s", rev, co.Commit, want)
+		}
+		if b, _ := os.ReadFile(filepath.Join(co.Dir, "a.yaml")); string(b) != "kind: X\n" {
+			t.Fatalf("revision %s: a.yaml %q", rev, b)
+		}
+	}
+	s := tok
+	s.Revision = "no-such-ref"
+	if _, err := f.Fetch(ctx, s); err == nil || !strings.Contains(err.Error(), "neither a tag nor a commit") {
+		t.Fatalf("missing revision: %v", err)
+	}
+	if _, err := f.Fetch(ctx, Spec{Repo: srv.URL("policies"), Auth: AuthSSH}); err == nil {
+		t.Fatal("ssh without a key succeeded")
+	}
 }
