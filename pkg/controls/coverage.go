@@ -1,0 +1,170 @@
+package controls
+
+import (
+	"slices"
+	"strings"
+)
+
+// Status is how far one target covers one control.
+type Status string
+
+const (
+	// Enforced: a deny constraint covers every namespace but the
+	// documented exemptions, and reports no violations.
+	Enforced Status = "enforced"
+	// EnforcedWithViolations: enforced, but audit found objects that
+	// predate the constraint and break it.
+	EnforcedWithViolations Status = "enforced-with-violations"
+	// Monitored: only warn or dryrun constraints.
+	Monitored Status = "monitored"
+	// Partial: denied only in some namespaces.
+	Partial Status = "partial"
+	// Missing: no constraint of a template mapped to the control.
+	Missing Status = "missing"
+)
+
+// Template is what coverage needs of a ConstraintTemplate.
+type Template struct {
+	Name string
+	// Kind is the constraint kind the template creates.
+	Kind        string
+	Annotations map[string]string
+}
+
+// Constraint is what coverage needs of a constraint.
+type Constraint struct {
+	Kind string
+	Name string
+	// Action is spec.enforcementAction; empty means deny.
+	Action string
+	// Namespaces and ExcludedNamespaces are spec.match's; no Namespaces
+	// means every namespace.
+	Namespaces         []string
+	ExcludedNamespaces []string
+	// TotalViolations is status.totalViolations.
+	TotalViolations int
+}
+
+// Target is one policy directory or cluster.
+type Target struct {
+	Name        string
+	Templates   []Template
+	Constraints []Constraint
+	// Exempt are the namespaces the Config exempts from admission; a
+	// constraint that excludes only these still covers "all namespaces".
+	Exempt []string
+}
+
+// Result is one target's coverage of one control.
+type Result struct {
+	Status Status `json:"status"`
+	// Constraints are "Kind/name" of the constraints that count.
+	Constraints []string `json:"constraints,omitempty"`
+}
+
+// Cover computes the target's status for one control of a standard.
+func Cover(t Target, s Standard, controlID string) Result {
+	kinds := map[string]bool{}
+	for _, tmpl := range t.Templates {
+		if slices.Contains(splitIDs(tmpl.Annotations[s.Annotation()]), controlID) {
+			kinds[strings.ToLower(tmpl.Kind)] = true
+		}
+	}
+	return coverBy(t, func(c Constraint) bool { return kinds[strings.ToLower(c.Kind)] })
+}
+
+// Protecting returns the deny constraints, covering all namespaces but
+// the exemptions, of templates whose annotation lists value (a CVE id
+// under bouncer.dev/cves, for instance).
+func Protecting(t Target, annotation, value string) []string {
+	kinds := map[string]bool{}
+	for _, tmpl := range t.Templates {
+		if slices.Contains(splitIDs(tmpl.Annotations[annotation]), value) {
+			kinds[strings.ToLower(tmpl.Kind)] = true
+		}
+	}
+	var out []string
+	for _, c := range t.Constraints {
+		if kinds[strings.ToLower(c.Kind)] && isDeny(c) && coversAll(c, t.Exempt) {
+			out = append(out, c.Kind+"/"+c.Name)
+		}
+	}
+	return out
+}
+
+func coverBy(t Target, counts func(Constraint) bool) Result {
+	var all, scoped, monitor []Constraint
+	for _, c := range t.Constraints {
+		if !counts(c) {
+			continue
+		}
+		switch {
+		case !isDeny(c):
+			monitor = append(monitor, c)
+		case coversAll(c, t.Exempt):
+			all = append(all, c)
+		default:
+			scoped = append(scoped, c)
+		}
+	}
+	switch {
+	case len(all) > 0:
+		status := Enforced
+		for _, c := range all {
+			if c.TotalViolations > 0 {
+				status = EnforcedWithViolations
+			}
+		}
+		return Result{Status: status, Constraints: names(all)}
+	case len(scoped) > 0:
+		return Result{Status: Partial, Constraints: names(scoped)}
+	case len(monitor) > 0:
+		return Result{Status: Monitored, Constraints: names(monitor)}
+	}
+	return Result{Status: Missing}
+}
+
+func isDeny(c Constraint) bool {
+	return c.Action == "" || strings.EqualFold(c.Action, "deny")
+}
+
+func coversAll(c Constraint, exempt []string) bool {
+	if len(c.Namespaces) > 0 && !slices.Contains(c.Namespaces, "*") {
+		return false
+	}
+	for _, ns := range c.ExcludedNamespaces {
+		if !exemptCovers(exempt, ns) {
+			return false
+		}
+	}
+	return true
+}
+
+// exemptCovers reports whether the Config exempts ns; Config entries may
+// end in "*" as Gatekeeper's do.
+func exemptCovers(exempt []string, ns string) bool {
+	for _, e := range exempt {
+		if e == ns || (strings.HasSuffix(e, "*") && strings.HasPrefix(ns, strings.TrimSuffix(e, "*"))) {
+			return true
+		}
+	}
+	return false
+}
+
+func names(cs []Constraint) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.Kind + "/" + c.Name
+	}
+	return out
+}
+
+func splitIDs(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
