@@ -149,7 +149,7 @@ func (o *Options) WebhookConfiguration(caBundle []byte) *admissionregistrationv1
 					// Bouncer installs its CRDs (and generates constraint CRDs)
 					// before it serves: with failurePolicy Fail and every replica
 					// down, reviewing them would keep Bouncer from ever starting.
-					{Name: "not-bouncer-crds", Expression: `!(request.resource.group == "apiextensions.k8s.io" && request.resource.resource == "customresourcedefinitions" && request.name.endsWith(".gatekeeper.sh"))`},
+					{Name: "not-bouncer-crds", Expression: `!(request.resource.group == "apiextensions.k8s.io" && request.resource.resource == "customresourcedefinitions" && (request.name.endsWith(".gatekeeper.sh") || request.name.endsWith(".bouncer.dev")))`},
 				},
 				SideEffects:             &none,
 				TimeoutSeconds:          &timeout,
