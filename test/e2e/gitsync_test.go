@@ -636,7 +636,6 @@ func TestGitSync(t *testing.T) {
 		for _, want := range []string{
 			`bouncer_gitsync_duration_seconds_count{outcome="synced",policysync="bouncer-system/policies"}`,
 			`bouncer_gitsync_last_synced_timestamp_seconds{policysync="bouncer-system/policies"}`,
-			`bouncer_gitsync_errors_total{code="source",policysync="bouncer-system/policies"}`,
 			`bouncer_gitsync_errors_total{code="template",policysync="bouncer-system/policies"}`,
 		} {
 			if !strings.Contains(m, want) {
