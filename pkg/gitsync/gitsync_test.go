@@ -69,22 +69,48 @@ func TestAuthorized(t *testing.T) {
 	}
 }
 
+// TestKindAllowed holds the sync's allowed kinds through pkg/vet, the one
+// place that checks them: one file per kind, and which files vet refuses.
 func TestKindAllowed(t *testing.T) {
-	def := allowedKinds(nil)
-	for gk, want := range map[schema.GroupKind]bool{
-		{Group: apis.TemplatesGroup, Kind: apis.KindConstraintTemplate}: true,
-		{Group: apis.ConstraintsGroup, Kind: "K8sAnything"}:             true,
-		{Group: "mutations.gatekeeper.sh", Kind: "Assign"}:              true,
-		{Group: "", Kind: "ConfigMap"}:                                  false,
-		{Group: "apps", Kind: "Deployment"}:                             false,
-		{Group: apis.SyncGroup, Kind: apis.KindPolicySync}:              false,
-	} {
-		if got := kindAllowed(def, gk); got != want {
-			t.Errorf("default allowedKinds, %s: %v, want %v", gk, got, want)
+	docs := map[string]string{
+		"template.yaml":   "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata: {name: k8sanything}\n",
+		"constraint.yaml": "apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sAnything\nmetadata: {name: c}\n",
+		"assign.yaml":     "apiVersion: mutations.gatekeeper.sh/v1\nkind: Assign\nmetadata: {name: a}\n",
+		"config.yaml":     "apiVersion: config.gatekeeper.sh/v1alpha1\nkind: Config\nmetadata: {name: config}\n",
+		"configmap.yaml":  "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\n",
+		"deploy.yaml":     "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n",
+		"psync.yaml":      "apiVersion: sync.bouncer.dev/v1alpha1\nkind: PolicySync\nmetadata: {name: p}\n",
+	}
+	dir := t.TempDir()
+	for name, doc := range docs {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
 		}
 	}
-	only := allowedKinds([]apis.GroupKind{{Group: apis.TemplatesGroup, Kind: apis.KindConstraintTemplate}, {Group: "", Kind: "ConfigMap"}})
-	if !kindAllowed(only, schema.GroupKind{Kind: "ConfigMap"}) || kindAllowed(only, schema.GroupKind{Group: apis.ConfigGroup, Kind: apis.KindConfig}) {
+	refused := func(spec []apis.GroupKind) map[string]bool {
+		res, err := vet.Dir(t.Context(), dir, vet.Options{AllowedKinds: allowedKinds(spec)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, f := range res.Findings {
+			if f.Code == vet.CodeKindNotAllowed {
+				out[filepath.Base(f.File)] = true
+			}
+		}
+		return out
+	}
+	def := refused(nil)
+	for file, want := range map[string]bool{
+		"template.yaml": true, "constraint.yaml": true, "assign.yaml": true,
+		"configmap.yaml": false, "deploy.yaml": false, "psync.yaml": false,
+	} {
+		if got := !def[file]; got != want {
+			t.Errorf("default allowedKinds, %s: allowed %v, want %v", file, got, want)
+		}
+	}
+	only := refused([]apis.GroupKind{{Group: apis.TemplatesGroup, Kind: apis.KindConstraintTemplate}, {Group: "", Kind: "ConfigMap"}})
+	if only["configmap.yaml"] || !only["config.yaml"] {
 		t.Error("a spec's allowedKinds replace the default")
 	}
 }

@@ -305,49 +305,23 @@ func (s *syncer) validate(ctx context.Context, ps *apis.PolicySync, co gitsource
 	if err != nil {
 		return nil, nil, []apis.SyncError{{Code: CodeSource, Message: err.Error()}}
 	}
-	allowed := allowedKinds(ps.Spec.AllowedKinds)
 	res, err := vet.Dir(ctx, dir, vet.Options{
-		Render: ps.Spec.Render, AllowedKinds: allowed, RequireSuitesPass: ps.Spec.RequireSuitesPass,
+		Render: ps.Spec.Render, AllowedKinds: allowedKinds(ps.Spec.AllowedKinds), RequireSuitesPass: ps.Spec.RequireSuitesPass,
 		KnownTemplate: func(kind string) bool { return known[kind] },
 	})
 	if err != nil {
 		return nil, nil, []apis.SyncError{{Code: CodeSource, Message: err.Error()}}
 	}
-	findings := res.Findings
-	if !hasCode(findings, vet.CodeKindNotAllowed) {
-		// pkg/vet checks allowed kinds too once it is complete.
-		for _, d := range res.Documents {
-			gk := schema.FromAPIVersionAndKind(d.APIVersion(), d.Kind()).GroupKind()
-			if !kindAllowed(allowed, gk) {
-				findings = append(findings, vet.Finding{Code: vet.CodeKindNotAllowed, File: d.File, Line: d.Line,
-					Object: gk.String() + " " + d.Name(), Message: fmt.Sprintf("kind %s is not in allowedKinds", gk)})
-			}
-		}
-	}
 	var render, source []vet.Finding
-	for _, f := range findings {
+	for _, f := range res.Findings {
 		if f.Code == vet.CodeRender {
 			render = append(render, f)
 		} else {
 			source = append(source, f)
 		}
 	}
-	var objs []*unstructured.Unstructured
-	for _, o := range res.Objects {
-		if applied(o.GroupVersionKind().GroupKind()) {
-			objs = append(objs, o)
-		}
-	}
-	return objs, findingErrors(render, co.Dir), findingErrors(source, co.Dir)
-}
-
-func hasCode(fs []vet.Finding, code string) bool {
-	for _, f := range fs {
-		if f.Code == code {
-			return true
-		}
-	}
-	return false
+	// vet's objects are what to apply: Suites and their fixtures are left out.
+	return res.Objects, findingErrors(render, co.Dir), findingErrors(source, co.Dir)
 }
 
 // subdir is dir inside root, refusing a dir that climbs out of it.
