@@ -1,5 +1,5 @@
 // Package gitserver serves git repositories over smart HTTP on loopback for
-// tests and `bouncer up`: git's own http-backend behind net/http, so clients
+// tests: git's own http-backend behind net/http, so clients
 // talk to real git, with an optional bearer or basic-auth token.
 package gitserver
 

@@ -1,6 +1,7 @@
 // Package gitsource fetches one revision of a git repository into a local
-// directory for git sync: shallow, cached between fetches, with the
-// repository's credentials. It knows nothing of Kubernetes.
+// directory for git sync, shallow where the revision allows it, with the
+// repository's credentials. Each fetch clones afresh; reusing the clone
+// between fetches is still to come. It knows nothing of Kubernetes.
 package gitsource
 
 import (
