@@ -22,6 +22,7 @@ import (
 	"github.com/bouncer-policy/bouncer/pkg/apply"
 	"github.com/bouncer-policy/bouncer/pkg/load"
 	"github.com/bouncer-policy/bouncer/pkg/policyset"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -47,6 +48,9 @@ type DaemonOptions struct {
 	// Dir is the state directory.
 	Dir string
 	Log *slog.Logger
+	// SyncRepo, when set, is the git URL the cluster syncs its policies
+	// from (a fleet); the starter policies are then the repository's.
+	SyncRepo string
 }
 
 // Foreground runs the daemon: it builds or finds the control-plane
@@ -120,11 +124,19 @@ func Foreground(ctx context.Context, o DaemonOptions) (err error) {
 	if err := d.startServe(ctx); err != nil {
 		return err
 	}
-	// Every start applies them again: server-side apply leaves them as they
-	// are when nothing changed, and restores them when they were edited.
-	fmt.Println("up: applying the starter policies:", StarterPolicies)
-	if err := applyStarter(ctx, cluster); err != nil {
-		return err
+	if o.SyncRepo != "" {
+		fmt.Println("up: syncing policies from", o.SyncRepo)
+		if err := applyFleetSync(ctx, cluster, o.SyncRepo, os.Getenv(syncTokenEnv)); err != nil {
+			return err
+		}
+	} else {
+		// Every start applies them again: server-side apply leaves them as
+		// they are when nothing changed, and restores them when they were
+		// edited.
+		fmt.Println("up: applying the starter policies:", StarterPolicies)
+		if err := applyStarter(ctx, cluster); err != nil {
+			return err
+		}
 	}
 	if err := d.waitRegistered(ctx); err != nil {
 		return err
@@ -360,20 +372,14 @@ func firstLine(s string) string {
 	return line
 }
 
-// applyStarter server-side applies the starter policies' templates, then
-// their constraints (whose kinds exist once bouncer serve has generated the
-// constraint CRDs, which Apply waits for).
-func applyStarter(ctx context.Context, cluster *controlplane.Cluster) error {
-	a, err := apply.New(cluster.RESTConfig(), fieldManager)
-	if err != nil {
-		return err
-	}
-	var templates, constraints []*load.Document
+// starterDocs reads the starter policies from the library: templates,
+// then constraints.
+func starterDocs() (templates, constraints []*load.Document, err error) {
 	for _, name := range StarterPolicies {
 		for _, f := range []string{"template.yaml", "constraint.yaml"} {
 			raw, err := fs.ReadFile(library.FS, name+"/"+f)
 			if err != nil {
-				return fmt.Errorf("starter policy %s: %w", name, err)
+				return nil, nil, fmt.Errorf("starter policy %s: %w", name, err)
 			}
 			err = load.Read("library/"+name+"/"+f, bytes.NewReader(raw), func(d *load.Document) error {
 				if policyset.Classify(d) == policyset.Template {
@@ -384,17 +390,37 @@ func applyStarter(ctx context.Context, cluster *controlplane.Cluster) error {
 				return nil
 			})
 			if err != nil {
-				return err
+				return nil, nil, err
 			}
 		}
+	}
+	return templates, constraints, nil
+}
+
+// applyStarter server-side applies the starter policies' templates, then
+// their constraints (whose kinds exist once bouncer serve has generated the
+// constraint CRDs, which Apply waits for).
+func applyStarter(ctx context.Context, cluster *controlplane.Cluster) error {
+	a, err := apply.New(cluster.RESTConfig(), fieldManager)
+	if err != nil {
+		return err
+	}
+	templates, constraints, err := starterDocs()
+	if err != nil {
+		return err
 	}
 	for _, d := range append(templates, constraints...) {
 		if err := a.Apply(ctx, d, false); err != nil {
 			return fmt.Errorf("applying starter policy: %w", err)
 		}
 	}
-	// Ready must mean enforcing: wait until Bouncer reports each
-	// constraint enforced.
+	return waitEnforced(ctx, cluster, a, constraints, false)
+}
+
+// waitEnforced waits until Bouncer reports each constraint enforced, so
+// that ready means enforcing. With skipMissing, a constraint that does not
+// exist (a fleet's repository no longer holds it) is not waited for.
+func waitEnforced(ctx context.Context, cluster *controlplane.Cluster, a *apply.Applier, constraints []*load.Document, skipMissing bool) error {
 	dyn, err := dynamic.NewForConfig(cluster.RESTConfig())
 	if err != nil {
 		return err
@@ -402,10 +428,18 @@ func applyStarter(ctx context.Context, cluster *controlplane.Cluster) error {
 	for _, d := range constraints {
 		m, err := a.Resource(ctx, d.APIVersion(), d.Kind(), 30*time.Second)
 		if err != nil {
+			if skipMissing {
+				continue
+			}
 			return err
 		}
+		missing := false
 		err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 			u, err := dyn.Resource(m.Resource).Get(ctx, d.Name(), metav1.GetOptions{})
+			if skipMissing && apierrors.IsNotFound(err) {
+				missing = true
+				return true, nil
+			}
 			if err != nil {
 				return false, nil
 			}
@@ -417,7 +451,7 @@ func applyStarter(ctx context.Context, cluster *controlplane.Cluster) error {
 			}
 			return false, nil
 		})
-		if err != nil {
+		if err != nil && !missing {
 			return fmt.Errorf("constraint %s/%s not enforced: %w", d.Kind(), d.Name(), err)
 		}
 	}

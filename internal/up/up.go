@@ -193,6 +193,10 @@ type Options struct {
 	// when it passes: a first build takes long, and the next Up waits for
 	// it again.
 	Timeout time.Duration
+	// SyncRepo, when set, makes the cluster sync its policies from this
+	// git URL (a fleet's repository) instead of applying the starter
+	// policies; SyncToken is the receiver's token for its post-commit hook.
+	SyncRepo, SyncToken string
 }
 
 // NotReadyError is returned when the wait ends (timeout or interrupt)
@@ -268,6 +272,11 @@ func Up(ctx context.Context, o Options, out io.Writer) (*State, error) {
 	defer logf.Close()
 	from, _ := logf.Seek(0, io.SeekEnd)
 	cmd := exec.Command(o.Self, "up", "--foreground", "--dir", dir)
+	if o.SyncRepo != "" {
+		// The token goes by environment, not argv: ps shows argv to everyone.
+		cmd.Args = append(cmd.Args, "--sync-repo", o.SyncRepo)
+		cmd.Env = append(os.Environ(), syncTokenEnv+"="+o.SyncToken)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// A session of its own: the daemon outlives this command, the shell and
 	// a Ctrl-C in it.

@@ -1,0 +1,207 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bouncer-policy/bouncer/internal/up"
+)
+
+// TestFleet is issue #14's proof on three local clusters started by
+// `bouncer up --clusters 3`, all syncing one git repository (a file URL):
+// a commit removing the drop-NET_RAW policy is pruned everywhere, the
+// commit adding it back is enforced everywhere, with the post-commit hook
+// calling each cluster's receiver and with polling alone; a commit with a
+// broken template reaches no cluster while the earlier policies stay
+// enforced; a constraint deleted by hand in one cluster is restored.
+func TestFleet(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "fleet")
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i := 1; i <= 3; i++ {
+				c := filepath.Join(dir, up.ContextName(i))
+				t.Logf("%s bouncer-serve.log tail:\n%s", up.ContextName(i), tail(filepath.Join(c, "bouncer-serve.log"), 30))
+			}
+		}
+		if out, err := exec.Command(bouncerBin, "down", "--purge", "--dir", dir).CombinedOutput(); err != nil {
+			t.Errorf("down --purge: %v\n%s", err, out)
+		}
+	})
+	out, err := exec.Command(bouncerBin, "up", "--clusters", "3", "--dir", dir, "--timeout", "10m").CombinedOutput()
+	if err != nil {
+		t.Fatalf("bouncer up --clusters 3: %v\n%s", err, out)
+	}
+	f, err := up.ReadFleet(dir)
+	if err != nil || f == nil || len(f.Clusters) != 3 {
+		t.Fatalf("fleet.json: %v %+v", err, f)
+	}
+	for _, want := range []string{f.Repo, f.Kubeconfig, "git add -A && git commit", "cluster-3"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("up --clusters does not print %q:\n%s", want, out)
+		}
+	}
+	kubectlAt := func(i int, stdin string, args ...string) (string, error) {
+		cmd := exec.Command(bins.Kubectl, append([]string{"--kubeconfig", f.Kubeconfig, "--context", up.ContextName(i)}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		b, err := cmd.CombinedOutput()
+		return string(b), err
+	}
+	git := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-C", f.Repo, "-c", "user.name=e2e", "-c", "user.email=e2e@localhost"}, args...)...)
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, b)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	netRawPod := func(name string) string {
+		return fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\n  namespace: default\nspec:\n  containers:\n  - name: c\n    image: nginx:1.27.3\n    securityContext:\n      privileged: false\n", name)
+	}
+	// admitted tries a Pod keeping NET_RAW with a server-side dry run, so
+	// nothing is left behind: nil when admitted, the refusal otherwise.
+	admitted := func(i int) error {
+		out, err := kubectlAt(i, netRawPod("netraw"), "apply", "--dry-run=server", "-f", "-")
+		if err == nil {
+			return nil
+		}
+		if !strings.Contains(strings.ToUpper(out), "NET_RAW") {
+			t.Fatalf("%s: refused, but not for NET_RAW: %s", up.ContextName(i), out)
+		}
+		return fmt.Errorf("%s", strings.TrimSpace(out))
+	}
+	// everywhere waits until want holds on every cluster and returns how
+	// long each took from start.
+	everywhere := func(start time.Time, what string, want func(i int) error) []time.Duration {
+		t.Helper()
+		took := make([]time.Duration, 3)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var failed []string
+		for i := 1; i <= 3; i++ {
+			wg.Go(func() {
+				deadline := time.Now().Add(90 * time.Second)
+				for {
+					err := want(i)
+					if err == nil {
+						took[i-1] = time.Since(start)
+						return
+					}
+					if time.Now().After(deadline) {
+						mu.Lock()
+						failed = append(failed, fmt.Sprintf("%s: %v", up.ContextName(i), err))
+						mu.Unlock()
+						return
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+			})
+		}
+		wg.Wait()
+		if len(failed) > 0 {
+			t.Fatalf("%s: not on every cluster within 90s:\n%s", what, strings.Join(failed, "\n"))
+		}
+		return took
+	}
+	refused := func(i int) error {
+		if admitted(i) == nil {
+			return fmt.Errorf("a Pod keeping NET_RAW is admitted")
+		}
+		return nil
+	}
+	isAdmitted := func(i int) error { return admitted(i) }
+
+	for i := 1; i <= 3; i++ {
+		if err := refused(i); err != nil {
+			t.Fatalf("%s after up: %v", up.ContextName(i), err)
+		}
+	}
+
+	t.Run("a removed policy is pruned everywhere, an added one enforced everywhere", func(t *testing.T) {
+		start := time.Now()
+		git("rm", "-q", "-r", "drop-net-raw")
+		git("commit", "-q", "-m", "remove drop-net-raw")
+		everywhere(start, "pruned", isAdmitted)
+
+		// Polling alone: no hook runs for this commit.
+		start = time.Now()
+		git("-c", "core.hooksPath=/dev/null", "revert", "--no-edit", "HEAD")
+		polled := everywhere(start, "enforced by polling", refused)
+		t.Logf("commit-to-enforced, polling every %s: %v", up.FleetPeriod, polled)
+
+		git("rm", "-q", "-r", "drop-net-raw")
+		git("commit", "-q", "-m", "remove drop-net-raw again")
+		everywhere(time.Now(), "pruned again", isAdmitted)
+		// The post-commit hook calls every cluster's receiver.
+		git("checkout", "HEAD~1", "--", "drop-net-raw")
+		start = time.Now()
+		git("commit", "-q", "-m", "add drop-net-raw back")
+		hooked := everywhere(start, "enforced with the receiver", refused)
+		t.Logf("commit-to-enforced with the receiver called: %v", hooked)
+	})
+
+	t.Run("a broken commit reaches no cluster; the fix does", func(t *testing.T) {
+		before := git("rev-parse", "HEAD")
+		template := readFile(t, "test/e2e/testdata/gitsync/template.yaml")
+		broken := strings.Replace(template, "not drops_net_raw(c)", "not drops_net_raw(c", 1)
+		broken = strings.ReplaceAll(broken, "k8srequiredropnetraw", "k8sbrokenfleet")
+		broken = strings.Replace(broken, "K8sRequireDropNetRaw", "K8sBrokenFleet", 1)
+		constraint := "apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sBrokenFleet\nmetadata:\n  name: broken-fleet\nspec:\n  match:\n    kinds:\n      - apiGroups: [\"\"]\n        kinds: [\"Pod\"]\n"
+		if err := os.MkdirAll(filepath.Join(f.Repo, "broken"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for name, content := range map[string]string{"broken/template.yaml": broken, "broken/constraint.yaml": constraint} {
+			if err := os.WriteFile(filepath.Join(f.Repo, name), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		git("add", "-A")
+		git("commit", "-q", "-m", "broken template")
+		everywhere(time.Now(), "the broken commit reported", func(i int) error {
+			out, err := kubectlAt(i, "", "get", "policysync", up.FleetSyncName, "-n", up.Namespace, "-o", "jsonpath={.status.lastSyncedCommit} {.status.rendering.errors}{.status.source.errors}")
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			if !strings.HasPrefix(out, before+" ") || !strings.Contains(out, "broken/template.yaml") {
+				return fmt.Errorf("want last synced %s and an error naming broken/template.yaml, have %s", before, out)
+			}
+			return nil
+		})
+		for i := 1; i <= 3; i++ {
+			if out, err := kubectlAt(i, "", "get", "constrainttemplate", "k8sbrokenfleet"); err == nil {
+				t.Errorf("%s: the broken commit's template was applied: %s", up.ContextName(i), out)
+			}
+			if err := refused(i); err != nil {
+				t.Errorf("%s: enforcement stopped with the broken commit: %v", up.ContextName(i), err)
+			}
+		}
+		git("rm", "-q", "-r", "broken")
+		git("commit", "-q", "-m", "remove the broken template")
+		head := git("rev-parse", "HEAD")
+		everywhere(time.Now(), "the fix applied", func(i int) error {
+			out, err := kubectlAt(i, "", "get", "policysync", up.FleetSyncName, "-n", up.Namespace, "-o", "jsonpath={.status.lastSyncedCommit}")
+			if err != nil || out != head {
+				return fmt.Errorf("last synced %q, want %s (%v)", out, head, err)
+			}
+			return nil
+		})
+	})
+
+	t.Run("a constraint deleted by hand is restored", func(t *testing.T) {
+		if out, err := kubectlAt(2, "", "delete", "k8srequiredropnetraw", "drop-net-raw"); err != nil {
+			t.Fatalf("deleting the synced constraint: %v\n%s", err, out)
+		}
+		everywhere(time.Now(), "restored", func(i int) error {
+			if out, err := kubectlAt(i, "", "get", "k8srequiredropnetraw", "drop-net-raw"); err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			return refused(i)
+		})
+	})
+}
