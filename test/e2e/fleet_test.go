@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,9 @@ import (
 	"time"
 
 	"github.com/bouncer-policy/bouncer/internal/up"
+	"github.com/bouncer-policy/bouncer/pkg/fleet"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // TestFleet is issue #14's proof on three local clusters started by
@@ -123,6 +127,41 @@ func TestFleet(t *testing.T) {
 		}
 	}
 
+	t.Run("fleet status", func(t *testing.T) {
+		head := git("rev-parse", "HEAD")
+		out, err := exec.Command(bouncerBin, "fleet", "status", "--kubeconfig", f.Kubeconfig, "--all-contexts", "-o", "json").CombinedOutput()
+		if err != nil {
+			t.Fatalf("fleet status: %v\n%s", err, out)
+		}
+		var got struct{ Clusters []fleet.ClusterStatus }
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("fleet status -o json: %v\n%s", err, out)
+		}
+		if len(got.Clusters) != 3 {
+			t.Fatalf("fleet status shows %d clusters, want 3:\n%s", len(got.Clusters), out)
+		}
+		for i, c := range got.Clusters {
+			if c.Name != up.ContextName(i+1) || len(c.Syncs) != 1 || c.Syncs[0].Commit != head || !c.Syncs[0].Ready {
+				t.Errorf("cluster %d: want %s with one Ready PolicySync at %s, have %+v", i+1, up.ContextName(i+1), head, c)
+			}
+			n := len(up.StarterPolicies)
+			if c.Templates != n || c.Constraints.Deny != n || c.Enforced != n {
+				t.Errorf("%s: want %d templates and %d deny constraints enforced, have %+v", c.Name, n, n, c)
+			}
+		}
+		table, err := exec.Command(bouncerBin, "fleet", "status", "--kubeconfig", f.Kubeconfig, "--all-contexts").CombinedOutput()
+		if err != nil || !strings.Contains(string(table), head[:12]) {
+			t.Errorf("fleet status table: %v\n%s", err, table)
+		}
+		t.Logf("bouncer fleet status:\n%s", table)
+		// A cluster that does not answer is shown, and the exit status says so.
+		cmd := exec.Command(bouncerBin, "fleet", "status", "--kubeconfig", f.Kubeconfig, "--all-contexts", "--kubeconfig", writeUnreachableKubeconfig(t))
+		b, err := cmd.CombinedOutput()
+		if code := cmd.ProcessState.ExitCode(); err == nil || code != 1 || !strings.Contains(string(b), "Unreachable") {
+			t.Errorf("fleet status with an unreachable cluster: exit %d, %v\n%s", code, err, b)
+		}
+	})
+
 	t.Run("a removed policy is pruned everywhere, an added one enforced everywhere", func(t *testing.T) {
 		start := time.Now()
 		git("rm", "-q", "-r", "drop-net-raw")
@@ -204,4 +243,20 @@ func TestFleet(t *testing.T) {
 			return refused(i)
 		})
 	})
+}
+
+// writeUnreachableKubeconfig names a cluster on a loopback port where
+// nothing listens.
+func writeUnreachableKubeconfig(t *testing.T) string {
+	t.Helper()
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["gone"] = &clientcmdapi.Cluster{Server: fmt.Sprintf("https://127.0.0.1:%d", freePort(t))}
+	cfg.AuthInfos["gone"] = &clientcmdapi.AuthInfo{Token: "x"}
+	cfg.Contexts["gone"] = &clientcmdapi.Context{Cluster: "gone", AuthInfo: "gone"}
+	cfg.CurrentContext = "gone"
+	path := filepath.Join(t.TempDir(), "gone.kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
