@@ -14,6 +14,7 @@ import (
 	"github.com/bouncer-policy/bouncer/pkg/apis"
 	"github.com/bouncer-policy/bouncer/pkg/apply"
 	"github.com/bouncer-policy/bouncer/pkg/gitsource"
+	"github.com/bouncer-policy/bouncer/pkg/load"
 	"github.com/bouncer-policy/bouncer/pkg/vet"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -308,6 +309,9 @@ func (s *syncer) validate(ctx context.Context, ps *apis.PolicySync, co gitsource
 	res, err := vet.Dir(ctx, dir, vet.Options{
 		Render: ps.Spec.Render, AllowedKinds: allowedKinds(ps.Spec.AllowedKinds), RequireSuitesPass: ps.Spec.RequireSuitesPass,
 		KnownTemplate: func(kind string) bool { return known[kind] },
+		// kustomize reads nothing outside the checkout: not the server's
+		// files, not its service account token.
+		Load: load.Options{Root: co.Dir},
 	})
 	if err != nil {
 		return nil, nil, []apis.SyncError{{Code: CodeSource, Message: err.Error()}}

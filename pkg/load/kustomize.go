@@ -59,8 +59,19 @@ func KustomizeContext(ctx context.Context, dir string, opts Options, fn func(*Do
 			return err
 		}
 	}
+	disk := filesys.MakeFsOnDisk()
+	if opts.Root != "" {
+		rooted, err := newRootedFS(opts.Root)
+		if err != nil {
+			return &Error{File: dir, Err: err}
+		}
+		if err := rooted.check(dir); err != nil {
+			return &Error{File: dir, Err: err}
+		}
+		disk = rooted
+	}
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
-	rm, err := k.Run(filesys.MakeFsOnDisk(), dir)
+	rm, err := k.Run(disk, dir)
 	if err != nil {
 		return &Error{File: dir, Err: fmt.Errorf("kustomize build: %w", err)}
 	}
@@ -177,6 +188,15 @@ func checkValue(dir, file, field string, v any, opts Options, seen map[string]bo
 		local := p
 		if !filepath.IsAbs(local) {
 			local = filepath.Join(dir, local)
+		}
+		if opts.Root != "" {
+			rooted, err := newRootedFS(opts.Root)
+			if err == nil {
+				err = rooted.check(local)
+			}
+			if err != nil {
+				return &Error{File: file, Err: fmt.Errorf("%s: %q: %w", field, p, err)}
+			}
 		}
 		st, err := os.Stat(local)
 		if err != nil {

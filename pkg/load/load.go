@@ -100,6 +100,10 @@ type Options struct {
 	// and git repositories), which kustomize then fetches. Off, a
 	// kustomization naming one is an error and nothing is fetched.
 	AllowRemote bool
+	// Root, when set, confines kustomize to this directory (a repository's
+	// checkout): a kustomization reaching a base, file or link outside it
+	// is an error wrapping ErrOutsideRoot, and nothing outside is read.
+	Root string
 }
 
 func (o Options) limit() int64 {

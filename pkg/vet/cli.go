@@ -68,7 +68,13 @@ func runCLI(ctx context.Context, dir string, o CLIOptions) (*Result, error) {
 	} else if !st.IsDir() {
 		return nil, fmt.Errorf("%s is not a directory", dir)
 	}
-	res, err := Dir(ctx, dir, Options{Render: o.Render, AllowedKinds: kinds, RequireSuitesPass: o.RequireSuites, Engine: only, Load: o.Load})
+	lo := o.Load
+	if lo.Root == "" {
+		// As the sync confines kustomize to the checkout, so does vet to
+		// the repository DIR is in.
+		lo.Root = RepositoryRoot(dir)
+	}
+	res, err := Dir(ctx, dir, Options{Render: o.Render, AllowedKinds: kinds, RequireSuitesPass: o.RequireSuites, Engine: only, Load: lo})
 	if err != nil {
 		return nil, err
 	}
@@ -148,4 +154,21 @@ func Write(w io.Writer, format, dir string, res *Result) error {
 		}
 	}
 	return rw.Close(sum)
+}
+
+// RepositoryRoot is the top of the git work tree holding dir (the nearest
+// parent with a .git entry), or "" when dir is in none.
+func RepositoryRoot(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return ""
+	}
+	for d := abs; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, ".git")); err == nil {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			return ""
+		}
+	}
 }

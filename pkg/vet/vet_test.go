@@ -230,3 +230,29 @@ tests:
 	checkFindings(t, vetDir(t, dir, Options{RequireSuitesPass: true}),
 		want{CodeSuite, "suite.yaml", 1, "test.gatekeeper.sh/Suite escape", "names files outside the directory, so it is not run: ../../etc/constraint.yaml, ../secret.yaml"})
 }
+
+// A kustomization in the repository that names a base outside it: the
+// sync confines kustomize to the checkout, and vet to the repository DIR
+// is in, so the pull request fails as the sync would.
+func TestKustomizeBaseOutsideTheRepository(t *testing.T) {
+	top := t.TempDir()
+	writeFile(t, top, "outside/kustomization.yaml", "resources: [cm.yaml]\n")
+	writeFile(t, top, "outside/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-outside\n")
+	repo := filepath.Join(top, "repo")
+	if err := os.MkdirAll(filepath.Join(repo, ".git"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, repo, "policies/kustomization.yaml", "resources: [../../outside]\n")
+	dir := filepath.Join(repo, "policies")
+	if got := RepositoryRoot(dir); got != repo {
+		t.Fatalf("RepositoryRoot(%s) = %q, want %s", dir, got, repo)
+	}
+	var out, errOut strings.Builder
+	code := RunCLI(t.Context(), dir, CLIOptions{Output: "human", Stdout: &out, Stderr: &errOut})
+	if code != 1 || !strings.Contains(out.String(), "outside the repository") {
+		t.Errorf("vet of a kustomization reaching outside the repository: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	if strings.Contains(out.String(), "from-outside") {
+		t.Errorf("an object from outside the repository was read:\n%s", out.String())
+	}
+}
