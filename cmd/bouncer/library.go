@@ -14,7 +14,8 @@ func newLibraryCmd() *cobra.Command {
 		Long: `The built-in library: Gatekeeper-compatible ConstraintTemplates, each with a
 sample constraint, samples, a test suite and a README, grouped in bundles
 (everyday, pss-baseline, pss-restricted, ...) and mapped to standards
-(Pod Security Standards, CIS Kubernetes Benchmark, MITRE ATT&CK) and CVEs.`,
+(Pod Security Standards, CIS Kubernetes Benchmark, NSA/CISA Kubernetes
+Hardening Guidance, MITRE ATT&CK) and CVEs.`,
 	}
 	cmd.AddCommand(newLibraryListCmd(), newLibraryShowCmd(), newLibraryExportCmd())
 	return cmd
@@ -35,7 +36,7 @@ func newLibraryListCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&o.Bundle, "bundle", "", "only policies in this bundle")
-	cmd.Flags().StringVar(&o.Standard, "standard", "", "only policies mapped to this standard: pss, cis, mitre")
+	cmd.Flags().StringVar(&o.Standard, "standard", "", "only policies mapped to this standard: pss, cis, nsa, mitre")
 	cmd.Flags().StringVar(&o.CVE, "cve", "", "only policies that address this CVE")
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "output format: table, json")
 	return cmd
@@ -78,7 +79,7 @@ match before applying them.`,
 		},
 	}
 	cmd.Flags().StringVar(&o.Bundle, "bundle", "", "only policies in this bundle")
-	cmd.Flags().StringVar(&o.Standard, "standard", "", "only policies mapped to this standard: pss, cis, mitre")
+	cmd.Flags().StringVar(&o.Standard, "standard", "", "only policies mapped to this standard: pss, cis, nsa, mitre")
 	cmd.Flags().StringVar(&o.CVE, "cve", "", "only policies that address this CVE")
 	return cmd
 }

@@ -1,6 +1,9 @@
 package controls
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -33,22 +36,100 @@ func TestBuiltinCatalogue(t *testing.T) {
 	}
 }
 
-// Every id the library's templates carry must be a catalogue control, or
-// the policy would never count towards coverage.
+// Every id the library's templates carry under a standard's annotation
+// must be a control of that standard, or the policy would never count
+// towards coverage.
 func TestLibraryIDsAreInCatalogue(t *testing.T) {
-	byID := builtinByID(t)
+	standards, err := Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
 	policies, err := library.Policies()
 	if err != nil {
 		t.Fatal(err)
 	}
+	mapped := map[string]int{}
 	for _, p := range policies {
-		for std, ids := range map[string][]string{"pss": p.PSS, "cis": p.CIS, "mitre": p.MITRE} {
-			for _, id := range ids {
-				if !slices.ContainsFunc(byID[std].Controls, func(c Control) bool { return c.ID == id }) {
-					t.Errorf("policy %s: %s control %q is not in the catalogue", p.Name, std, id)
+		for _, s := range standards {
+			for _, id := range splitIDs(p.Annotations[s.Annotation()]) {
+				mapped[s.ID]++
+				if _, ok := s.Control(id); !ok {
+					t.Errorf("policy %s: %s=%q names no control of %s %s", p.Name, s.Annotation(), id, s.Name, s.Edition)
 				}
 			}
 		}
+	}
+	for _, s := range standards {
+		if mapped[s.ID] == 0 {
+			t.Errorf("no library policy maps to %s", s.ID)
+		}
+	}
+}
+
+// The CIS file must hold the whole of section 5 of its edition, in the
+// benchmark's sub-sections, or a review would under-report what is missing.
+func TestCISSection5IsComplete(t *testing.T) {
+	cis := builtinByID(t)["cis"]
+	want := map[string]int{"5.1": 13, "5.2": 13, "5.3": 2, "5.4": 2, "5.5": 1, "5.7": 4}
+	for group, n := range want {
+		if got := len(cis.InGroup(group)); got != n {
+			t.Errorf("CIS %s has %d recommendations, want %d", group, got, n)
+		}
+		for i := 1; i <= n; i++ {
+			id := fmt.Sprintf("%s.%d", group, i)
+			if c, ok := cis.Control(id); !ok || !strings.HasPrefix(c.ID, c.Group+".") {
+				t.Errorf("CIS %s missing or in the wrong group: %+v", id, c)
+			}
+		}
+	}
+	if c, _ := cis.Control("5.2.8"); c.Title != "Minimize the admission of containers with the NET_RAW capability" {
+		t.Errorf("5.2.8 is %q", c.Title)
+	}
+}
+
+func TestInGroupCumulative(t *testing.T) {
+	pss := builtinByID(t)["pss"]
+	if n := len(pss.InGroup("baseline")); n != 12 {
+		t.Errorf("PSS baseline counts %d controls, want 12", n)
+	}
+	if n := len(pss.InGroup("restricted")); n != 19 {
+		t.Errorf("PSS restricted counts %d controls, want 19 (baseline's 12 and its own 7)", n)
+	}
+	cis := builtinByID(t)["cis"]
+	if n := len(cis.InGroup("5.3")); n != 2 {
+		t.Errorf("CIS 5.3 counts %d, want 2 (not cumulative)", n)
+	}
+}
+
+func TestCatalogueFiles(t *testing.T) {
+	dir := t.TempDir()
+	team := filepath.Join(dir, "team.yaml")
+	if err := os.WriteFile(team, []byte("standard: team\nname: Team\nedition: \"2026\"\ncontrols: [{id: t-1, title: No latest tags}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	all, err := Catalogue(team)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all[len(all)-1].ID != "team" || len(all) != 5 {
+		t.Errorf("Catalogue(team) = %d standards, last %q", len(all), all[len(all)-1].ID)
+	}
+	sel, err := Select(all, []string{"team", "PSS"})
+	if err != nil || len(sel) != 2 || sel[0].ID != "pss" || sel[1].ID != "team" {
+		t.Errorf("Select(team, PSS) = %v, %v", sel, err)
+	}
+	if _, err := Select(all, []string{"nist"}); err == nil || !strings.Contains(err.Error(), "nist") {
+		t.Errorf("Select(nist) = %v", err)
+	}
+	dup := filepath.Join(dir, "dup.yaml")
+	if err := os.WriteFile(dup, []byte("standard: cis\nedition: x\ncontrols: [{id: a, title: A}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Catalogue(dup); err == nil || !strings.Contains(err.Error(), "dup.yaml") {
+		t.Errorf("a file reusing the cis id: %v", err)
+	}
+	if _, err := Catalogue(filepath.Join(dir, "none.yaml")); err == nil {
+		t.Error("a missing file was accepted")
 	}
 }
 
@@ -59,6 +140,8 @@ func TestParseRefusesBadCatalogues(t *testing.T) {
 		"duplicate":     "standard: x\nedition: v1\ncontrols: [{id: a, title: A}, {id: a, title: B}]\n",
 		"bad group":     "standard: x\nedition: v1\ngroups: [g]\ncontrols: [{id: a, group: h, title: A}]\n",
 		"not yaml":      "standard: [\n",
+		"upper-case id": "standard: Team\nedition: v1\ncontrols: [{id: a, title: A}]\n",
+		"comma in id":   "standard: x\nedition: v1\ncontrols: [{id: \"a,b\", title: A}]\n",
 	} {
 		if _, err := Parse([]byte(doc)); err == nil {
 			t.Errorf("%s: Parse accepted %q", name, doc)
