@@ -68,7 +68,8 @@ multi-document YAML stream is written to standard output. Without --bundle,
 every policy is exported. Review the sample constraints' parameters and
 match before applying them.`,
 		Example: `  bouncer library export --bundle everyday policies/library
-  bouncer library export --bundle pss-restricted | kubectl apply -f -`,
+  bouncer library export --bundle pss-restricted | kubectl apply -f -
+  bouncer library export --policy drop-net-raw policies/library`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Stdout = cmd.OutOrStdout()
@@ -81,5 +82,6 @@ match before applying them.`,
 	cmd.Flags().StringVar(&o.Bundle, "bundle", "", "only policies in this bundle")
 	cmd.Flags().StringVar(&o.Standard, "standard", "", "only policies mapped to this standard: pss, cis, nsa, mitre")
 	cmd.Flags().StringVar(&o.CVE, "cve", "", "only policies that address this CVE")
+	cmd.Flags().StringSliceVar(&o.Names, "policy", nil, "only these policies (name, template name or kind; repeatable)")
 	return cmd
 }

@@ -37,7 +37,11 @@ type Control struct {
 	Title string `json:"title"`
 }
 
-// Builtin returns the catalogue compiled into the binary, sorted by id.
+// builtinOrder is the order standards are reported in: the Kubernetes
+// project's own first, then the benchmark, the guidance, the threat model.
+var builtinOrder = []string{"pss", "cis", "nsa", "mitre"}
+
+// Builtin returns the catalogue compiled into the binary, in builtinOrder.
 func Builtin() ([]Standard, error) {
 	names, err := fs.Glob(builtin, "catalogue/*.yaml")
 	if err != nil {
@@ -55,7 +59,18 @@ func Builtin() ([]Standard, error) {
 		}
 		out = append(out, s)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	rank := func(id string) int {
+		if i := slices.Index(builtinOrder, id); i >= 0 {
+			return i
+		}
+		return len(builtinOrder)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if ri, rj := rank(out[i].ID), rank(out[j].ID); ri != rj {
+			return ri < rj
+		}
+		return out[i].ID < out[j].ID
+	})
 	return out, nil
 }
 

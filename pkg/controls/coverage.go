@@ -41,6 +41,10 @@ type Constraint struct {
 	// means every namespace.
 	Namespaces         []string
 	ExcludedNamespaces []string
+	// Selective is set when spec.match narrows by labelSelector,
+	// namespaceSelector or name: it then covers only some objects of every
+	// namespace, which counts as partial.
+	Selective bool
 	// TotalViolations is status.totalViolations.
 	TotalViolations int
 }
@@ -79,7 +83,7 @@ func Cover(t Target, s Standard, controlID string) Result {
 func Protecting(t Target, annotation, value string) []string {
 	kinds := map[string]bool{}
 	for _, tmpl := range t.Templates {
-		if slices.Contains(splitIDs(tmpl.Annotations[annotation]), value) {
+		if slices.ContainsFunc(splitIDs(tmpl.Annotations[annotation]), func(v string) bool { return strings.EqualFold(v, value) }) {
 			kinds[strings.ToLower(tmpl.Kind)] = true
 		}
 	}
@@ -129,6 +133,9 @@ func isDeny(c Constraint) bool {
 }
 
 func coversAll(c Constraint, exempt []string) bool {
+	if c.Selective {
+		return false
+	}
 	if len(c.Namespaces) > 0 && !slices.Contains(c.Namespaces, "*") {
 		return false
 	}
@@ -140,11 +147,18 @@ func coversAll(c Constraint, exempt []string) bool {
 	return true
 }
 
-// exemptCovers reports whether the Config exempts ns; Config entries may
-// end in "*" as Gatekeeper's do.
+// exemptCovers reports whether the exemptions cover ns, an entry of a
+// constraint's excludedNamespaces. Exemptions may be globs, prefix* or
+// *suffix, as Gatekeeper's Config and bouncer serve's are; an excluded
+// glob counts only when an exemption glob is at least as wide.
 func exemptCovers(exempt []string, ns string) bool {
 	for _, e := range exempt {
-		if e == ns || (strings.HasSuffix(e, "*") && strings.HasPrefix(ns, strings.TrimSuffix(e, "*"))) {
+		switch {
+		case e == ns:
+			return true
+		case strings.HasSuffix(e, "*") && strings.HasPrefix(strings.TrimSuffix(ns, "*"), strings.TrimSuffix(e, "*")) && !strings.HasPrefix(ns, "*"):
+			return true
+		case strings.HasPrefix(e, "*") && strings.HasSuffix(strings.TrimPrefix(ns, "*"), strings.TrimPrefix(e, "*")) && !strings.HasSuffix(ns, "*"):
 			return true
 		}
 	}

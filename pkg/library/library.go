@@ -187,6 +187,9 @@ type Filter struct {
 	Standard string
 	// CVE keeps policies that address this CVE.
 	CVE string
+	// Names keeps the policies named (directory, template name or kind),
+	// so that one policy can be exported on its own.
+	Names []string
 }
 
 // Check reports an unknown standard.
@@ -207,6 +210,15 @@ func (f Filter) Match(p Policy) bool {
 	}
 	if f.CVE != "" && !containsFold(p.CVEs, f.CVE) {
 		return false
+	}
+	if len(f.Names) > 0 {
+		named := slices.ContainsFunc(f.Names, func(n string) bool {
+			_, ok := Get([]Policy{p}, n)
+			return ok
+		})
+		if !named {
+			return false
+		}
 	}
 	return true
 }
