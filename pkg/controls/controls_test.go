@@ -8,7 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bouncer-policy/bouncer/pkg/apis"
 	"github.com/bouncer-policy/bouncer/pkg/library"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func builtinByID(t *testing.T) map[string]Standard {
@@ -214,5 +216,136 @@ func TestProtecting(t *testing.T) {
 	target.Constraints = append(target.Constraints, Constraint{Kind: "K8sDropNetRaw", Name: "all"})
 	if got := Protecting(target, "bouncer.dev/cves", "CVE-2020-14386"); strings.Join(got, ",") != "K8sDropNetRaw/all" {
 		t.Errorf("Protecting = %v, want K8sDropNetRaw/all", got)
+	}
+}
+
+func TestCoverMatchAndActions(t *testing.T) {
+	s := Standard{ID: "pss"}
+	templates := []Template{{Kind: "K8sPrivileged", Annotations: map[string]string{"bouncer.dev/pss": "baseline/privileged"}}}
+	exempt := []string{"kube-system", "bouncer-*", "*-sandbox"}
+	for _, tc := range []struct {
+		name string
+		c    Constraint
+		want Status
+	}{
+		{"label selector narrows", Constraint{Selective: true}, Partial},
+		{"exemption prefix glob covers a name", Constraint{ExcludedNamespaces: []string{"bouncer-system"}}, Enforced},
+		{"exemption prefix glob covers a narrower glob", Constraint{ExcludedNamespaces: []string{"bouncer-sys*"}}, Enforced},
+		{"a wider excluded glob is not exempt", Constraint{ExcludedNamespaces: []string{"bou*"}}, Partial},
+		{"exemption suffix glob", Constraint{ExcludedNamespaces: []string{"team-a-sandbox"}}, Enforced},
+		{"excluded star is nothing enforced", Constraint{ExcludedNamespaces: []string{"*"}}, Partial},
+		{"warn", Constraint{Action: "Warn"}, Monitored},
+		{"dryrun with violations stays monitored", Constraint{Action: "dryrun", TotalViolations: 4}, Monitored},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.c.Kind, tc.c.Name = "K8sPrivileged", "c"
+			got := Cover(Target{Templates: templates, Constraints: []Constraint{tc.c}, Exempt: exempt}, s, "baseline/privileged")
+			if got.Status != tc.want {
+				t.Errorf("Cover = %s, want %s", got.Status, tc.want)
+			}
+		})
+	}
+}
+
+func TestAdmissionAction(t *testing.T) {
+	scoped := func(actions ...apis.ScopedEnforcementAction) apis.ConstraintSpec {
+		return apis.ConstraintSpec{EnforcementAction: "scoped", ScopedEnforcementActions: actions}
+	}
+	at := func(action string, points ...string) apis.ScopedEnforcementAction {
+		a := apis.ScopedEnforcementAction{Action: action}
+		for _, p := range points {
+			a.EnforcementPoints = append(a.EnforcementPoints, apis.EnforcementPoint{Name: p})
+		}
+		return a
+	}
+	for _, tc := range []struct {
+		name string
+		spec apis.ConstraintSpec
+		want string
+	}{
+		{"unset is deny", apis.ConstraintSpec{}, "deny"},
+		{"case folded", apis.ConstraintSpec{EnforcementAction: "Warn"}, "warn"},
+		{"deny at the webhook", scoped(at("warn", apis.PointAudit), at("deny", apis.PointWebhook)), "deny"},
+		{"deny everywhere", scoped(at("deny", apis.PointAll)), "deny"},
+		{"warn at the webhook", scoped(at("warn", apis.PointWebhook), at("deny", apis.PointAudit)), "warn"},
+		{"audit only", scoped(at("deny", apis.PointAudit)), "dryrun"},
+	} {
+		if got := AdmissionAction(tc.spec); got != tc.want {
+			t.Errorf("%s: AdmissionAction = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestFromConstraint(t *testing.T) {
+	n := int64(7)
+	c := &apis.Constraint{Spec: apis.ConstraintSpec{Match: apis.Match{
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "prod"}},
+	}}, Status: apis.ConstraintStatus{TotalViolations: &n}}
+	c.Kind, c.Name = "K8sPrivileged", "prod"
+	got := FromConstraint(c)
+	if !got.Selective || got.TotalViolations != 7 || got.Action != "deny" || got.Kind != "K8sPrivileged" {
+		t.Errorf("FromConstraint = %+v", got)
+	}
+	c.Spec.Match.NamespaceSelector = &metav1.LabelSelector{}
+	if FromConstraint(c).Selective {
+		t.Error("an empty selector, which matches everything, counted as narrowing")
+	}
+}
+
+// A hand-built standard: two groups, cumulative, and three targets that
+// enforce, monitor and scope its controls.
+func TestReviewSummaries(t *testing.T) {
+	std := Standard{ID: "team", Name: "Team", Edition: "1", Groups: []string{"low", "high"}, Cumulative: true, Controls: []Control{
+		{ID: "a", Group: "low", Title: "A"}, {ID: "b", Group: "low", Title: "B"}, {ID: "c", Group: "high", Title: "C"},
+	}}
+	tmpl := []Template{
+		{Kind: "KA", Annotations: map[string]string{"bouncer.dev/team": "a"}},
+		{Kind: "KBC", Annotations: map[string]string{"bouncer.dev/team": "b,c"}},
+	}
+	targets := []Target{
+		{Name: "full", Templates: tmpl, Constraints: []Constraint{{Kind: "KA", Name: "a"}, {Kind: "KBC", Name: "bc", TotalViolations: 1}}},
+		{Name: "watching", Templates: tmpl, Constraints: []Constraint{{Kind: "KA", Name: "a", Action: "warn"}, {Kind: "KBC", Name: "bc"}}},
+		{Name: "none", Templates: tmpl},
+	}
+	entries, sums := Review([]Standard{std}, targets)
+	if len(entries) != 3 || len(entries[0].Targets) != 3 {
+		t.Fatalf("entries = %+v", entries)
+	}
+	if got := entries[1].Targets[0]; got.Status != EnforcedWithViolations || strings.Join(got.Constraints, ",") != "KBC/bc" {
+		t.Errorf("b on full = %+v", got)
+	}
+	if got := entries[0].Targets[1].Status; got != Monitored {
+		t.Errorf("a on watching = %s", got)
+	}
+	if got := entries[0].Targets[2]; got.Status != Missing || got.Constraints == nil {
+		t.Errorf("a on none = %+v (constraints must be an empty list, not null)", got)
+	}
+	var lines []string
+	for _, s := range sums {
+		lines = append(lines, s.Target+": "+s.Line())
+	}
+	want := []string{
+		"full: Team low 2/2 enforced", "full: Team high 3/3 enforced",
+		"watching: Team low 1/2 enforced", "watching: Team high 2/3 enforced",
+		"none: Team low 0/2 enforced", "none: Team high 0/3 enforced",
+	}
+	if !slices.Equal(lines, want) {
+		t.Errorf("summaries:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestDrill(t *testing.T) {
+	tmpl := []Template{{Kind: "K8sRequireDropNetRaw", Annotations: map[string]string{AnnotationCVEs: "CVE-2020-14386"}}}
+	got := Drill([]Target{
+		{Name: "a", Templates: tmpl, Constraints: []Constraint{{Kind: "K8sRequireDropNetRaw", Name: "all", ExcludedNamespaces: []string{"kube-system"}}}, Exempt: []string{"kube-system"}},
+		{Name: "b", Templates: tmpl, Constraints: []Constraint{{Kind: "K8sRequireDropNetRaw", Name: "all", ExcludedNamespaces: []string{"team-a"}}}, Exempt: []string{"kube-system"}},
+	}, "cve-2020-14386")
+	if len(got) != 2 || !got[0].Protected || strings.Join(got[0].Constraints, ",") != "K8sRequireDropNetRaw/all" || got[1].Protected {
+		t.Errorf("Drill = %+v", got)
+	}
+	for id, ok := range map[string]bool{"CVE-2020-14386": true, "cve-2021-4034": true, "CVE-20-1": false, "14386": false, "CVE-2020-14386;rm": false} {
+		if ValidCVE(id) != ok {
+			t.Errorf("ValidCVE(%q) = %v", id, !ok)
+		}
 	}
 }
