@@ -100,6 +100,9 @@ func (s Standard) check() error {
 	}
 	groups := map[string]bool{}
 	for _, g := range s.Groups {
+		if groups[g] {
+			return fmt.Errorf("standard %q: group %q listed twice", s.ID, g)
+		}
 		groups[g] = true
 	}
 	seen := map[string]bool{}

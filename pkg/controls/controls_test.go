@@ -142,6 +142,7 @@ func TestParseRefusesBadCatalogues(t *testing.T) {
 		"duplicate":     "standard: x\nedition: v1\ncontrols: [{id: a, title: A}, {id: a, title: B}]\n",
 		"bad group":     "standard: x\nedition: v1\ngroups: [g]\ncontrols: [{id: a, group: h, title: A}]\n",
 		"not yaml":      "standard: [\n",
+		"group twice":   "standard: x\nedition: v1\ngroups: [g, g]\ncontrols: [{id: a, group: g, title: A}]\n",
 		"upper-case id": "standard: Team\nedition: v1\ncontrols: [{id: a, title: A}]\n",
 		"comma in id":   "standard: x\nedition: v1\ncontrols: [{id: \"a,b\", title: A}]\n",
 	} {
