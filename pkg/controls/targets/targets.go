@@ -85,9 +85,6 @@ var (
 // kind of constraints.gatekeeper.sh (with status.totalViolations as the
 // audit wrote it) and the Config in Bouncer's namespace.
 func FromCluster(ctx context.Context, name string, cfg *rest.Config, namespace string) (controls.Target, error) {
-	if namespace == "" {
-		namespace = DefaultNamespace
-	}
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return controls.Target{}, fmt.Errorf("cluster %s: %w", name, err)
@@ -95,6 +92,13 @@ func FromCluster(ctx context.Context, name string, cfg *rest.Config, namespace s
 	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		return controls.Target{}, fmt.Errorf("cluster %s: %w", name, err)
+	}
+	return fromClients(ctx, name, dyn, disc, namespace)
+}
+
+func fromClients(ctx context.Context, name string, dyn dynamic.Interface, disc discovery.DiscoveryInterface, namespace string) (controls.Target, error) {
+	if namespace == "" {
+		namespace = DefaultNamespace
 	}
 	t := controls.Target{Name: name, Exempt: Exemptions(namespace)}
 	templates, err := dyn.Resource(templatesGVR).List(ctx, metav1.ListOptions{})
