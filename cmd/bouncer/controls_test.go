@@ -242,3 +242,23 @@ current-context: a
 }
 
 func regexpMatch(s, pattern string) bool { return regexp.MustCompile(pattern).MatchString(s) }
+
+// A policy directory that holds drop-net-raw, but only warning, is exposed;
+// the drill says why and does not offer to export over it.
+func TestControlsCVEDrillWarnOnly(t *testing.T) {
+	dir := exportLibrary(t, "--policy", "drop-net-raw")
+	p := filepath.Join(dir, "drop-net-raw", "constraint.yaml")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(strings.Replace(string(b), "spec:\n", "spec:\n  enforcementAction: warn\n", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCmd(t, "controls", "--cve", "CVE-2020-14386", dir)
+	if code != 1 || !regexpMatch(out, regexp.QuoteMeta(dir)+`\s+exposed \(monitored\)\s+K8sRequireDropNetRaw/drop-net-raw`) ||
+		!strings.Contains(out, "K8sRequireDropNetRaw/drop-net-raw only warns or runs dry, which does not count") ||
+		strings.Contains(out, "export --policy drop-net-raw") || !strings.Contains(out, "export --policy pss-restricted-capabilities "+dir) {
+		t.Errorf("exit %d\n%s%s", code, out, errs)
+	}
+}

@@ -295,11 +295,14 @@ func writeDrill(o ControlsOptions, output string, ts []controls.Target, clusters
 	cve := strings.ToUpper(o.CVE)
 	rep := drillReport{CVE: cve, Targets: []drillTarget{}, Library: []drillFix{}}
 	var exposed []string
+	// shortOf lists per exposed target its constraints that fall short.
+	shortOf := map[string][]string{}
 	for _, e := range controls.Drill(ts, cve) {
 		status := "protected"
 		if !e.Protected {
 			status = "exposed"
 			exposed = append(exposed, e.Name)
+			shortOf[e.Name] = e.Constraints
 		}
 		rep.Targets = append(rep.Targets, drillTarget{Exposure: e, Status: status})
 	}
@@ -309,7 +312,16 @@ func writeDrill(o ControlsOptions, output string, ts []controls.Target, clusters
 			return 0, err
 		}
 		for _, p := range fixes {
-			rep.Library = append(rep.Library, drillFix{Policy: p.Name, Title: p.Title, Kind: p.Kind, Commands: fixCommands(p.Name, exposed, o.Paths, clusters)})
+			// Exporting over a directory that already holds the policy
+			// would overwrite its edited constraint: those targets need
+			// their constraint fixed instead (said below).
+			var need []string
+			for _, name := range exposed {
+				if !slices.ContainsFunc(shortOf[name], func(c string) bool { return strings.EqualFold(strings.Split(c, "/")[0], p.Kind) }) {
+					need = append(need, name)
+				}
+			}
+			rep.Library = append(rep.Library, drillFix{Policy: p.Name, Title: p.Title, Kind: p.Kind, Commands: fixCommands(p.Name, need, o.Paths, clusters)})
 		}
 	}
 	code := ExitOK
@@ -324,12 +336,22 @@ func writeDrill(o ControlsOptions, output string, ts []controls.Target, clusters
 	tw := tabwriter.NewWriter(o.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "TARGET\t%s\tCONSTRAINTS\n", cve)
 	for _, t := range rep.Targets {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Name, t.Status, dash(strings.Join(t.Constraints, ", ")))
+		status := t.Status
+		if !t.Protected && t.Coverage != controls.Missing {
+			status += " (" + string(t.Coverage) + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Name, status, dash(strings.Join(t.Constraints, ", ")))
 	}
 	if err := tw.Flush(); err != nil {
 		return 0, err
 	}
 	w := o.Stdout
+	for _, t := range rep.Targets {
+		if !t.Protected && len(t.Constraints) > 0 {
+			fmt.Fprintf(w, "\n%s: %s %s, which does not count: make it deny (enforcementAction unset or deny) in every namespace but %s.\n",
+				t.Name, strings.Join(t.Constraints, ", "), shortfall(t.Coverage), strings.Join(exemptionsOf(ts), ", "))
+		}
+	}
 	switch {
 	case len(exposed) == 0:
 		fmt.Fprintf(w, "\nEvery target is protected against %s.\n", cve)
@@ -338,6 +360,9 @@ func writeDrill(o ControlsOptions, output string, ts []controls.Target, clusters
 	default:
 		fmt.Fprintf(w, "\n%d of %d targets exposed. Library policies that close %s:\n", len(exposed), len(ts), cve)
 		for _, f := range rep.Library {
+			if len(f.Commands) == 0 {
+				continue
+			}
 			fmt.Fprintf(w, "\n  %s (%s, %s)\n", f.Policy, f.Title, f.Kind)
 			for _, c := range f.Commands {
 				fmt.Fprintf(w, "    %s\n", c)
@@ -346,6 +371,13 @@ func writeDrill(o ControlsOptions, output string, ts []controls.Target, clusters
 		fmt.Fprintf(w, "\nA constraint counts when it denies (no warn or dryrun) in every namespace but %s; review the sample constraint's match and parameters before committing it.\n", strings.Join(exemptionsOf(ts), ", "))
 	}
 	return code, nil
+}
+
+func shortfall(s controls.Status) string {
+	if s == controls.Monitored {
+		return "only warns or runs dry"
+	}
+	return "covers only some namespaces or objects"
 }
 
 // fixCommands are the commands that close the gap with one library

@@ -341,7 +341,8 @@ func TestDrill(t *testing.T) {
 		{Name: "a", Templates: tmpl, Constraints: []Constraint{{Kind: "K8sRequireDropNetRaw", Name: "all", ExcludedNamespaces: []string{"kube-system"}}}, Exempt: []string{"kube-system"}},
 		{Name: "b", Templates: tmpl, Constraints: []Constraint{{Kind: "K8sRequireDropNetRaw", Name: "all", ExcludedNamespaces: []string{"team-a"}}}, Exempt: []string{"kube-system"}},
 	}, "cve-2020-14386")
-	if len(got) != 2 || !got[0].Protected || strings.Join(got[0].Constraints, ",") != "K8sRequireDropNetRaw/all" || got[1].Protected {
+	if len(got) != 2 || !got[0].Protected || strings.Join(got[0].Constraints, ",") != "K8sRequireDropNetRaw/all" || got[0].Coverage != Enforced ||
+		got[1].Protected || got[1].Coverage != Partial || len(got[1].Constraints) != 1 {
 		t.Errorf("Drill = %+v", got)
 	}
 	for id, ok := range map[string]bool{"CVE-2020-14386": true, "cve-2021-4034": true, "CVE-20-1": false, "14386": false, "CVE-2020-14386;rm": false} {

@@ -81,19 +81,23 @@ func Cover(t Target, s Standard, controlID string) Result {
 // the exemptions, of templates whose annotation lists value (a CVE id
 // under bouncer.dev/cves, for instance).
 func Protecting(t Target, annotation, value string) []string {
+	r := CoverValue(t, annotation, value)
+	if r.Status != Enforced && r.Status != EnforcedWithViolations {
+		return nil
+	}
+	return r.Constraints
+}
+
+// CoverValue is Cover for the templates whose annotation lists value,
+// compared case-insensitively as CVE ids are.
+func CoverValue(t Target, annotation, value string) Result {
 	kinds := map[string]bool{}
 	for _, tmpl := range t.Templates {
 		if slices.ContainsFunc(splitIDs(tmpl.Annotations[annotation]), func(v string) bool { return strings.EqualFold(v, value) }) {
 			kinds[strings.ToLower(tmpl.Kind)] = true
 		}
 	}
-	var out []string
-	for _, c := range t.Constraints {
-		if kinds[strings.ToLower(c.Kind)] && isDeny(c) && coversAll(c, t.Exempt) {
-			out = append(out, c.Kind+"/"+c.Name)
-		}
-	}
-	return out
+	return coverBy(t, func(c Constraint) bool { return kinds[strings.ToLower(c.Kind)] })
 }
 
 func coverBy(t Target, counts func(Constraint) bool) Result {

@@ -93,20 +93,29 @@ type Exposure struct {
 	Name string `json:"name"`
 	// Protected: a deny constraint of a template listing the CVE covers
 	// every namespace but the exemptions.
-	Protected   bool     `json:"protected"`
+	Protected bool `json:"protected"`
+	// Coverage is how far the CVE's templates are enforced: enforced or
+	// enforced-with-violations when protected; partial or monitored when
+	// constraints exist that fall short, listed in Constraints.
+	Coverage    Status   `json:"coverage"`
 	Constraints []string `json:"constraints"`
 }
 
 // Drill reports, for every target, whether the CVE is closed and by which
-// constraints.
+// constraints, or which constraints fall short of closing it.
 func Drill(targets []Target, cve string) []Exposure {
 	out := make([]Exposure, 0, len(targets))
 	for _, t := range targets {
-		cs := Protecting(t, AnnotationCVEs, cve)
-		if cs == nil {
-			cs = []string{}
+		r := CoverValue(t, AnnotationCVEs, cve)
+		if r.Constraints == nil {
+			r.Constraints = []string{}
 		}
-		out = append(out, Exposure{Name: t.Name, Protected: len(cs) > 0, Constraints: cs})
+		out = append(out, Exposure{
+			Name:        t.Name,
+			Protected:   r.Status == Enforced || r.Status == EnforcedWithViolations,
+			Coverage:    r.Status,
+			Constraints: r.Constraints,
+		})
 	}
 	return out
 }
