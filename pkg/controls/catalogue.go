@@ -35,6 +35,9 @@ type Control struct {
 	ID    string `json:"id"`
 	Group string `json:"group,omitempty"`
 	Title string `json:"title"`
+	// AnyConstraint: every constraint counts, whatever its template, for
+	// a control that asks only that some policy be enforced (CIS 5.2.1).
+	AnyConstraint bool `json:"anyConstraint,omitempty"`
 }
 
 // builtinOrder is the order standards are reported in: the Kubernetes

@@ -89,6 +89,27 @@ func TestCISSection5IsComplete(t *testing.T) {
 	}
 }
 
+// CIS 5.2.1 asks for some active policy control: any deny constraint
+// covering every namespace is one, whatever its template.
+func TestAnyConstraintControl(t *testing.T) {
+	cis := builtinByID(t)["cis"]
+	target := Target{Templates: []Template{{Kind: "K8sRequiredLabels"}}}
+	if got := Cover(target, cis, "5.2.1"); got.Status != Missing {
+		t.Errorf("no constraint: %+v", got)
+	}
+	target.Constraints = []Constraint{{Kind: "K8sRequiredLabels", Name: "team", Action: "warn"}}
+	if got := Cover(target, cis, "5.2.1"); got.Status != Monitored {
+		t.Errorf("a warn constraint: %+v", got)
+	}
+	target.Constraints = append(target.Constraints, Constraint{Kind: "K8sRequiredLabels", Name: "owner"})
+	if got := Cover(target, cis, "5.2.1"); got.Status != Enforced || strings.Join(got.Constraints, ",") != "K8sRequiredLabels/owner" {
+		t.Errorf("a deny constraint: %+v", got)
+	}
+	if got := Cover(target, cis, "5.2.2"); got.Status != Missing {
+		t.Errorf("5.2.2 counted an unannotated template: %+v", got)
+	}
+}
+
 func TestInGroupCumulative(t *testing.T) {
 	pss := builtinByID(t)["pss"]
 	if n := len(pss.InGroup("baseline")); n != 12 {

@@ -21,6 +21,10 @@
 //	controls:
 //	- {id: ACME-1, group: images, title: Images come from the internal registry}
 //	- {id: ACME-2, group: pods, title: Containers drop NET_RAW}
+//	- {id: ACME-3, group: pods, anyConstraint: true, title: Some admission policy is enforced}
+//
+// anyConstraint makes every constraint count for a control, whatever its
+// template (CIS 5.2.1 is one such).
 //
 // Pass it to `bouncer controls --catalogue acme.yaml` (repeatable) and
 // annotate the templates that implement it, e.g. bouncer.dev/acme: ACME-2.
