@@ -160,6 +160,10 @@ func TestControlsStatusesAndFormats(t *testing.T) {
 			t.Errorf("csv lacks %q:\n%s", want, out)
 		}
 	}
+	code, out, _ = runCmd(t, "controls", "--standard", "cis", "-o", "markdown", dir)
+	if code != 0 || !regexpMatch(out, "\\| 5\\.2\\.1 \\| Ensure that the cluster has at least one active policy control mechanism in place \\| enforced \\(`[^`]+`, `[^`]+`, `[^`]+` and 6 more\\) \\|") {
+		t.Errorf("markdown 5.2.1 (exit %d) does not name 3 of the 9 deny constraints covering every namespace (12 baseline policies less sysctls removed, privileged warning, host-ports scoped):\n%s", code, out)
+	}
 	code, out, _ = runCmd(t, "controls", "--standard", "pss", "-o", "markdown", dir)
 	for _, want := range []string{"## PSS v1.37\n", "- PSS baseline 9/12 enforced\n", "- PSS restricted 9/19 enforced\n", "| baseline/privileged | Privileged pods are disallowed | monitored (`K8sPSSBaselinePrivileged/"} {
 		if code != 0 || !strings.Contains(out, want) {
