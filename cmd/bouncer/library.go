@@ -14,7 +14,8 @@ func newLibraryCmd() *cobra.Command {
 		Long: `The built-in library: Gatekeeper-compatible ConstraintTemplates, each with a
 sample constraint, samples, a test suite and a README, grouped in bundles
 (everyday, pss-baseline, pss-restricted, ...) and mapped to standards
-(Pod Security Standards, CIS Kubernetes Benchmark, MITRE ATT&CK) and CVEs.`,
+(Pod Security Standards, CIS Kubernetes Benchmark, NSA/CISA Kubernetes
+Hardening Guidance, MITRE ATT&CK) and CVEs.`,
 	}
 	cmd.AddCommand(newLibraryListCmd(), newLibraryShowCmd(), newLibraryExportCmd())
 	return cmd
@@ -35,7 +36,7 @@ func newLibraryListCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&o.Bundle, "bundle", "", "only policies in this bundle")
-	cmd.Flags().StringVar(&o.Standard, "standard", "", "only policies mapped to this standard: pss, cis, mitre")
+	cmd.Flags().StringVar(&o.Standard, "standard", "", "only policies mapped to this standard: pss, cis, nsa, mitre")
 	cmd.Flags().StringVar(&o.CVE, "cve", "", "only policies that address this CVE")
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "output format: table, json")
 	return cmd
@@ -67,7 +68,8 @@ multi-document YAML stream is written to standard output. Without --bundle,
 every policy is exported. Review the sample constraints' parameters and
 match before applying them.`,
 		Example: `  bouncer library export --bundle everyday policies/library
-  bouncer library export --bundle pss-restricted | kubectl apply -f -`,
+  bouncer library export --bundle pss-restricted | kubectl apply -f -
+  bouncer library export --policy drop-net-raw policies/library`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Stdout = cmd.OutOrStdout()
@@ -78,7 +80,8 @@ match before applying them.`,
 		},
 	}
 	cmd.Flags().StringVar(&o.Bundle, "bundle", "", "only policies in this bundle")
-	cmd.Flags().StringVar(&o.Standard, "standard", "", "only policies mapped to this standard: pss, cis, mitre")
+	cmd.Flags().StringVar(&o.Standard, "standard", "", "only policies mapped to this standard: pss, cis, nsa, mitre")
 	cmd.Flags().StringVar(&o.CVE, "cve", "", "only policies that address this CVE")
+	cmd.Flags().StringSliceVar(&o.Names, "policy", nil, "only these policies (name, template name or kind; repeatable)")
 	return cmd
 }

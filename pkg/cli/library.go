@@ -57,6 +57,9 @@ func standardIDs(p library.Policy) string {
 	for _, s := range p.CIS {
 		ids = append(ids, "cis:"+s)
 	}
+	for _, s := range p.NSA {
+		ids = append(ids, "nsa:"+s)
+	}
 	for _, s := range p.MITRE {
 		ids = append(ids, "mitre:"+s)
 	}

@@ -41,6 +41,10 @@ type Constraint struct {
 	// means every namespace.
 	Namespaces         []string
 	ExcludedNamespaces []string
+	// Selective is set when spec.match narrows by labelSelector,
+	// namespaceSelector or name: it then covers only some objects of every
+	// namespace, which counts as partial.
+	Selective bool
 	// TotalViolations is status.totalViolations.
 	TotalViolations int
 }
@@ -64,6 +68,9 @@ type Result struct {
 
 // Cover computes the target's status for one control of a standard.
 func Cover(t Target, s Standard, controlID string) Result {
+	if c, ok := s.Control(controlID); ok && c.AnyConstraint {
+		return coverBy(t, func(Constraint) bool { return true })
+	}
 	kinds := map[string]bool{}
 	for _, tmpl := range t.Templates {
 		if slices.Contains(splitIDs(tmpl.Annotations[s.Annotation()]), controlID) {
@@ -77,19 +84,23 @@ func Cover(t Target, s Standard, controlID string) Result {
 // the exemptions, of templates whose annotation lists value (a CVE id
 // under bouncer.dev/cves, for instance).
 func Protecting(t Target, annotation, value string) []string {
+	r := CoverValue(t, annotation, value)
+	if r.Status != Enforced && r.Status != EnforcedWithViolations {
+		return nil
+	}
+	return r.Constraints
+}
+
+// CoverValue is Cover for the templates whose annotation lists value,
+// compared case-insensitively as CVE ids are.
+func CoverValue(t Target, annotation, value string) Result {
 	kinds := map[string]bool{}
 	for _, tmpl := range t.Templates {
-		if slices.Contains(splitIDs(tmpl.Annotations[annotation]), value) {
+		if slices.ContainsFunc(splitIDs(tmpl.Annotations[annotation]), func(v string) bool { return strings.EqualFold(v, value) }) {
 			kinds[strings.ToLower(tmpl.Kind)] = true
 		}
 	}
-	var out []string
-	for _, c := range t.Constraints {
-		if kinds[strings.ToLower(c.Kind)] && isDeny(c) && coversAll(c, t.Exempt) {
-			out = append(out, c.Kind+"/"+c.Name)
-		}
-	}
-	return out
+	return coverBy(t, func(c Constraint) bool { return kinds[strings.ToLower(c.Kind)] })
 }
 
 func coverBy(t Target, counts func(Constraint) bool) Result {
@@ -129,6 +140,9 @@ func isDeny(c Constraint) bool {
 }
 
 func coversAll(c Constraint, exempt []string) bool {
+	if c.Selective {
+		return false
+	}
 	if len(c.Namespaces) > 0 && !slices.Contains(c.Namespaces, "*") {
 		return false
 	}
@@ -140,11 +154,18 @@ func coversAll(c Constraint, exempt []string) bool {
 	return true
 }
 
-// exemptCovers reports whether the Config exempts ns; Config entries may
-// end in "*" as Gatekeeper's do.
+// exemptCovers reports whether the exemptions cover ns, an entry of a
+// constraint's excludedNamespaces. Exemptions may be globs, prefix* or
+// *suffix, as Gatekeeper's Config and bouncer serve's are; an excluded
+// glob counts only when an exemption glob is at least as wide.
 func exemptCovers(exempt []string, ns string) bool {
 	for _, e := range exempt {
-		if e == ns || (strings.HasSuffix(e, "*") && strings.HasPrefix(ns, strings.TrimSuffix(e, "*"))) {
+		switch {
+		case e == ns:
+			return true
+		case strings.HasSuffix(e, "*") && strings.HasPrefix(strings.TrimSuffix(ns, "*"), strings.TrimSuffix(e, "*")) && !strings.HasPrefix(ns, "*"):
+			return true
+		case strings.HasPrefix(e, "*") && strings.HasSuffix(strings.TrimPrefix(ns, "*"), strings.TrimPrefix(e, "*")) && !strings.HasSuffix(ns, "*"):
 			return true
 		}
 	}

@@ -35,6 +35,7 @@ func standardsCell(p Policy) string {
 	}
 	add("PSS ", p.PSS)
 	add("CIS ", p.CIS)
+	add("NSA ", p.NSA)
 	add("MITRE ", p.MITRE)
 	add("", p.CVEs)
 	return strings.Join(parts, "; ")

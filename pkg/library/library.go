@@ -34,6 +34,7 @@ const (
 	AnnotationPSS         = "bouncer.dev/pss"
 	AnnotationCIS         = "bouncer.dev/cis"
 	AnnotationMITRE       = "bouncer.dev/mitre"
+	AnnotationNSA         = "bouncer.dev/nsa"
 	AnnotationCVEs        = "bouncer.dev/cves"
 )
 
@@ -41,7 +42,7 @@ const (
 var Severities = []string{"low", "medium", "high", "critical"}
 
 // Standards that --standard accepts.
-var Standards = []string{"pss", "cis", "mitre"}
+var Standards = []string{"pss", "cis", "nsa", "mitre"}
 
 // ExpansionDir holds the library's ExpansionTemplates, not a policy.
 const ExpansionDir = "expansion"
@@ -59,6 +60,7 @@ type Policy struct {
 	Bundles      []string `json:"bundles"`
 	PSS          []string `json:"pss,omitempty"`
 	CIS          []string `json:"cis,omitempty"`
+	NSA          []string `json:"nsa,omitempty"`
 	MITRE        []string `json:"mitre,omitempty"`
 	CVEs         []string `json:"cves,omitempty"`
 	// Template and Constraint are the files as written.
@@ -69,7 +71,8 @@ type Policy struct {
 	Annotations map[string]string `json:"-"`
 }
 
-// Standards lists the standards the policy maps to ("pss", "cis", "mitre").
+// Standards lists the standards the policy maps to ("pss", "cis", "nsa",
+// "mitre").
 func (p Policy) Standards() []string {
 	var out []string
 	if len(p.PSS) > 0 {
@@ -77,6 +80,9 @@ func (p Policy) Standards() []string {
 	}
 	if len(p.CIS) > 0 {
 		out = append(out, "cis")
+	}
+	if len(p.NSA) > 0 {
+		out = append(out, "nsa")
 	}
 	if len(p.MITRE) > 0 {
 		out = append(out, "mitre")
@@ -139,6 +145,7 @@ func loadPolicy(fsys fs.FS, dir string) (Policy, error) {
 	p.Bundles = splitList(a[AnnotationBundles])
 	p.PSS = splitList(a[AnnotationPSS])
 	p.CIS = splitList(a[AnnotationCIS])
+	p.NSA = splitList(a[AnnotationNSA])
 	p.MITRE = splitList(a[AnnotationMITRE])
 	p.CVEs = splitList(a[AnnotationCVEs])
 	if b, err := fs.ReadFile(fsys, path.Join(dir, "constraint.yaml")); err == nil {
@@ -176,10 +183,13 @@ func Get(policies []Policy, name string) (Policy, bool) {
 type Filter struct {
 	// Bundle keeps policies in this bundle.
 	Bundle string
-	// Standard keeps policies that map to "pss", "cis" or "mitre".
+	// Standard keeps policies that map to "pss", "cis", "nsa" or "mitre".
 	Standard string
 	// CVE keeps policies that address this CVE.
 	CVE string
+	// Names keeps the policies named (directory, template name or kind),
+	// so that one policy can be exported on its own.
+	Names []string
 }
 
 // Check reports an unknown standard.
@@ -200,6 +210,15 @@ func (f Filter) Match(p Policy) bool {
 	}
 	if f.CVE != "" && !containsFold(p.CVEs, f.CVE) {
 		return false
+	}
+	if len(f.Names) > 0 {
+		named := slices.ContainsFunc(f.Names, func(n string) bool {
+			_, ok := Get([]Policy{p}, n)
+			return ok
+		})
+		if !named {
+			return false
+		}
 	}
 	return true
 }

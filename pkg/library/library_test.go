@@ -178,6 +178,15 @@ func TestFilter(t *testing.T) {
 	if !slices.Contains(names(cve), "drop-net-raw") || slices.Contains(names(cve), "disallowed-tags") {
 		t.Errorf("--cve CVE-2020-14386: %v", names(cve))
 	}
+	if got := names(library.Filter{Names: []string{"drop-net-raw", "K8sPSSBaselinePrivileged"}}.Apply(ps)); !slices.Equal(got, []string{"drop-net-raw", "pss-baseline-privileged"}) {
+		t.Errorf("--policy drop-net-raw,K8sPSSBaselinePrivileged: %v", got)
+	}
+	if got := names(library.Filter{Names: []string{"drop-net-raw"}, Bundle: "pss-baseline"}.Apply(ps)); len(got) != 0 {
+		t.Errorf("--policy and a bundle it is not in: %v", got)
+	}
+	if got := names(library.Filter{Standard: "nsa"}.Apply(ps)); !slices.Contains(got, "read-only-root-filesystem") || slices.Contains(got, "drop-net-raw") {
+		t.Errorf("--standard nsa: %v", got)
+	}
 	cis := library.Filter{Standard: "cis"}.Apply(ps)
 	if !slices.Contains(names(cis), "automount-sa-token") || slices.Contains(names(cis), "replica-limits") {
 		t.Errorf("--standard cis: %v", names(cis))
