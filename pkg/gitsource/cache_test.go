@@ -19,7 +19,7 @@ import (
 type upstream struct {
 	srv  *gitserver.Server
 	work string
-	push string // URL with the token, for git push
+	push string // the bare repository's directory, for git push
 	spec Spec
 }
 
@@ -33,11 +33,11 @@ func newUpstream(t *testing.T, srv *gitserver.Server, name string) *upstream {
 		}
 		t.Cleanup(func() { _ = srv.Close(ctx) })
 	}
-	if _, err := srv.InitBare(ctx, name); err != nil {
+	bare, err := srv.InitBare(ctx, name)
+	if err != nil {
 		t.Fatal(err)
 	}
-	u := &upstream{srv: srv, work: t.TempDir(),
-		push: strings.Replace(srv.URL(name), "://", "://git:s3cret@", 1),
+	u := &upstream{srv: srv, work: t.TempDir(), push: bare,
 		spec: Spec{Repo: srv.URL(name), Auth: AuthToken, Token: "s3cret"}}
 	runGit(t, u.work, "init", "-q", "-b", "main")
 	return u
