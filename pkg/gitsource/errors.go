@@ -58,7 +58,10 @@ func (e *FetchError) Error() string {
 	if h := hints[e.Kind]; h != "" {
 		msg += ": " + h
 	}
-	return msg + ": " + e.Err.Error()
+	// Servers' reasons end up in go-git's messages with their newlines,
+	// or empty after a colon; status messages read better on one line.
+	cause := strings.TrimSuffix(strings.Join(strings.Fields(e.Err.Error()), " "), ":")
+	return msg + ": " + cause
 }
 
 func (e *FetchError) Unwrap() error { return e.Err }

@@ -81,7 +81,8 @@ type Fetcher struct {
 // Fetches into one cache directory take turns (a lock file), and a work
 // tree is written under a temporary name and renamed into place when
 // complete, so a fetch killed half-way never leaves a work tree that
-// looks whole. Errors are *FetchError.
+// looks whole. Failures of the server, the credentials, the ref or the
+// cache are *FetchError; a spec that cannot be used is a plain error.
 func (f *Fetcher) Fetch(ctx context.Context, s Spec) (Checkout, error) {
 	if s.Repo == "" {
 		return Checkout{}, errors.New("git: no repository URL")

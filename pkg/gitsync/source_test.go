@@ -82,6 +82,7 @@ func TestSourceErrorCodes(t *testing.T) {
 				t.Fatal("fetch succeeded")
 			}
 			e := sourceError(err)
+			t.Logf("[%s] %s", e.Code, e.Message)
 			if e.Code != c.code || !strings.Contains(e.Message, c.want) {
 				t.Fatalf("status error %+v, want code %s and a message with %q", e, c.code, c.want)
 			}
