@@ -1,8 +1,9 @@
-// Package gitserver serves git repositories over smart HTTP on loopback for
-// tests: git's own http-backend behind net/http, so clients talk to real
-// git, with an optional bearer or basic-auth token, optionally over HTTPS,
-// and counting the requests and pack bytes it serves so tests can tell a
-// fetch that transferred nothing from one that did.
+// Package gitserver serves git repositories on loopback for tests, so
+// clients talk to real git. Server is smart HTTP: git's own http-backend
+// behind net/http, with an optional bearer or basic-auth token, optionally
+// over HTTPS, counting the requests and pack bytes it serves so tests can
+// tell a fetch that transferred nothing from one that did. SSHServer runs
+// git-upload-pack over ssh (golang.org/x/crypto/ssh) for one client key.
 package gitserver
 
 import (

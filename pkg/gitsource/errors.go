@@ -13,6 +13,7 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // Kind says why a fetch failed, so a caller can report it as a code
@@ -27,6 +28,7 @@ const (
 	KindRefNotFound Kind = "ref-not-found" // the repository lacks the branch, tag or commit
 	KindUnreachable Kind = "unreachable"   // no connection to the server
 	KindTLS         Kind = "tls"           // the server's certificate is not trusted
+	KindHostKey     Kind = "host-key"      // the ssh server's host key is not in known_hosts, or differs
 	KindOther       Kind = "other"         // anything else: a broken server, a corrupt pack, a cancelled context
 )
 
@@ -48,6 +50,7 @@ var hints = map[Kind]string{
 	KindRefNotFound: "the repository has no such ref",
 	KindUnreachable: "cannot reach the git server",
 	KindTLS:         "the server's certificate is not trusted",
+	KindHostKey:     "the server's ssh host key is not the one known_hosts holds",
 }
 
 func (e *FetchError) Error() string {
@@ -96,6 +99,8 @@ func classify(err error) Kind {
 		dnsErr      *net.DNSError
 		unexpected  *plumbing.UnexpectedError
 		noMatchSpec git.NoMatchingRefSpecError
+		hostKey     *knownhosts.KeyError
+		revoked     *knownhosts.RevokedError
 	)
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -111,6 +116,11 @@ func classify(err error) Kind {
 	case errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &invalid),
 		errors.As(err, &verify), errors.As(err, &recordHdr):
 		return KindTLS
+	case errors.As(err, &hostKey), errors.As(err, &revoked):
+		return KindHostKey
+	case strings.Contains(err.Error(), "ssh: unable to authenticate"):
+		// x/crypto/ssh's client has no error type for a refused key.
+		return KindAuth
 	case errors.As(err, &dnsErr), errors.As(err, &opErr):
 		return KindUnreachable
 	case errors.As(err, &unexpected) && unexpected.Err != nil:

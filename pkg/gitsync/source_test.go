@@ -62,6 +62,17 @@ func TestSourceErrorCodes(t *testing.T) {
 	closed := "http://" + ln.Addr().String() + "/policies.git"
 	_ = ln.Close()
 
+	key, pub, err := gitserver.NewSSHKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshSrv := &gitserver.SSHServer{Root: srv.Root, AuthorizedKey: pub}
+	if err := sshSrv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sshSrv.Close()
+	otherHost := strings.Replace(string(sshSrv.KnownHosts()), "127.0.0.1", "127.0.0.2", 1)
+
 	good := gitsource.Spec{Repo: srv.URL("policies"), Auth: gitsource.AuthToken, Token: "s3cret"}
 	with := func(f func(*gitsource.Spec)) gitsource.Spec { s := good; f(&s); return s }
 	for _, c := range []struct {
@@ -74,6 +85,7 @@ func TestSourceErrorCodes(t *testing.T) {
 		{"missing branch", with(func(s *gitsource.Spec) { s.Branch = "no-such-branch" }), CodeSourceRefNotFound, "no-such-branch"},
 		{"closed port", with(func(s *gitsource.Spec) { s.Repo = closed }), CodeSourceUnreachable, "connection refused"},
 		{"untrusted CA", with(func(s *gitsource.Spec) { s.Repo = tlsSrv.URL("policies") }), CodeSourceTLS, "spec.git.caCertSecretRef"},
+		{"unknown ssh host key", gitsource.Spec{Repo: sshSrv.URL("policies"), Auth: gitsource.AuthSSH, SSHKey: key, KnownHosts: []byte(otherHost)}, CodeSourceHostKey, "known_hosts"},
 		{"no URL", gitsource.Spec{}, CodeSource, "no repository URL"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -90,5 +102,9 @@ func TestSourceErrorCodes(t *testing.T) {
 	}
 	if _, err := (&gitsource.Fetcher{CacheDir: t.TempDir()}).Fetch(context.Background(), good); err != nil {
 		t.Fatalf("the good spec fails too, so the cases above prove nothing: %v", err)
+	}
+	goodSSH := gitsource.Spec{Repo: sshSrv.URL("policies"), Auth: gitsource.AuthSSH, SSHKey: key, KnownHosts: sshSrv.KnownHosts()}
+	if _, err := (&gitsource.Fetcher{CacheDir: t.TempDir()}).Fetch(context.Background(), goodSSH); err != nil {
+		t.Fatalf("the good ssh spec fails too: %v", err)
 	}
 }

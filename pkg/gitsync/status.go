@@ -30,6 +30,7 @@ const (
 	CodeSourceRefNotFound = "source-ref-not-found" // no such branch, tag or commit
 	CodeSourceUnreachable = "source-unreachable"   // no connection to the git server
 	CodeSourceTLS         = "source-tls"           // the git server's certificate is not trusted
+	CodeSourceHostKey     = "source-host-key"      // the git server's ssh host key is not the known one
 	CodeApply             = "apply"                // an object could not be applied or pruned
 )
 
@@ -43,6 +44,7 @@ var (
 		gitsource.KindRefNotFound: CodeSourceRefNotFound,
 		gitsource.KindUnreachable: CodeSourceUnreachable,
 		gitsource.KindTLS:         CodeSourceTLS,
+		gitsource.KindHostKey:     CodeSourceHostKey,
 	}
 	sourceAdvice = map[gitsource.Kind]string{
 		gitsource.KindAuth:        "check spec.git.auth and the credentials in the Secret named by spec.git.secretRef",
@@ -50,6 +52,7 @@ var (
 		gitsource.KindNotFound:    "check spec.git.repo, and that the credentials in spec.git.secretRef can see the repository",
 		gitsource.KindRefNotFound: "check spec.git.branch and spec.git.revision",
 		gitsource.KindTLS:         "put the CA that signed the server's certificate in the Secret named by spec.git.caCertSecretRef",
+		gitsource.KindHostKey:     "put the server's host key in known_hosts of the Secret named by spec.git.secretRef",
 	}
 )
 
