@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
@@ -47,8 +48,9 @@ var hexRevision = regexp.MustCompile(`^[0-9a-fA-F]{4,40}$`)
 type cache struct {
 	dir  string
 	log  *slog.Logger
-	spec Spec
-	auth transport.AuthMethod
+	spec    Spec
+	auth    transport.AuthMethod
+	timeout time.Duration
 }
 
 func (c *cache) fetch(ctx context.Context) (Checkout, error) {
@@ -188,6 +190,10 @@ func (c *cache) fetchRefs(ctx context.Context, repo *git.Repository, ref string,
 	})
 	if err == nil || errors.Is(err, git.NoErrAlreadyUpToDate) {
 		return nil
+	}
+	if errors.Is(context.Cause(ctx), errTimeout) {
+		return &FetchError{Kind: KindUnreachable, Repo: redact(c.spec.Repo), Ref: ref,
+			Err: fmt.Errorf("no answer within %s: %w", c.timeout, err)}
 	}
 	return fetchError(c.spec.Repo, ref, err)
 }

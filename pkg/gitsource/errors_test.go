@@ -137,3 +137,32 @@ func TestFetchOverHTTPSWithTheCABundle(t *testing.T) {
 		t.Fatalf("fetch with another CA's bundle: %v, want kind %s", err, KindTLS)
 	}
 }
+
+func TestFetchOfASilentServerTimesOut(t *testing.T) {
+	// A server that accepts connections and never answers.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				_ = c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	f := &Fetcher{CacheDir: t.TempDir(), Timeout: 200 * time.Millisecond}
+	_, err = f.Fetch(context.Background(), Spec{Repo: "http://" + ln.Addr().String() + "/policies.git"})
+	if KindOf(err) != KindUnreachable || !strings.Contains(err.Error(), "no answer within 200ms") {
+		t.Fatalf("fetch from a silent server: %v (kind %s), want kind %s naming the timeout", err, KindOf(err), KindUnreachable)
+	}
+}

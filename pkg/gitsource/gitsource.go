@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
@@ -65,7 +66,14 @@ type Fetcher struct {
 	// Log gets a line when the cache is dropped and cloned afresh; nil
 	// means slog.Default().
 	Log *slog.Logger
+	// Timeout bounds a whole Fetch, so a server that accepts connections
+	// and never answers fails the fetch (KindUnreachable) instead of
+	// holding it forever; 0 means no bound beyond the context's.
+	Timeout time.Duration
 }
+
+// errTimeout is the cause of a Fetch cut short by Fetcher.Timeout.
+var errTimeout = errors.New("fetch timed out")
 
 // Fetch brings the spec's revision into CacheDir and returns its work tree.
 //
@@ -87,6 +95,11 @@ func (f *Fetcher) Fetch(ctx context.Context, s Spec) (Checkout, error) {
 	if s.Repo == "" {
 		return Checkout{}, errors.New("git: no repository URL")
 	}
+	if f.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, f.Timeout, errTimeout)
+		defer cancel()
+	}
 	unlock, err := lockDir(ctx, f.CacheDir)
 	if err != nil {
 		return Checkout{}, err
@@ -96,7 +109,7 @@ func (f *Fetcher) Fetch(ctx context.Context, s Spec) (Checkout, error) {
 	if err != nil {
 		return Checkout{}, err
 	}
-	c := &cache{dir: f.CacheDir, log: f.Log, spec: s, auth: auth}
+	c := &cache{dir: f.CacheDir, log: f.Log, spec: s, auth: auth, timeout: f.Timeout}
 	if c.log == nil {
 		c.log = slog.Default()
 	}

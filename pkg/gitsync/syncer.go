@@ -146,7 +146,7 @@ func (s *syncer) pass(ctx context.Context) time.Duration {
 	spec, err := s.gitSpec(ctx, ps)
 	var co gitsource.Checkout
 	if err == nil {
-		co, err = (&gitsource.Fetcher{CacheDir: s.fetcherDir, Log: s.c.Log}).Fetch(ctx, spec)
+		co, err = (&gitsource.Fetcher{CacheDir: s.fetcherDir, Log: s.c.Log, Timeout: fetchTimeout}).Fetch(ctx, spec)
 	}
 	if err != nil {
 		errs := []apis.SyncError{sourceError(err)}
