@@ -27,7 +27,7 @@ import (
 //	repo/              bare repository, fetched into incrementally
 //	checkout-<commit>/ work trees: the current one and the one before it
 //	current            the name of the current work tree
-//	.tmp-*             work trees being written or removed
+//	.tmp-*             work trees and fresh clones being written, or removed
 const (
 	repoDir        = "repo"
 	checkoutPrefix = "checkout-"
@@ -64,13 +64,32 @@ func (c *cache) fetch(ctx context.Context) (Checkout, error) {
 		why = "fetching into it failed: " + err.Error()
 	}
 	if why != "" {
-		c.log.Warn("git: dropping the cached repository for a fresh clone", "repo", redact(c.spec.Repo), "cacheDir", c.dir, "reason", why)
+		c.log.Warn("git: cloning afresh: the cached repository cannot be used", "repo", redact(c.spec.Repo), "cacheDir", c.dir, "reason", why)
 	}
-	repo, err := c.init()
+	// The fresh clone replaces the cache only once it worked, so a clone
+	// that fails too (the server went down meanwhile) leaves the cache as
+	// it was for the next pass.
+	staging, err := os.MkdirTemp(c.dir, tmpPrefix)
+	if err != nil {
+		return Checkout{}, fmt.Errorf("git: cache directory: %w", err)
+	}
+	defer os.RemoveAll(staging)
+	path := filepath.Join(staging, repoDir)
+	repo, err = c.init(path)
 	if err != nil {
 		return Checkout{}, err
 	}
-	return c.attempt(ctx, repo)
+	co, err := c.attempt(ctx, repo)
+	if err != nil {
+		return Checkout{}, err
+	}
+	if err := c.remove(repoDir); err != nil {
+		return Checkout{}, err
+	}
+	if err := os.Rename(path, filepath.Join(c.dir, repoDir)); err != nil {
+		return Checkout{}, fmt.Errorf("git: moving the fresh clone into %s: %w", c.dir, err)
+	}
+	return co, nil
 }
 
 // attempt fetches the spec's revision into repo and writes its work tree.
@@ -111,12 +130,8 @@ func (c *cache) open() (*git.Repository, string) {
 	return repo, ""
 }
 
-// init replaces the cached repository with an empty one.
-func (c *cache) init() (*git.Repository, error) {
-	path := filepath.Join(c.dir, repoDir)
-	if err := c.remove(repoDir); err != nil {
-		return nil, err
-	}
+// init creates an empty repository at path, its remote the spec's URL.
+func (c *cache) init(path string) (*git.Repository, error) {
 	repo, err := git.PlainInit(path, true)
 	if err != nil {
 		return nil, fmt.Errorf("git: creating the cached repository in %s: %w", path, err)

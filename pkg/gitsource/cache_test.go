@@ -263,7 +263,7 @@ func TestFetchRecoversFromABrokenCache(t *testing.T) {
 			}
 			// Lost objects are fetched again into the cache; the other
 			// breakages need a fresh clone.
-			if name != "killed while writing a work tree" && name != "objects lost" && !strings.Contains(logs.String(), "fresh clone") {
+			if name != "killed while writing a work tree" && name != "objects lost" && !strings.Contains(logs.String(), "cloning afresh") {
 				t.Fatalf("no log line says the cache was cloned afresh: %q", logs.String())
 			}
 			// And the cache is good again: the next fetch transfers nothing.
@@ -289,6 +289,17 @@ func TestFetchOfAnotherURLClonesAfresh(t *testing.T) {
 	if !strings.Contains(logs.String(), "URL changed") {
 		t.Fatalf("no log line says the URL changed: %q", logs.String())
 	}
+	// A fresh clone that fails keeps the cache it was to replace.
+	if _, err := f.Fetch(context.Background(), Spec{Repo: one.srv.URL("nope"), Auth: AuthToken, Token: "s3cret"}); KindOf(err) != KindNotFound {
+		t.Fatalf("fetch of a missing repository: %v, want kind %s", err, KindNotFound)
+	}
+	logs.Reset()
+	before := two.srv.Stats()
+	fetchOK(t, f, two.spec, c2)
+	if after := two.srv.Stats(); after.UploadPacks != before.UploadPacks || logs.Len() > 0 {
+		t.Fatalf("the cache was lost to a failed fresh clone: %d packs fetched, logs %q", after.UploadPacks-before.UploadPacks, logs.String())
+	}
+
 	// The first repository's commit is gone from the cache with it.
 	s := two.spec
 	s.Revision = c1

@@ -13,6 +13,7 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
 
@@ -144,6 +145,13 @@ func redact(repo string) string {
 // cached repository failed: not when the server, the credentials or the
 // ref are the cause.
 func reclonable(err error) bool {
+	var unexpected *plumbing.UnexpectedError
+	if errors.As(err, &unexpected) {
+		var status *githttp.Err
+		if errors.As(unexpected.Err, &status) {
+			return false // an HTTP error status: the server's doing
+		}
+	}
 	return KindOf(err) == KindOther && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
