@@ -46,8 +46,8 @@ var hexRevision = regexp.MustCompile(`^[0-9a-fA-F]{4,40}$`)
 
 // cache is one Fetch's view of a cache directory, used under its lock.
 type cache struct {
-	dir  string
-	log  *slog.Logger
+	dir     string
+	log     *slog.Logger
 	spec    Spec
 	auth    transport.AuthMethod
 	timeout time.Duration
