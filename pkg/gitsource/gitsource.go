@@ -84,7 +84,7 @@ var errTimeout = errors.New("fetch timed out")
 // may not be the tip of any ref, so an uncached one makes the fetch take
 // the full history of every branch. A cache that is corrupt, belongs to
 // another URL or fails a fetch in a way the server cannot explain is
-// dropped for a fresh clone.
+// replaced by a fresh clone, once that clone has worked.
 //
 // Fetches into one cache directory take turns (a lock file), and a work
 // tree is written under a temporary name and renamed into place when
