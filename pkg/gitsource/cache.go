@@ -44,6 +44,10 @@ const (
 
 var hexRevision = regexp.MustCompile(`^[0-9a-fA-F]{4,40}$`)
 
+// errUnsafeTree marks a commit whose tree cannot be written safely: the
+// commit's doing, so a fresh clone would not help.
+var errUnsafeTree = errors.New("unsafe work tree")
+
 // cache is one Fetch's view of a cache directory, used under its lock.
 type cache struct {
 	dir     string
@@ -288,7 +292,7 @@ func export(repo *git.Repository, commit plumbing.Hash, root string) error {
 	var links []*object.File
 	err = tree.Files().ForEach(func(f *object.File) error {
 		if !filepath.IsLocal(filepath.FromSlash(f.Name)) {
-			return fmt.Errorf("path %q leaves the work tree", f.Name)
+			return fmt.Errorf("%w: path %q leaves the work tree", errUnsafeTree, f.Name)
 		}
 		if f.Mode == filemode.Symlink {
 			links = append(links, f)
@@ -307,7 +311,7 @@ func export(repo *git.Repository, commit plumbing.Hash, root string) error {
 	for _, f := range links {
 		for d := filepath.Dir(f.Name); d != "."; d = filepath.Dir(d) {
 			if made[d] {
-				return fmt.Errorf("symlink %q lies under symlink %q", f.Name, d)
+				return fmt.Errorf("%w: symlink %q lies under symlink %q", errUnsafeTree, f.Name, d)
 			}
 		}
 		target, err := f.Contents()
@@ -327,7 +331,7 @@ func export(repo *git.Repository, commit plumbing.Hash, root string) error {
 		real, err := filepath.EvalSymlinks(filepath.Join(root, filepath.FromSlash(name)))
 		rel, relErr := filepath.Rel(realRoot, real)
 		if err != nil || relErr != nil || !filepath.IsLocal(rel) {
-			return fmt.Errorf("symlink %q points outside the repository or nowhere", name)
+			return fmt.Errorf("%w: symlink %q points outside the repository or nowhere", errUnsafeTree, name)
 		}
 	}
 	return nil

@@ -337,3 +337,43 @@ func TestOverlappingFetchesTakeTurns(t *testing.T) {
 		}
 	}
 }
+
+func TestSymlinksStayInsideTheWorkTree(t *testing.T) {
+	u := newUpstream(t, nil, "policies")
+	u.commit(t, false, map[string]string{"a.yaml": "a: 1\n"})
+	if err := os.Symlink("a.yaml", filepath.Join(u.work, "link.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	c2 := u.commit(t, false, nil)
+	f := &Fetcher{CacheDir: t.TempDir()}
+	co := fetchOK(t, f, u.spec, c2)
+	sameFiles(t, co.Dir, map[string]string{"a.yaml": "a: 1\n", "link.yaml": "a: 1\n"})
+	if fi, err := os.Lstat(filepath.Join(co.Dir, "link.yaml")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("link.yaml is no symlink: %v %v", fi, err)
+	}
+
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("token"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, target := range map[string]string{"absolute.yaml": secret, "relative.yaml": "../../../../../../../../.." + secret, "dangling.yaml": "nowhere.yaml"} {
+		t.Run(name, func(t *testing.T) {
+			if err := os.Symlink(target, filepath.Join(u.work, name)); err != nil {
+				t.Fatal(err)
+			}
+			var logs bytes.Buffer
+			f := &Fetcher{CacheDir: t.TempDir(), Log: slog.New(slog.NewTextHandler(&logs, nil))}
+			fetchOK(t, f, u.spec, runGit(t, u.work, "rev-parse", "HEAD")) // a good cache first
+			u.commit(t, false, nil)
+			_, err := f.Fetch(context.Background(), u.spec)
+			if err == nil || !strings.Contains(err.Error(), name+`" points outside the repository or nowhere`) {
+				t.Fatalf("fetch of a commit with symlink %s → %s: %v", name, target, err)
+			}
+			if logs.Len() > 0 {
+				t.Fatalf("a bad commit made the fetcher drop its cache: %s", logs.String())
+			}
+			runGit(t, u.work, "rm", "-q", name)
+			u.commit(t, false, nil)
+		})
+	}
+}

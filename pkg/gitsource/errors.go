@@ -152,7 +152,7 @@ func reclonable(err error) bool {
 			return false // an HTTP error status: the server's doing
 		}
 	}
-	return KindOf(err) == KindOther && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	return KindOf(err) == KindOther && !errors.Is(err, errUnsafeTree) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
 // refNotFound is the error for a ref the repository lacks.
