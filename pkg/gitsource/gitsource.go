@@ -63,7 +63,7 @@ type Fetcher struct {
 	// CacheDir holds the cached repository and the work trees; one
 	// Fetcher per repository.
 	CacheDir string
-	// Log gets a line when the cache is dropped and cloned afresh; nil
+	// Log gets a line when the cache is replaced by a fresh clone; nil
 	// means slog.Default().
 	Log *slog.Logger
 	// Timeout bounds a whole Fetch, so a server that accepts connections
