@@ -1,10 +1,14 @@
-// Package gitserver serves git repositories over smart HTTP on loopback for
-// tests: git's own http-backend behind net/http, so clients
-// talk to real git, with an optional bearer or basic-auth token.
+// Package gitserver serves git repositories on loopback for tests, so
+// clients talk to real git. Server is smart HTTP: git's own http-backend
+// behind net/http, with an optional bearer or basic-auth token, optionally
+// over HTTPS, counting the requests and pack bytes it serves so tests can
+// tell a fetch that transferred nothing from one that did. SSHServer runs
+// git-upload-pack over ssh (golang.org/x/crypto/ssh) for one client key.
 package gitserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 )
 
 // Server serves every bare repository under Root at /<name>.git.
@@ -22,9 +27,42 @@ type Server struct {
 	Root string
 	// Token, when set, is required as HTTP basic-auth password or bearer token.
 	Token string
+	// TLS, when set before Start, makes the server speak HTTPS with this
+	// certificate.
+	TLS *tls.Certificate
 
 	srv *http.Server
 	ln  net.Listener
+
+	requests, uploadPacks, packBytes atomic.Int64
+}
+
+// Stats counts what the server served since Start.
+type Stats struct {
+	// Requests counts every request, refused ones included.
+	Requests int64
+	// UploadPacks counts POSTs to git-upload-pack: fetches that asked for
+	// objects, beyond listing refs.
+	UploadPacks int64
+	// UploadPackBytes counts the response bytes of those POSTs.
+	UploadPackBytes int64
+}
+
+// Stats returns the counts so far.
+func (s *Server) Stats() Stats {
+	return Stats{Requests: s.requests.Load(), UploadPacks: s.uploadPacks.Load(), UploadPackBytes: s.packBytes.Load()}
+}
+
+// countingWriter counts the bytes of a response body.
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (w countingWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	w.n.Add(int64(n))
+	return n, err
 }
 
 // Start listens on a free loopback port.
@@ -41,12 +79,20 @@ func (s *Server) Start() error {
 		Path: backend,
 		Env:  []string{"GIT_PROJECT_ROOT=" + s.Root, "GIT_HTTP_EXPORT_ALL=1"},
 	}
+	if s.TLS != nil {
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{*s.TLS}, MinVersion: tls.VersionTLS12})
+	}
 	s.ln = ln
 	s.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.Add(1)
 		if s.Token != "" && !s.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
+		}
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/git-upload-pack") {
+			s.uploadPacks.Add(1)
+			w = countingWriter{ResponseWriter: w, n: &s.packBytes}
 		}
 		h.ServeHTTP(w, r)
 	})}
@@ -63,7 +109,11 @@ func (s *Server) authorized(r *http.Request) bool {
 
 // URL is the clone URL of the repository name (without .git).
 func (s *Server) URL(name string) string {
-	return fmt.Sprintf("http://%s/%s.git", s.ln.Addr(), name)
+	scheme := "http"
+	if s.TLS != nil {
+		scheme = "https"
+	}
+	return fmt.Sprintf("%s://%s/%s.git", scheme, s.ln.Addr(), name)
 }
 
 // Close stops serving.

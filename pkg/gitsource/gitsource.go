@@ -1,18 +1,20 @@
 // Package gitsource fetches one revision of a git repository into a local
-// directory for git sync, shallow where the revision allows it, with the
-// repository's credentials. Each fetch clones afresh; reusing the clone
-// between fetches is still to come. It knows nothing of Kubernetes.
+// directory for git sync, with the repository's credentials. The repository
+// is cached between fetches, which fetch at depth 1 only what changed;
+// failures are typed by kind (auth, not found, unreachable, TLS, ...) so
+// callers can report them without parsing messages. It knows nothing of
+// Kubernetes.
 package gitsource
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
@@ -50,79 +52,68 @@ type Spec struct {
 type Checkout struct {
 	// Commit is the full hash of the fetched commit.
 	Commit string
-	// Dir is the work tree's root; it stays valid until the next Fetch
-	// into the same cache directory.
+	// Dir is the work tree's root, written once for its commit and never
+	// changed; it stays valid until the second Fetch after this one into
+	// the same cache directory.
 	Dir string
 }
 
 // Fetcher fetches into its own cache directory.
 type Fetcher struct {
-	// CacheDir holds the clone; one Fetcher per repository.
+	// CacheDir holds the cached repository and the work trees; one
+	// Fetcher per repository.
 	CacheDir string
+	// Log gets a line when the cache is replaced by a fresh clone; nil
+	// means slog.Default().
+	Log *slog.Logger
+	// Timeout bounds a whole Fetch, so a server that accepts connections
+	// and never answers fails the fetch (KindUnreachable) instead of
+	// holding it forever; 0 means no bound beyond the context's.
+	Timeout time.Duration
 }
 
-// Fetch brings the work tree at CacheDir to the spec's revision.
+// errTimeout is the cause of a Fetch cut short by Fetcher.Timeout.
+var errTimeout = errors.New("fetch timed out")
+
+// Fetch brings the spec's revision into CacheDir and returns its work tree.
 //
-// Each fetch clones afresh: depth 1 for a branch or tag; a commit named by
-// hash may not be the tip of any ref, so it needs the full history.
+// The repository stays in CacheDir between fetches, so a fetch transfers
+// only what changed: a branch or tag is fetched at depth 1 into the cached
+// repository (nothing but a ref listing when its tip is unchanged), and a
+// commit already cached needs no network at all. A commit named by hash
+// may not be the tip of any ref, so an uncached one makes the fetch take
+// the full history of every branch. A cache that is corrupt, belongs to
+// another URL or fails a fetch in a way the server cannot explain is
+// replaced by a fresh clone, once that clone has worked.
+//
+// Fetches into one cache directory take turns (a lock file), and a work
+// tree is written under a temporary name and renamed into place when
+// complete, so a fetch killed half-way never leaves a work tree that
+// looks whole. Failures of the server, the credentials, the ref or the
+// cache are *FetchError; a spec that cannot be used is a plain error.
 func (f *Fetcher) Fetch(ctx context.Context, s Spec) (Checkout, error) {
 	if s.Repo == "" {
 		return Checkout{}, errors.New("git: no repository URL")
 	}
+	if f.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, f.Timeout, errTimeout)
+		defer cancel()
+	}
+	unlock, err := lockDir(ctx, f.CacheDir)
+	if err != nil {
+		return Checkout{}, err
+	}
+	defer unlock()
 	auth, err := authFor(s, f.CacheDir)
 	if err != nil {
 		return Checkout{}, err
 	}
-	dir := filepath.Join(f.CacheDir, "work")
-	clone := func(ref plumbing.ReferenceName, depth int) (*git.Repository, error) {
-		if err := os.RemoveAll(dir); err != nil {
-			return nil, fmt.Errorf("git: clearing %s: %w", dir, err)
-		}
-		return git.PlainCloneContext(ctx, dir, false, &git.CloneOptions{
-			URL: s.Repo, Auth: auth, ReferenceName: ref, SingleBranch: ref != "",
-			Depth: depth, CABundle: s.CABundle, Tags: git.NoTags,
-		})
+	c := &cache{dir: f.CacheDir, log: f.Log, spec: s, auth: auth, timeout: f.Timeout}
+	if c.log == nil {
+		c.log = slog.Default()
 	}
-	if s.Revision == "" {
-		branch := s.Branch
-		if branch == "" {
-			branch = "main"
-		}
-		repo, err := clone(plumbing.NewBranchReferenceName(branch), 1)
-		if err != nil {
-			return Checkout{}, fmt.Errorf("git: fetching %s branch %s: %w", s.Repo, branch, err)
-		}
-		return head(repo, s.Repo, dir)
-	}
-	if repo, err := clone(plumbing.NewTagReferenceName(s.Revision), 1); err == nil {
-		return head(repo, s.Repo, dir)
-	} else if ctx.Err() != nil {
-		return Checkout{}, fmt.Errorf("git: fetching %s: %w", s.Repo, ctx.Err())
-	}
-	repo, err := clone("", 0)
-	if err != nil {
-		return Checkout{}, fmt.Errorf("git: fetching %s: %w", s.Repo, err)
-	}
-	hash, err := repo.ResolveRevision(plumbing.Revision(s.Revision))
-	if err != nil {
-		return Checkout{}, fmt.Errorf("git: revision %q is neither a tag nor a commit of %s: %w", s.Revision, s.Repo, err)
-	}
-	wt, err := repo.Worktree()
-	if err != nil {
-		return Checkout{}, fmt.Errorf("git: work tree of %s: %w", s.Repo, err)
-	}
-	if err := wt.Checkout(&git.CheckoutOptions{Hash: *hash, Force: true}); err != nil {
-		return Checkout{}, fmt.Errorf("git: checking out %s of %s: %w", s.Revision, s.Repo, err)
-	}
-	return Checkout{Commit: hash.String(), Dir: dir}, nil
-}
-
-func head(repo *git.Repository, url, dir string) (Checkout, error) {
-	ref, err := repo.Head()
-	if err != nil {
-		return Checkout{}, fmt.Errorf("git: reading HEAD of %s: %w", url, err)
-	}
-	return Checkout{Commit: ref.Hash().String(), Dir: dir}, nil
+	return c.fetch(ctx)
 }
 
 // authFor turns the spec's credentials into go-git's; ssh needs known

@@ -25,6 +25,12 @@ import (
 // DefaultPeriod is spec.git.period's default, as Config Sync's.
 const DefaultPeriod = 15 * time.Second
 
+// fetchTimeout bounds one fetch, so a git server that accepts connections
+// and never answers is reported (source-unreachable) and retried instead of
+// stalling the PolicySync; generous, as a first clone of a large
+// repository takes a while.
+const fetchTimeout = 5 * time.Minute
+
 // syncQPS is the client-side rate limit of the sync's requests.
 const syncQPS = 300
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/bouncer-policy/bouncer/pkg/apis"
 	"github.com/bouncer-policy/bouncer/pkg/apply"
+	"github.com/bouncer-policy/bouncer/pkg/gitsource"
 	"github.com/bouncer-policy/bouncer/pkg/vet"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,9 +23,52 @@ import (
 
 // Error codes besides pkg/vet's finding codes.
 const (
-	CodeSource = "source" // the commit could not be fetched
-	CodeApply  = "apply"  // an object could not be applied or pruned
+	CodeSource            = "source"               // the commit could not be fetched or read, for a reason below or another
+	CodeSourceAuth        = "source-auth"          // the git server wants credentials or refused them
+	CodeSourceForbidden   = "source-forbidden"     // the credentials may not read the repository
+	CodeSourceNotFound    = "source-not-found"     // no such repository
+	CodeSourceRefNotFound = "source-ref-not-found" // no such branch, tag or commit
+	CodeSourceUnreachable = "source-unreachable"   // no connection to the git server
+	CodeSourceTLS         = "source-tls"           // the git server's certificate is not trusted
+	CodeSourceHostKey     = "source-host-key"      // the git server's ssh host key is not the known one
+	CodeApply             = "apply"                // an object could not be applied or pruned
 )
+
+// sourceCodes and sourceAdvice turn a fetch error's kind into its status
+// code and what to change in the PolicySync.
+var (
+	sourceCodes = map[gitsource.Kind]string{
+		gitsource.KindAuth:        CodeSourceAuth,
+		gitsource.KindForbidden:   CodeSourceForbidden,
+		gitsource.KindNotFound:    CodeSourceNotFound,
+		gitsource.KindRefNotFound: CodeSourceRefNotFound,
+		gitsource.KindUnreachable: CodeSourceUnreachable,
+		gitsource.KindTLS:         CodeSourceTLS,
+		gitsource.KindHostKey:     CodeSourceHostKey,
+	}
+	sourceAdvice = map[gitsource.Kind]string{
+		gitsource.KindAuth:        "check spec.git.auth and the credentials in the Secret named by spec.git.secretRef",
+		gitsource.KindForbidden:   "grant the credentials in spec.git.secretRef read access to the repository",
+		gitsource.KindNotFound:    "check spec.git.repo, and that the credentials in spec.git.secretRef can see the repository",
+		gitsource.KindRefNotFound: "check spec.git.branch and spec.git.revision",
+		gitsource.KindTLS:         "put the CA that signed the server's certificate in the Secret named by spec.git.caCertSecretRef",
+		gitsource.KindHostKey:     "put the server's host key in known_hosts of the Secret named by spec.git.secretRef",
+	}
+)
+
+// sourceError is the status error of a failed fetch.
+func sourceError(err error) apis.SyncError {
+	kind := gitsource.KindOf(err)
+	code, ok := sourceCodes[kind]
+	if !ok {
+		code = CodeSource
+	}
+	msg := err.Error()
+	if advice := sourceAdvice[kind]; advice != "" {
+		msg += " (" + advice + ")"
+	}
+	return apis.SyncError{Code: code, Message: msg}
+}
 
 // maxErrors per step in status; errorSummary counts the rest, so a commit
 // with thousands of bad files does not make the PolicySync too large.

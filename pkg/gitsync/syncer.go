@@ -147,10 +147,10 @@ func (s *syncer) pass(ctx context.Context) time.Duration {
 	spec, err := s.gitSpec(ctx, ps)
 	var co gitsource.Checkout
 	if err == nil {
-		co, err = (&gitsource.Fetcher{CacheDir: s.fetcherDir}).Fetch(ctx, spec)
+		co, err = (&gitsource.Fetcher{CacheDir: s.fetcherDir, Log: s.c.Log, Timeout: fetchTimeout}).Fetch(ctx, spec)
 	}
 	if err != nil {
-		errs := []apis.SyncError{{Code: CodeSource, Message: err.Error()}}
+		errs := []apis.SyncError{sourceError(err)}
 		st.Source = step(old.Source, old.Source.Commit, errs, t)
 		return retry("SourceError", errs)
 	}

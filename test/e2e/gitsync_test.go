@@ -583,7 +583,7 @@ func TestGitSync(t *testing.T) {
 
 		t.Run("git server down", func(t *testing.T) {
 			proxy.down()
-			waitSyncError(t, gitsync.CodeSource, "connection refused")
+			waitSyncError(t, gitsync.CodeSourceUnreachable, "connection refused")
 			notApplied(t)
 			proxy.up(t)
 			resume(t, last)
@@ -594,7 +594,7 @@ func TestGitSync(t *testing.T) {
 			if _, err := kube(t).CoreV1().Secrets(gitSyncHome).Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			waitSyncError(t, gitsync.CodeSource, "authentication")
+			waitSyncError(t, gitsync.CodeSourceAuth, "authentication")
 			notApplied(t)
 			sec, _ = kube(t).CoreV1().Secrets(gitSyncHome).Get(ctx, "git-creds", getOpts)
 			sec.Data[apis.SecretKeyToken] = []byte(gitToken)
@@ -605,7 +605,7 @@ func TestGitSync(t *testing.T) {
 		})
 		t.Run("missing ref", func(t *testing.T) {
 			patchPolicySync(t, `{"spec":{"git":{"branch":"no-such-branch"}}}`)
-			waitSyncError(t, gitsync.CodeSource, "no-such-branch")
+			waitSyncError(t, gitsync.CodeSourceRefNotFound, "no-such-branch")
 			notApplied(t)
 			patchPolicySync(t, `{"spec":{"git":{"branch":"main"}}}`)
 			resume(t, last)
