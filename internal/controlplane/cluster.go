@@ -98,6 +98,10 @@ type Cluster struct {
 	// Kubeconfig is the path of an admin (system:masters) kubeconfig that
 	// trusts the cluster's CA.
 	Kubeconfig string
+	// ServeKubeconfig is as privileged but names another user, "bouncer",
+	// for `bouncer serve`: Bouncer tells its own writes from a person's by
+	// username (git sync's drift check), so it must not share the admin's.
+	ServeKubeconfig string
 	// URL is the apiserver's address, https://127.0.0.1:<port>.
 	URL string
 	// CAPEM is the CA certificate that signed the apiserver's serving
@@ -109,6 +113,7 @@ type Cluster struct {
 	bins           Binaries
 	opts           Options
 	token          string
+	serveToken     string
 	removeDir      bool
 	triedKeptPorts bool  // a retry after a port clash picks new ones
 	ports          []int // handed out to this cluster; released by Stop
@@ -126,6 +131,7 @@ type secrets struct {
 	ca, serving    *keyPair
 	saKey, saPub   []byte
 	token          string
+	serveToken     string
 	caPath         string
 	servingCert    string
 	servingKey     string
@@ -265,12 +271,45 @@ func (c *Cluster) loadSecrets(s *secrets) bool {
 	if err != nil {
 		return false
 	}
-	token, _, ok := strings.Cut(string(tokens), ",")
-	if !ok || token == "" {
+	users := map[string]string{}
+	for _, line := range strings.Split(string(tokens), "\n") {
+		f := strings.SplitN(line, ",", 3)
+		if len(f) == 3 && f[0] != "" {
+			users[f[1]] = f[0]
+		}
+	}
+	if users[adminUser] == "" {
 		return false
 	}
-	c.token, s.token, c.CAPEM = token, token, caPEM
+	s.token, s.serveToken = users[adminUser], users[serveUser]
+	if s.serveToken == "" {
+		// A Dir kept from before Bouncer had a user of its own.
+		if s.serveToken, err = newToken(); err != nil {
+			return false
+		}
+		if os.WriteFile(s.tokenFile, []byte(tokenLines(s)), 0o600) != nil {
+			return false
+		}
+	}
+	c.token, c.serveToken, c.CAPEM = s.token, s.serveToken, caPEM
 	return true
+}
+
+// serveUser is `bouncer serve`'s user on a local control plane.
+const serveUser = "bouncer"
+
+func newToken() (string, error) {
+	tok := make([]byte, 24)
+	if _, err := rand.Read(tok); err != nil {
+		return "", fmt.Errorf("generating a token: %w", err)
+	}
+	return hex.EncodeToString(tok), nil
+}
+
+// tokenLines is the apiserver's token file: token,user,uid,"groups".
+func tokenLines(s *secrets) string {
+	return fmt.Sprintf("%s,%s,%s,\"system:masters\"\n%s,%s,%s,\"system:masters\"\n",
+		s.token, adminUser, adminUser, s.serveToken, serveUser, serveUser)
 }
 
 // writeSecrets generates the CA, serving certificate, service-account key
@@ -290,12 +329,13 @@ func (c *Cluster) writeSecrets() (*secrets, error) {
 	if s.saKey, s.saPub, err = newServiceAccountKey(); err != nil {
 		return nil, err
 	}
-	tok := make([]byte, 24)
-	if _, err := rand.Read(tok); err != nil {
-		return nil, fmt.Errorf("generating admin token: %w", err)
+	if s.token, err = newToken(); err != nil {
+		return nil, err
 	}
-	s.token = hex.EncodeToString(tok)
-	c.token = s.token
+	if s.serveToken, err = newToken(); err != nil {
+		return nil, err
+	}
+	c.token, c.serveToken = s.token, s.serveToken
 	c.CAPEM = s.ca.CertPEM
 
 	for _, d := range []string{filepath.Dir(s.caPath), s.apiserverCerts} {
@@ -303,8 +343,7 @@ func (c *Cluster) writeSecrets() (*secrets, error) {
 			return nil, fmt.Errorf("writing certificates: %w", err)
 		}
 	}
-	// Token file format: token,user,uid,"group1,group2".
-	tokens := fmt.Sprintf("%s,%s,%s,\"system:masters\"\n", s.token, adminUser, adminUser)
+	tokens := tokenLines(s)
 	// The serving certificate goes last: loadSecrets takes its presence as
 	// the sign that the others were written.
 	for _, f := range []struct {
@@ -354,6 +393,10 @@ func (c *Cluster) start(ctx context.Context, s *secrets) error {
 	c.URL = "https://127.0.0.1:" + strconv.Itoa(apiPort)
 	c.Kubeconfig = filepath.Join(c.Dir, "kubeconfig")
 	if err := writeKubeconfig(c.Kubeconfig, c.URL, c.CAPEM, c.token); err != nil {
+		return err
+	}
+	c.ServeKubeconfig = filepath.Join(c.Dir, "bouncer.kubeconfig")
+	if err := writeKubeconfig(c.ServeKubeconfig, c.URL, c.CAPEM, c.serveToken); err != nil {
 		return err
 	}
 	httpc := &http.Client{Timeout: 2 * time.Second}

@@ -204,7 +204,9 @@ func (d *daemon) component(s *State, name string) *Component {
 // depends on nothing of Bouncer's but its command line.
 func (d *daemon) serveArgs() []string {
 	return []string{"serve",
-		"--kubeconfig", d.cluster.Kubeconfig,
+		// Bouncer's own user, not the admin's: its drift check tells its
+		// writes from a person's by username.
+		"--kubeconfig", d.cluster.ServeKubeconfig,
 		"--addr", d.addr,
 		"--probe-addr", d.probeAddr,
 		"--webhook-url", "https://" + d.addr,

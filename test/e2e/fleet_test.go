@@ -243,6 +243,28 @@ func TestFleet(t *testing.T) {
 			return refused(i)
 		})
 	})
+
+	t.Run("with preventDrift the delete is refused", func(t *testing.T) {
+		if out, err := kubectlAt(3, "", "patch", "policysync", up.FleetSyncName, "-n", up.Namespace, "--type=merge", "-p", `{"spec":{"preventDrift":true}}`); err != nil {
+			t.Fatalf("setting preventDrift: %v\n%s", err, out)
+		}
+		eventuallyRefused := func() error {
+			out, err := kubectlAt(3, "", "delete", "k8srequiredropnetraw", "drop-net-raw", "--dry-run=server")
+			if err == nil {
+				return fmt.Errorf("delete admitted: %s", out)
+			}
+			if !strings.Contains(out, "preventDrift") {
+				return fmt.Errorf("refused, but not by the drift check: %s", out)
+			}
+			return nil
+		}
+		everywhere(time.Now(), "delete refused on cluster-3", func(i int) error {
+			if i != 3 {
+				return nil
+			}
+			return eventuallyRefused()
+		})
+	})
 }
 
 // writeUnreachableKubeconfig names a cluster on a loopback port where
