@@ -157,6 +157,7 @@ func (c *Controller) Start(ctx context.Context) error {
 			// off the policies it applied.
 			mu.Lock()
 			if s := syncers[u.GetNamespace()+"/"+u.GetName()]; s != nil {
+				s.deleted.Store(true)
 				s.cancel()
 				delete(syncers, u.GetNamespace()+"/"+u.GetName())
 			}

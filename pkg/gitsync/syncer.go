@@ -27,9 +27,11 @@ type syncer struct {
 	c               *Controller
 	namespace, name string
 	fetcherDir      string
-	cancel          func()
-	wake            chan struct{}
-	fetchNow        atomic.Bool
+	// deleted is set when the PolicySync is gone: its cache goes too.
+	deleted  atomic.Bool
+	cancel   func()
+	wake     chan struct{}
+	fetchNow atomic.Bool
 
 	// Owned by run's goroutine.
 	good     []*unstructured.Unstructured // the last commit applied
@@ -55,6 +57,15 @@ func (s *syncer) trigger(fetch bool) {
 func (s *syncer) run(ctx context.Context) {
 	s.watches = newDriftWatches(s.c.meta, apply.SecretParent(s.namespace, s.name).ID(), func() { s.trigger(false) }, s.c.Log)
 	defer s.watches.stopAll()
+	defer func() {
+		// A deleted PolicySync's clone is of no more use; a PolicySync
+		// created again under the name clones afresh.
+		if s.deleted.Load() {
+			if err := os.RemoveAll(s.fetcherDir); err != nil {
+				s.c.Log.Warn("git sync: removing the fetch cache of a deleted PolicySync", "policysync", s.key(), "err", err)
+			}
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():

@@ -384,7 +384,8 @@ func TestGitSync(t *testing.T) {
 	repoURL := "http://" + proxy.addr + origin.Path
 
 	const replica = "bouncer-gitsync"
-	b := startBouncer(t, replica, "--sync-cache-dir", t.TempDir())
+	cacheDir := t.TempDir()
+	b := startBouncer(t, replica, "--sync-cache-dir", cacheDir)
 	createSyncSecrets(t)
 	t.Cleanup(func() { cleanupGitSync(t, gitSyncName) })
 	// Polling once an hour, after a first commit with no policies: the
@@ -639,6 +640,22 @@ func TestGitSync(t *testing.T) {
 				t.Errorf("metrics lack %s", want)
 			}
 		}
+	})
+
+	t.Run("a deleted PolicySync's fetch cache is removed", func(t *testing.T) {
+		clone := filepath.Join(cacheDir, gitSyncHome+"_"+gitSyncName)
+		if _, err := os.Stat(clone); err != nil {
+			t.Fatalf("no fetch cache while syncing: %v", err)
+		}
+		if err := dynClient(t).Resource(gitsync.PolicySyncGVR).Namespace(gitSyncHome).Delete(ctx, gitSyncName, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, func() error {
+			if _, err := os.Stat(clone); !os.IsNotExist(err) {
+				return fmt.Errorf("%s still there (%v)", clone, err)
+			}
+			return nil
+		})
 	})
 }
 
