@@ -24,11 +24,12 @@ import (
 )
 
 var (
-	auditBenchPods = flag.Int("audit-bench-pods", 0, "TestAuditBenchmark: Pods to seed (100 per namespace); 0 skips the benchmark")
-	auditBenchLog  = flag.String("audit-bench-log", "", "TestAuditBenchmark: copy the audited bouncer's debug log to this file")
-	auditBenchProf = flag.String("audit-bench-cpuprofile", "", "TestAuditBenchmark: write a 10s CPU profile of the audited bouncer, taken after its first pass, to this file")
-	auditBenchMem  = flag.String("audit-bench-gomemlimit", "", "TestAuditBenchmark: run the audited bouncer with this GOMEMLIMIT (e.g. 250MiB), as a deployment sets it from its memory limit")
-	auditBenchHeap = flag.String("audit-bench-heapprofile", "", "TestAuditBenchmark: write a heap profile of the audited bouncer, taken after its first pass, to this file")
+	auditBenchPods  = flag.Int("audit-bench-pods", 0, "TestAuditBenchmark: Pods to seed (100 per namespace); 0 skips the benchmark")
+	auditBenchLog   = flag.String("audit-bench-log", "", "TestAuditBenchmark: copy the audited bouncer's debug log to this file")
+	auditBenchProf  = flag.String("audit-bench-cpuprofile", "", "TestAuditBenchmark: write a 10s CPU profile of the audited bouncer, taken after its first pass, to this file")
+	auditBenchMem   = flag.String("audit-bench-gomemlimit", "", "TestAuditBenchmark: run the audited bouncer with this GOMEMLIMIT (e.g. 250MiB), as a deployment sets it from its memory limit")
+	auditBenchFirst = flag.String("audit-bench-first-pass-cpuprofile", "", "TestAuditBenchmark: write a CPU profile of the audited bouncer from its start until its first pass is done (at most 60s) to this file")
+	auditBenchHeap  = flag.String("audit-bench-heapprofile", "", "TestAuditBenchmark: write a heap profile of the audited bouncer, taken after its first pass, to this file")
 )
 
 // TestAuditBenchmark measures the first full audit pass of `bouncer serve`
@@ -126,6 +127,19 @@ func TestAuditBenchmark(t *testing.T) {
 			}
 		})
 	}
+	firstProfile := make(chan struct{})
+	if *auditBenchFirst != "" {
+		// The replica is ready (it serves) before its first audit pass ends:
+		// profiling from here covers the pass.
+		go func() {
+			defer close(firstProfile)
+			if err := saveURL(p.probeURL+"/debug/pprof/profile?seconds=60", *auditBenchFirst); err != nil {
+				t.Logf("first-pass profile: %v", err)
+			}
+		}()
+	} else {
+		close(firstProfile)
+	}
 	var pass map[string]any
 	eventually(t, 300*time.Second, func() error {
 		if pass = p.firstLogLine("audit pass done"); pass == nil {
@@ -134,6 +148,7 @@ func TestAuditBenchmark(t *testing.T) {
 		return nil
 	})
 	if *auditBenchProf != "" {
+		<-firstProfile // one CPU profile at a time
 		go func() {
 			resp, err := http.Get(p.probeURL + "/debug/pprof/profile?seconds=10")
 			if err != nil {

@@ -162,7 +162,7 @@ func TestFleet(t *testing.T) {
 		}
 	})
 
-	t.Run("a removed policy is pruned everywhere, an added one enforced everywhere", func(t *testing.T) {
+	t.Run("a removed policy is pruned everywhere, an added one enforced everywhere; the CVE drill", func(t *testing.T) {
 		start := time.Now()
 		git("rm", "-q", "-r", "drop-net-raw")
 		git("commit", "-q", "-m", "remove drop-net-raw")
@@ -177,12 +177,38 @@ func TestFleet(t *testing.T) {
 		git("rm", "-q", "-r", "drop-net-raw")
 		git("commit", "-q", "-m", "remove drop-net-raw again")
 		everywhere(time.Now(), "pruned again", isAdmitted)
-		// The post-commit hook calls every cluster's receiver.
-		git("checkout", "HEAD~1", "--", "drop-net-raw")
+
+		// The CVE drill (#15): every cluster exposed; the library's policy
+		// exported into the repository and committed (its hook calls every
+		// cluster's receiver); every cluster protected.
+		drill := func(wantCode int, want ...string) {
+			t.Helper()
+			args := []string{"controls", "--cve", "CVE-2020-14386", "--kubeconfig", f.Kubeconfig}
+			for i := 1; i <= 3; i++ {
+				args = append(args, "--context", up.ContextName(i))
+			}
+			cmd := exec.Command(bouncerBin, args...)
+			out, _ := cmd.CombinedOutput()
+			if code := cmd.ProcessState.ExitCode(); code != wantCode {
+				t.Fatalf("controls --cve: exit %d, want %d\n%s", code, wantCode, out)
+			}
+			for _, w := range want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("controls --cve lacks %q:\n%s", w, out)
+				}
+			}
+			t.Logf("bouncer controls --cve CVE-2020-14386 (exit %d):\n%s", wantCode, out)
+		}
+		drill(1, "3 of 3 targets exposed", "bouncer library export --policy drop-net-raw")
+		if out, err := exec.Command(bouncerBin, "library", "export", "--policy", "drop-net-raw", f.Repo).CombinedOutput(); err != nil {
+			t.Fatalf("library export: %v\n%s", err, out)
+		}
+		git("add", "-A")
 		start = time.Now()
-		git("commit", "-q", "-m", "add drop-net-raw back")
+		git("commit", "-q", "-m", "drop NET_RAW everywhere (CVE-2020-14386)")
 		hooked := everywhere(start, "enforced with the receiver", refused)
 		t.Logf("commit-to-enforced with the receiver called: %v", hooked)
+		drill(0, "Every target is protected", "K8sRequireDropNetRaw/drop-net-raw")
 	})
 
 	t.Run("a broken commit reaches no cluster; the fix does", func(t *testing.T) {
