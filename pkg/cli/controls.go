@@ -11,10 +11,10 @@ import (
 	"text/tabwriter"
 
 	"github.com/bouncer-policy/bouncer/pkg/controls"
+	"github.com/bouncer-policy/bouncer/pkg/fleet"
 	"github.com/bouncer-policy/bouncer/pkg/controls/targets"
 	"github.com/bouncer-policy/bouncer/pkg/library"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // ControlsOptions are the flags of bouncer controls.
@@ -129,55 +129,16 @@ func resolveClusters(o ControlsOptions) ([]clusterTarget, error) {
 	if len(o.Kubeconfigs) == 0 && len(o.Contexts) == 0 && len(o.Paths) > 0 {
 		return nil, nil
 	}
-	files := o.Kubeconfigs
-	if len(files) == 0 {
-		files = []string{""}
+	ts, err := fleet.Targets(o.Kubeconfigs, o.Contexts, false)
+	if err != nil {
+		return nil, err
 	}
-	var out []clusterTarget
-	for _, f := range files {
-		rules := clientcmd.NewDefaultClientConfigLoadingRules()
-		rules.ExplicitPath = f
-		raw, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).RawConfig()
-		if err != nil {
-			return nil, fmt.Errorf("reading kubeconfig %s: %w", f, err)
-		}
-		contexts := o.Contexts
-		if len(contexts) == 0 {
-			if raw.CurrentContext == "" {
-				return nil, fmt.Errorf("kubeconfig %s has no current context: name one with --context, or a policy directory", describeKubeconfig(f))
-			}
-			contexts = []string{raw.CurrentContext}
-		}
-		for _, name := range contexts {
-			if _, ok := raw.Contexts[name]; !ok {
-				return nil, fmt.Errorf("kubeconfig %s has no context %q", describeKubeconfig(f), name)
-			}
-			cfg, err := clientcmd.NewNonInteractiveClientConfig(raw, name, &clientcmd.ConfigOverrides{}, rules).ClientConfig()
-			if err != nil {
-				return nil, fmt.Errorf("context %q of kubeconfig %s: %w", name, describeKubeconfig(f), err)
-			}
-			cfg.QPS, cfg.Burst = 50, 100
-			out = append(out, clusterTarget{name: name, kubeconfig: f, context: name, config: cfg})
-		}
-	}
-	// One context name in two kubeconfigs would be two rows alike.
-	seen := map[string]int{}
-	for _, c := range out {
-		seen[c.name]++
-	}
-	for i, c := range out {
-		if seen[c.name] > 1 {
-			out[i].name = c.kubeconfig + ":" + c.name
-		}
+	out := make([]clusterTarget, 0, len(ts))
+	for _, t := range ts {
+		t.Config.QPS, t.Config.Burst = 50, 100
+		out = append(out, clusterTarget{name: t.Name, kubeconfig: t.Kubeconfig, context: t.Context, config: t.Config})
 	}
 	return out, nil
-}
-
-func describeKubeconfig(f string) string {
-	if f == "" {
-		return "(default)"
-	}
-	return f
 }
 
 func writeControlsTable(w io.Writer, ts []controls.Target, entries []controls.Entry, sums []controls.Summary) error {

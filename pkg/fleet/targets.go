@@ -30,7 +30,6 @@ func Targets(kubeconfigs, contexts []string, allContexts bool) ([]Target, error)
 		kubeconfigs = []string{""}
 	}
 	var out []Target
-	seen := map[string]bool{}
 	for _, kc := range kubeconfigs {
 		rules := clientcmd.NewDefaultClientConfigLoadingRules()
 		if kc != "" {
@@ -62,12 +61,17 @@ func Targets(kubeconfigs, contexts []string, allContexts bool) ([]Target, error)
 			if err != nil {
 				return nil, fmt.Errorf("context %s of kubeconfig %s: %w", name, describe(kc), err)
 			}
-			shown := name
-			if seen[shown] {
-				shown = name + " (" + kc + ")"
-			}
-			seen[shown] = true
-			out = append(out, Target{Name: shown, Kubeconfig: kc, Context: name, Config: cfg})
+			out = append(out, Target{Name: name, Kubeconfig: kc, Context: name, Config: cfg})
+		}
+	}
+	// One context name in two kubeconfigs would be two rows alike.
+	seen := map[string]int{}
+	for _, t := range out {
+		seen[t.Name]++
+	}
+	for i, t := range out {
+		if seen[t.Name] > 1 {
+			out[i].Name = t.Kubeconfig + ":" + t.Name
 		}
 	}
 	return out, nil
