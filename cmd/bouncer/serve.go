@@ -19,6 +19,8 @@ func newServeCmd() *cobra.Command {
 	var o server.Options
 	var kubeconfig, logLevel, logFormat string
 	var operations, engineFlag string
+	var cacheSize cli.ByteSize
+	var cacheOff bool
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the admission webhook and the policy controllers",
@@ -46,6 +48,10 @@ step. Health and readiness (/healthz, /readyz) and Prometheus metrics
 				return err
 			}
 			o.Engine = only
+			o.EvalCacheBytes = int64(cacheSize)
+			if cacheOff {
+				o.EvalCacheBytes = -1
+			}
 			if operations != "" {
 				o.Operations = strings.Split(operations, ",")
 			}
@@ -69,6 +75,8 @@ step. Health and readiness (/healthz, /readyz) and Prometheus metrics
 	f.BoolVar(&o.InstallCRDs, "install-crds", true, "apply Bouncer's CRDs at start")
 	f.BoolVar(&o.SyncVAP, "sync-vap", false, "also write a native ValidatingAdmissionPolicy per CEL template and a binding per constraint")
 	f.StringVar(&engineFlag, "engine", "auto", "policy language: auto (CEL where a template has it, as Gatekeeper), rego or cel")
+	f.Var(&cacheSize, "eval-cache-size", "memory for the cache of template evaluations shared by the webhook and the audit (default: 64MiB, or an eighth of GOMEMLIMIT when less)")
+	f.BoolVar(&cacheOff, "no-eval-cache", false, "evaluate every template on every review (turns the evaluation cache off)")
 	f.BoolVar(&o.Profiling, "profiling", false, "serve net/http/pprof on --probe-addr")
 	f.StringVar(&operations, "operations", "CREATE,UPDATE", "operations the resources webhook reviews")
 	f.BoolVar(&o.LeaderElect, "leader-elect", true, "elect a leader (a Lease in --namespace) for singleton work: constraint CRDs, webhook configuration, native policy sync, Ready conditions")

@@ -32,7 +32,8 @@ type Options struct {
 	// EvalCacheBytes bounds the cache of template evaluations, which
 	// answers a template evaluated again on the same read parts of a review
 	// (a Deployment's replicas, Pods of one template) without running it.
-	// Zero means DefaultEvalCacheBytes; negative turns the cache off.
+	// Zero means DefaultEvalCacheBytes, or an eighth of the soft memory
+	// limit when that is less; negative turns the cache off.
 	EvalCacheBytes int64
 }
 
@@ -61,7 +62,7 @@ func New(opts Options) (*Engine, error) {
 	}
 	switch {
 	case opts.EvalCacheBytes == 0:
-		e.cache = newEvalCache(DefaultEvalCacheBytes)
+		e.cache = newEvalCache(defaultEvalCacheBytes())
 	case opts.EvalCacheBytes > 0:
 		e.cache = newEvalCache(opts.EvalCacheBytes)
 	}
@@ -87,6 +88,9 @@ type Template struct {
 	// reads is what the code reads of a review; nil when unbounded or
 	// unknown, which keeps the template out of the evaluation cache.
 	reads *ReadSet
+	// decisionReads, when set, is the part of reads that decides whether
+	// the template passes (see DecisionReadSetter).
+	decisionReads *ReadSet
 }
 
 var templateSeq atomic.Uint64
@@ -319,6 +323,11 @@ func (e *Engine) compileTemplate(t *apis.ConstraintTemplate) (*Template, error) 
 	if rs, ok := prog.(ReadSetter); ok {
 		if n := rs.ReadSet().normalize(); !n.All {
 			ct.reads = &n
+			if ds, ok := prog.(DecisionReadSetter); ok {
+				if d := ds.DecisionReadSet().normalize(); !d.All && !equalPaths(d.Paths, n.Paths) {
+					ct.decisionReads = &d
+				}
+			}
 		}
 	}
 	return ct, nil
@@ -582,7 +591,7 @@ func (e *Engine) review(ctx context.Context, s *snapshot, r *Review, cfg *review
 	}
 	target := targetOf(r)
 	prepared := map[Driver]PreparedReview{}
-	readKeys := map[*Template]readKey{}
+	readKeys := map[readKeyOf]readKey{}
 	for _, c := range s.candidates(r.Kind.Group, r.Kind.Kind) {
 		actions := c.actions.at(cfg.point)
 		if len(actions) == 0 {
@@ -638,23 +647,28 @@ func (e *Engine) review(ctx context.Context, s *snapshot, r *Review, cfg *review
 // the evaluation cache when the template has run before on the same read
 // parts with the same parameters (and inventory). Only successful
 // evaluations are remembered: an error may be the review's deadline.
-func (e *Engine) evaluate(ctx context.Context, r *Review, c *Constraint, prepared map[Driver]PreparedReview, readKeys map[*Template]readKey) ([]Violation, error) {
+func (e *Engine) evaluate(ctx context.Context, r *Review, c *Constraint, prepared map[Driver]PreparedReview, readKeys map[readKeyOf]readKey) ([]Violation, error) {
 	t := c.template
 	var key evalKey
+	var decisionKey *evalKey
 	cached := e.cache != nil && t.reads != nil
 	if cached {
-		rk, ok := readKeys[t]
-		if !ok {
-			rk = hashReads(r, *t.reads)
-			readKeys[t] = rk
-		}
-		key = evalKey{template: t.id, params: c.paramsKey, reads: rk}
+		key = evalKey{template: t.id, params: c.paramsKey}
 		if t.program.UsesInventory() {
 			// Read before evaluating: a write that lands meanwhile bumps
 			// the version after it, so this entry is never served for a
 			// newer inventory than the one it may have seen.
 			key.inventory = e.inventory.Load() + 1
 		}
+		if t.decisionReads != nil {
+			dk := key
+			dk.reads, dk.decision = templateReadKey(r, t, true, readKeys), true
+			decisionKey = &dk
+			if vs, ok := e.cache.get(dk); ok && len(vs) == 0 {
+				return nil, nil
+			}
+		}
+		key.reads = templateReadKey(r, t, false, readKeys)
 		if vs, ok := e.cache.get(key); ok {
 			return vs, nil
 		}
@@ -672,8 +686,40 @@ func (e *Engine) evaluate(ctx context.Context, r *Review, c *Constraint, prepare
 	vs, err := t.program.Eval(ctx, pr, c.prepared)
 	if err == nil && cached {
 		e.cache.put(key, vs)
+		if decisionKey != nil {
+			// Under the decision key only "passes" is an answer; a failing
+			// result is marked so that the full key is looked up.
+			if len(vs) == 0 {
+				e.cache.put(*decisionKey, nil)
+			} else {
+				e.cache.put(*decisionKey, violatesMarker)
+			}
+		}
 	}
 	return vs, err
+}
+
+// readKey digests what t reads of r (its decision reads only, with
+// decision), once per review.
+func templateReadKey(r *Review, t *Template, decision bool, memo map[readKeyOf]readKey) readKey {
+	k := readKeyOf{t, decision}
+	if rk, ok := memo[k]; ok {
+		return rk
+	}
+	rs := t.reads
+	if decision {
+		rs = t.decisionReads
+	}
+	rk := hashReads(r, *rs)
+	memo[k] = rk
+	return rk
+}
+
+// readKeyOf names a digest of one review's reads made once per review and
+// template: over all its reads, or over its decision reads.
+type readKeyOf struct {
+	t        *Template
+	decision bool
 }
 
 // prepareError is a review no driver could convert: it fails the whole

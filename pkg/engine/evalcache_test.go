@@ -3,7 +3,9 @@ package engine_test
 import (
 	"testing"
 
+	"github.com/bouncer-policy/bouncer/pkg/apis"
 	"github.com/bouncer-policy/bouncer/pkg/engine"
+	"github.com/bouncer-policy/bouncer/pkg/engine/cel"
 	"github.com/bouncer-policy/bouncer/pkg/engine/rego"
 )
 
@@ -142,5 +144,57 @@ func TestEvalCacheOffAndBounded(t *testing.T) {
 			// miss again for the ones evicted.
 			t.Errorf("bounded: %+v, want more than 200 misses of 400 lookups", st)
 		}
+	}
+}
+
+const namedCELTemplate = `apiVersion: templates.gatekeeper.sh/v1
+kind: ConstraintTemplate
+metadata:
+  name: k8snamedcel
+spec:
+  crd:
+    spec:
+      names:
+        kind: K8sNamedCEL
+  targets:
+  - target: admission.k8s.gatekeeper.sh
+    code:
+    - engine: K8sNativeValidation
+      source:
+        validations:
+        - expression: "object.spec.containers.all(c, c.image != 'nginx')"
+          messageExpression: "'pod ' + object.metadata.name + ' runs nginx'"
+`
+
+// TestEvalCacheDecisionReads: a CEL template whose message expression reads
+// the name answers every passing replica from the cache (the decision does
+// not read the name), and a failing one by its own name.
+func TestEvalCacheDecisionReads(t *testing.T) {
+	e, err := engine.New(engine.Options{Drivers: []engine.Driver{rego.New(), cel.New()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ct apis.ConstraintTemplate
+	decode(t, namedCELTemplate, &ct)
+	mustAddTemplate(t, e, &ct)
+	mustAddConstraint(t, e, constraint(t, "K8sNamedCEL", "named", ""))
+	for _, name := range []string{"a", "b", "c"} {
+		if got := messages(t, e, pod("shop", name, nil, "redis")); len(got) != 0 {
+			t.Fatalf("passing pod %s: %v", name, got)
+		}
+	}
+	// One evaluation, then two hits on the decision key.
+	if st := e.EvalCacheStats(); st.Hits != 2 {
+		t.Fatalf("passing replicas: %+v, want 2 hits", st)
+	}
+	for _, name := range []string{"a", "b", "a"} {
+		want := []string{"pod " + name + " runs nginx"}
+		if got := messages(t, e, pod("shop", name, nil, "nginx")); !equal(got, want) {
+			t.Fatalf("failing pod %s: %v, want %v", name, got, want)
+		}
+	}
+	// A Pod that failed, now fixed, passes again from the cache.
+	if got := messages(t, e, pod("shop", "b", nil, "redis")); len(got) != 0 {
+		t.Fatalf("fixed pod: %v", got)
 	}
 }

@@ -24,6 +24,16 @@ type ReadSetter interface {
 	ReadSet() ReadSet
 }
 
+// DecisionReadSetter is implemented by programs some of whose reads only
+// shape the messages of violations (CEL's messageExpression): the decision
+// reads alone determine whether the review passes, so a passing result is
+// cached under them and serves every review equal in those parts — a
+// template whose messages name the object still answers its other replicas
+// from the cache, as long as they pass.
+type DecisionReadSetter interface {
+	DecisionReadSet() ReadSet
+}
+
 // reviewFields are the top-level keys a path may start with, and whether
 // the value under them can be descended into.
 var reviewFields = map[string]bool{
@@ -260,4 +270,17 @@ func (t *Template) Reads() (ReadSet, bool) {
 		return ReadSet{All: true}, false
 	}
 	return *t.reads, true
+}
+
+// equalPaths reports whether two normalized path lists are the same.
+func equalPaths(a, b [][]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if len(a[i]) != len(b[i]) || !hasPrefix(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
 }

@@ -84,6 +84,10 @@ type Options struct {
 	// Engine restricts evaluation to one language (apis.EngineRego or
 	// apis.EngineCEL); empty prefers CEL where a template has both.
 	Engine string
+	// EvalCacheBytes bounds the evaluation cache shared by the webhook and
+	// the audit (engine.Options.EvalCacheBytes: 0 sizes it from the memory
+	// limit, negative turns it off).
+	EvalCacheBytes int64
 	// Profiling serves net/http/pprof on ProbeAddr.
 	Profiling bool
 	// SyncVAP also writes native ValidatingAdmissionPolicies and bindings
@@ -199,7 +203,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := ensureNamespace(ctx, kube, o.Namespace, o.WebhookURL != ""); err != nil {
 		return err
 	}
-	e, err := policyset.NewEngine(o.reviewTimeout(), o.Engine)
+	e, err := policyset.NewEngineCaching(o.reviewTimeout(), o.Engine, o.EvalCacheBytes)
 	if err != nil {
 		return err
 	}

@@ -231,6 +231,8 @@ type Program struct {
 	messages int
 	// reads is what the expressions read of the review (reads.go).
 	reads engine.ReadSet
+	// decisionReads leaves out what only message expressions read.
+	decisionReads engine.ReadSet
 }
 
 // Compile checks every expression (with params typed from the parameters
@@ -285,6 +287,7 @@ func compileTemplate(t *apis.ConstraintTemplate, code apis.Code) (*Program, erro
 		return nil, fmt.Errorf("%s%w", where, err)
 	}
 	p.reads = readSet(src, asts)
+	p.decisionReads = decisionReadSet(src, asts)
 	return p, nil
 }
 

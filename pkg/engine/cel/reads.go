@@ -35,6 +35,17 @@ var celTypeIdents = map[string]bool{
 // Anything else (an unknown name, a root rebound by a comprehension,
 // variables with a computed name) is unbounded.
 func readSet(src *Source, asts map[string]*celast.AST) engine.ReadSet {
+	return readsOf(src, asts, true)
+}
+
+// decisionReadSet is readSet without the message expressions: what decides
+// whether any validation fails. A message expression runs only for a
+// failing validation, so a review that passes depends on these reads alone.
+func decisionReadSet(src *Source, asts map[string]*celast.AST) engine.ReadSet {
+	return readsOf(src, asts, false)
+}
+
+func readsOf(src *Source, asts map[string]*celast.AST, messages bool) engine.ReadSet {
 	var out engine.ReadSet
 	exprs := []string{}
 	for _, v := range src.Variables {
@@ -45,7 +56,7 @@ func readSet(src *Source, asts map[string]*celast.AST) engine.ReadSet {
 	}
 	for _, v := range src.Validations {
 		exprs = append(exprs, v.Expression)
-		if v.MessageExpression != "" {
+		if messages && v.MessageExpression != "" {
 			exprs = append(exprs, v.MessageExpression)
 		}
 	}
@@ -172,3 +183,6 @@ func selections(e celast.NavigableExpr) []string {
 
 // ReadSet implements engine.ReadSetter.
 func (p *Program) ReadSet() engine.ReadSet { return p.reads }
+
+// DecisionReadSet implements engine.DecisionReadSetter.
+func (p *Program) DecisionReadSet() engine.ReadSet { return p.decisionReads }
