@@ -11,8 +11,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/bouncer-policy/bouncer/pkg/controls"
-	"github.com/bouncer-policy/bouncer/pkg/fleet"
 	"github.com/bouncer-policy/bouncer/pkg/controls/targets"
+	"github.com/bouncer-policy/bouncer/pkg/fleet"
 	"github.com/bouncer-policy/bouncer/pkg/library"
 	"k8s.io/client-go/rest"
 )
