@@ -53,7 +53,11 @@ func (m *Mutator) bindings() []string {
 		for _, g := range a.Groups {
 			for _, v := range a.Versions {
 				for _, k := range a.Kinds {
-					out = append(out, g+"/"+v+"/"+k)
+					gv := v
+					if g != "" {
+						gv = g + "/" + v
+					}
+					out = append(out, gv+" "+k)
 				}
 			}
 		}
@@ -115,7 +119,7 @@ func findConflicts(ms []*Mutator) map[ID]error {
 			list = append(list, r)
 		}
 		sort.Strings(list)
-		out[id] = fmt.Errorf("%w: %s; neither is applied", ErrConflict, strings.Join(list, "; "))
+		out[id] = fmt.Errorf("%w: %s; none of them is applied", ErrConflict, strings.Join(list, "; "))
 	}
 	return out
 }

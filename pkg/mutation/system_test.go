@@ -65,7 +65,7 @@ func TestConflictListVersusObject(t *testing.T) {
 	if len(conflicts) != 2 || conflicts[asList.ID()] == nil || conflicts[asObject.ID()] == nil {
 		t.Fatalf("conflicts = %v, want one error for each of the two mutators", conflicts)
 	}
-	if !strings.Contains(conflicts[asList.ID()].Error(), "spec.containers of /v1/Pod is a list keyed by name") {
+	if !strings.Contains(conflicts[asList.ID()].Error(), "spec.containers of v1 Pod is a list keyed by name") {
 		t.Errorf("conflict message = %q", conflicts[asList.ID()])
 	}
 	u := &unstructured.Unstructured{Object: decodeYAML(t, pod)}
