@@ -103,7 +103,7 @@ func (m *Mutator) walkList(list []any, n Node, depth int, t target) (any, bool, 
 	if !m.missingOkay(depth) {
 		return nil, false, nil
 	}
-	v, c, err := m.walk(map[string]any{n.KeyField: n.KeyValue}, depth+1, t)
+	v, c, err := m.walk(map[string]any{n.KeyField: n.keyValue()}, depth+1, t)
 	if err != nil || !c {
 		return nil, false, err
 	}
@@ -134,8 +134,8 @@ func keyMatches(e any, n Node) bool {
 	if !ok {
 		return false
 	}
-	v, ok := obj[n.KeyField].(string)
-	return ok && v == n.KeyValue
+	v, ok := obj[n.KeyField]
+	return ok && v == n.keyValue()
 }
 
 // newElement is the empty value node depth+1 expects; the element of a

@@ -212,8 +212,8 @@ func (m *Mutator) compileAssign(p *apis.MutatorParameters, last Node) error {
 	if !ok {
 		return fmt.Errorf("spec.parameters.assign.value: only objects can be assigned to a keyed list element, got %s", typeName(m.value))
 	}
-	if key, _ := obj[last.KeyField].(string); key != last.KeyValue {
-		return fmt.Errorf("spec.parameters.assign.value: the object's %s must be %q, the location's list key", last.KeyField, last.KeyValue)
+	if obj[last.KeyField] != last.keyValue() {
+		return fmt.Errorf("spec.parameters.assign.value: the object's %s must be %#v, the location's list key", last.KeyField, last.keyValue())
 	}
 	return nil
 }

@@ -434,3 +434,28 @@ func TestAssignImage(t *testing.T) {
 		t.Errorf("error = %v", err)
 	}
 }
+
+func TestIntegerListKeys(t *testing.T) {
+	obj := "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: app\n    ports: [{containerPort: 80}]\n"
+	got, _, _, err := mutate(t, obj, nil, assign("tcp", "spec.containers[name: app].ports[containerPort: 80].protocol", "    assign: {value: TCP}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := got["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)["ports"]
+	if !reflect.DeepEqual(ports, []any{map[string]any{"containerPort": int64(80), "protocol": "TCP"}}) {
+		t.Errorf("bare 80 matches the number: ports = %#v", ports)
+	}
+	got, _, _, err = mutate(t, obj, nil, assign("tcp", `spec.containers[name: app].ports[containerPort: \"80\"].protocol`, "    assign: {value: TCP}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports = got["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)["ports"]
+	if len(ports.([]any)) != 2 || !reflect.DeepEqual(ports.([]any)[1], map[string]any{"containerPort": "80", "protocol": "TCP"}) {
+		t.Errorf("quoted \"80\" is a string and matches no port, so an element is added: ports = %#v", ports)
+	}
+	// Assigning a whole element checks the integer key too.
+	if _, err := Decode(decodeYAML(t, assign("e", "spec.containers[name: app].ports[containerPort: 80]", "    assign: {value: {containerPort: \"80\"}}\n"))); err == nil {
+		t.Error("an element whose key is the string \"80\" was accepted for [containerPort: 80]")
+	}
+	mustMutator(t, assign("e", "spec.containers[name: app].ports[containerPort: 80]", "    assign: {value: {containerPort: 80, protocol: UDP}}\n"))
+}

@@ -2,6 +2,7 @@ package mutation
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -15,7 +16,20 @@ type Node struct {
 	List     bool
 	KeyField string
 	KeyValue string
-	Glob     bool
+	// KeyInt is true when KeyValue was written as a bare integer
+	// ([containerPort: 80]): it then matches the number, as in Gatekeeper,
+	// while a quoted "80" matches the string.
+	KeyInt bool
+	Glob   bool
+}
+
+// keyValue is the value a list element's key field must hold.
+func (n Node) keyValue() any {
+	if n.KeyInt {
+		v, _ := strconv.ParseInt(n.KeyValue, 10, 64)
+		return v
+	}
+	return n.KeyValue
 }
 
 // Path is a parsed location such as spec.containers[name: *].image.
@@ -41,9 +55,12 @@ func (p Path) String() string {
 			b.WriteString("[")
 			b.WriteString(quoteIfNeeded(n.KeyField))
 			b.WriteString(": ")
-			if n.Glob {
+			switch {
+			case n.Glob:
 				b.WriteString("*")
-			} else {
+			case n.KeyInt:
+				b.WriteString(n.KeyValue)
+			default:
 				b.WriteString(quoteIfNeeded(n.KeyValue))
 			}
 			b.WriteString("]")
@@ -58,7 +75,7 @@ func (p Path) String() string {
 }
 
 func quoteIfNeeded(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool { return !isIdentRune(r) }) < 0 {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool { return !isIdentRune(r) }) < 0 && !allDigits(s) {
 		return s
 	}
 	// Only the quote and the backslash are escaped: the parser reads any
@@ -68,6 +85,10 @@ func quoteIfNeeded(s string) string {
 
 func isIdentRune(r rune) bool {
 	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-'
+}
+
+func allDigits(s string) bool {
+	return s != "" && strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' }) < 0
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
@@ -139,8 +160,15 @@ func (p *pathParser) listNode() (Node, error) {
 		p.pos++
 		n.Glob = true
 	} else {
+		start, quoted := p.pos, p.peek() == '"' || p.peek() == '\''
 		if n.KeyValue, err = p.ident("a list key value or '*'"); err != nil {
 			return Node{}, err
+		}
+		if !quoted && allDigits(n.KeyValue) {
+			if _, err := strconv.ParseInt(n.KeyValue, 10, 64); err != nil {
+				return Node{}, p.failAt(start, "the list key value "+n.KeyValue+" is out of range for an integer")
+			}
+			n.KeyInt = true
 		}
 	}
 	p.skipSpace()

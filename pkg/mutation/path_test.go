@@ -24,6 +24,9 @@ func TestParsePath(t *testing.T) {
 		{`metadata.labels."app.kubernetes.io/name"`, Path{{Field: "metadata"}, {Field: "labels"}, {Field: "app.kubernetes.io/name"}}},
 		{`metadata.annotations.'a\'b'`, Path{{Field: "metadata"}, {Field: "annotations"}, {Field: "a'b"}}},
 		{`spec . ports [ containerPort : 8080 ] . protocol`, Path{
+			{Field: "spec"}, {Field: "ports"}, {List: true, KeyField: "containerPort", KeyValue: "8080", KeyInt: true}, {Field: "protocol"},
+		}},
+		{`spec.ports[containerPort: "8080"].protocol`, Path{
 			{Field: "spec"}, {Field: "ports"}, {List: true, KeyField: "containerPort", KeyValue: "8080"}, {Field: "protocol"},
 		}},
 		{`spec.volumes["name": "my vol"].x`, Path{{Field: "spec"}, {Field: "volumes"}, {List: true, KeyField: "name", KeyValue: "my vol"}, {Field: "x"}}},
@@ -70,6 +73,7 @@ func TestParsePathErrors(t *testing.T) {
 		{"metadata.labels.app.kubernetes.io/name", 33, "quote names"},
 		{"[name: x]", 0, "expected a field name"},
 		{"spec.containers[name: **]", 23, "expected ']'"},
+		{"spec.ports[containerPort: 99999999999999999999].protocol", 26, "out of range"},
 	} {
 		_, err := ParsePath(tc.in)
 		var pe *PathError
