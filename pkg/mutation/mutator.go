@@ -133,6 +133,10 @@ func compile(in *apis.Mutator) (*Mutator, error) {
 	if in.Name == "" {
 		return nil, errors.New("metadata.name is required")
 	}
+	if len(in.Name) > 63 {
+		// Gatekeeper refuses longer names: a mutator it would not run must not pass here.
+		return nil, fmt.Errorf("metadata.name is %d characters long; a mutator's name may have at most 63", len(in.Name))
+	}
 	m := &Mutator{id: ID{Kind: in.Kind, Name: in.Name}, applyTo: in.Spec.ApplyTo}
 	var err error
 	if m.matcher, err = match.Compile(in.Spec.Match); err != nil {

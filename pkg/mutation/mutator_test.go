@@ -290,6 +290,7 @@ func TestCompileErrors(t *testing.T) {
 		{"unknown version", base("Assign", "v2", applyTo+"  location: spec.x\n  parameters: {assign: {value: a}}\n"), "v1, v1beta1, v1alpha1"},
 		{"bad match", base("Assign", "v1", applyTo+"  match: {scope: Everywhere}\n  location: spec.x\n  parameters: {assign: {value: a}}\n"), "spec.match.scope"},
 		{"wrong shape", base("Assign", "v1", "  location: [a]\n"), "decoding Assign"},
+		{"long name", strings.Replace(base("Assign", "v1", applyTo+"  location: spec.x\n  parameters: {assign: {value: a}}\n"), "{name: m}", "{name: "+strings.Repeat("m", 64)+"}", 1), "at most 63"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Decode(decodeYAML(t, tc.doc))
