@@ -103,26 +103,28 @@ func (s *System) Mutate(obj, ns *unstructured.Unstructured, operation string) (b
 	if len(candidates) == 0 {
 		return false, nil, nil
 	}
-	desc := describe(obj)
 	original := deepCopy(obj.Object).(map[string]any)
 	before := original
 	var applied []ID
+	mt := matchTarget(obj, ns)
 	for round := 0; round <= len(s.ordered); round++ {
 		changed := false
 		for _, m := range candidates {
-			// Each round sees the labels and names the last one left.
-			ok, err := m.matches(obj, ns)
+			ok, err := m.matcher.Matches(mt)
 			if err != nil {
-				return false, applied, fmt.Errorf("mutator %s on %s: %w", m.id, desc, err)
+				return false, applied, fmt.Errorf("mutator %s on %s: %w", m.id, describe(obj), err)
 			}
 			if !ok {
 				continue
 			}
-			c, err := m.apply(obj.Object, target{name: obj.GetName(), namespace: obj.GetNamespace()})
+			c, err := m.apply(obj.Object, target{name: mt.Name, namespace: mt.Namespace})
 			if err != nil {
-				return false, applied, fmt.Errorf("mutator %s on %s: %w", m.id, desc, err)
+				return false, applied, fmt.Errorf("mutator %s on %s: %w", m.id, describe(obj), err)
 			}
 			if c {
+				// Later mutators match against the object as it is now
+				// (an added label may make one match).
+				mt = matchTarget(obj, ns)
 				changed = true
 				if !slices.Contains(applied, m.id) {
 					applied = append(applied, m.id)
@@ -134,13 +136,13 @@ func (s *System) Mutate(obj, ns *unstructured.Unstructured, operation string) (b
 				return true, applied, nil
 			}
 			if round > 0 {
-				return false, applied, fmt.Errorf("%s: mutators %s undo each other's changes", desc, idList(applied))
+				return false, applied, fmt.Errorf("%s: mutators %s undo each other's changes", describe(obj), idList(applied))
 			}
 			return false, nil, nil
 		}
 		before = deepCopy(obj.Object).(map[string]any)
 	}
-	return false, applied, fmt.Errorf("%s: %w after %d rounds (mutators %s keep changing it)", desc, ErrNotConverging, len(s.ordered)+1, idList(applied))
+	return false, applied, fmt.Errorf("%s: %w after %d rounds (mutators %s keep changing it)", describe(obj), ErrNotConverging, len(s.ordered)+1, idList(applied))
 }
 
 func describe(obj *unstructured.Unstructured) string {
@@ -159,8 +161,8 @@ func idList(ids []ID) string {
 	return strings.Join(s, ", ")
 }
 
-// matches checks spec.match against the object as it is now.
-func (m *Mutator) matches(obj, ns *unstructured.Unstructured) (bool, error) {
+// matchTarget is what spec.match needs to know of the object as it is now.
+func matchTarget(obj, ns *unstructured.Unstructured) *match.Target {
 	group, _ := groupVersion(obj.GetAPIVersion())
 	t := &match.Target{
 		Group:     group,
@@ -173,7 +175,7 @@ func (m *Mutator) matches(obj, ns *unstructured.Unstructured) (bool, error) {
 		t.NamespaceLabels = ns.GetLabels()
 		t.NamespaceKnown = true
 	}
-	return m.matcher.Matches(t)
+	return t
 }
 
 // groupVersion splits an apiVersion; the core group's is just "v1".
