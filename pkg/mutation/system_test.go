@@ -269,3 +269,41 @@ func FuzzMutate(f *testing.F) {
 		}
 	})
 }
+
+// TestMutateConcurrently: reviews run on several workers sharing one
+// System; run with -race.
+func TestMutateConcurrently(t *testing.T) {
+	s := NewSystem()
+	for _, m := range fuzzMutators {
+		if err := s.Add(mustMutator(t, m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := decodeYAML(t, pod)
+	want := &unstructured.Unstructured{Object: deepCopy(base).(map[string]any)}
+	if _, _, err := s.Mutate(want, nil, "CREATE"); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			for range 50 {
+				u := &unstructured.Unstructured{Object: deepCopy(base).(map[string]any)}
+				if _, _, err := s.Mutate(u, nil, "CREATE"); err != nil {
+					errs <- err
+					return
+				}
+				if !reflect.DeepEqual(u.Object, want.Object) {
+					errs <- errors.New("a concurrent mutation gave a different result")
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
