@@ -9,8 +9,8 @@ import (
 	"strings"
 
 	"github.com/pmezard/go-difflib/difflib"
-	"gomodules.xyz/jsonpatch/v2"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/bouncer-policy/bouncer/pkg/load"
@@ -46,14 +46,14 @@ type MutateOptions struct {
 // PatchLine is one line of json-patch output: the object and the patch
 // that turns it into its mutated form.
 type PatchLine struct {
-	File       string                         `json:"file"`
-	Line       int                            `json:"line"`
-	APIVersion string                         `json:"apiVersion"`
-	Kind       string                         `json:"kind"`
-	Namespace  string                         `json:"namespace,omitempty"`
-	Name       string                         `json:"name"`
-	Mutators   []string                       `json:"mutators"`
-	Patch      []jsonpatch.JsonPatchOperation `json:"patch"`
+	File       string             `json:"file"`
+	Line       int                `json:"line"`
+	APIVersion string             `json:"apiVersion"`
+	Kind       string             `json:"kind"`
+	Namespace  string             `json:"namespace,omitempty"`
+	Name       string             `json:"name"`
+	Mutators   []string           `json:"mutators"`
+	Patch      []mutation.PatchOp `json:"patch"`
 }
 
 // RunMutate applies the mutators to every object under paths and prints
@@ -216,7 +216,7 @@ func title(d *load.Document) string {
 
 func writeDiff(w io.Writer, d *load.Document, original []byte, applied []mutation.ID) error {
 	var before map[string]any
-	if err := json.Unmarshal(original, &before); err != nil {
+	if err := utiljson.Unmarshal(original, &before); err != nil {
 		return err
 	}
 	a, err := yaml.Marshal(before)
@@ -243,15 +243,11 @@ func writeDiff(w io.Writer, d *load.Document, original []byte, applied []mutatio
 }
 
 func writePatch(w io.Writer, d *load.Document, original []byte, applied []mutation.ID) error {
-	mutated, err := json.Marshal(d.Object)
-	if err != nil {
+	var before map[string]any
+	if err := utiljson.Unmarshal(original, &before); err != nil {
 		return err
 	}
-	patch, err := jsonpatch.CreatePatch(original, mutated)
-	if err != nil {
-		return fmt.Errorf("computing the JSON patch: %w", err)
-	}
-	line := PatchLine{File: d.File, Line: d.Line, APIVersion: d.APIVersion(), Kind: d.Kind(), Namespace: d.Namespace(), Name: d.Name(), Patch: patch}
+	line := PatchLine{File: d.File, Line: d.Line, APIVersion: d.APIVersion(), Kind: d.Kind(), Namespace: d.Namespace(), Name: d.Name(), Patch: mutation.Patch(before, d.Object)}
 	for _, id := range applied {
 		line.Mutators = append(line.Mutators, id.String())
 	}

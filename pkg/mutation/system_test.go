@@ -257,11 +257,14 @@ func FuzzMutate(f *testing.F) {
 		if utiljson.Unmarshal([]byte(in), &obj) != nil || obj == nil {
 			return
 		}
+		original := deepCopy(obj).(map[string]any)
 		u := &unstructured.Unstructured{Object: obj}
 		changed, _, err := s.Mutate(u, nil, "CREATE")
 		if err != nil || !changed {
 			return
 		}
+		// The patch of the change replays it.
+		checkPatch(t, original, u.Object)
 		// A converged result is a fixed point.
 		again, applied, err := s.Mutate(u, nil, "CREATE")
 		if err != nil || again {
