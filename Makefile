@@ -35,10 +35,12 @@ unit:
 	$(GO) test -short -count=1 ./...
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./pkg/engine/... ./pkg/webhook/...
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/engine/... ./pkg/webhook/... ./pkg/mutation/
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzRead -fuzztime 30s ./pkg/load/
+	$(GO) test -run '^$$' -fuzz FuzzParsePath -fuzztime 30s ./pkg/mutation/
+	$(GO) test -run '^$$' -fuzz FuzzMutate -fuzztime 30s ./pkg/mutation/
 
 # image builds the container deploy/ refers to (needs a container runtime).
 image:

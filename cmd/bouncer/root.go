@@ -72,6 +72,7 @@ func exitCode(code int) error {
 
 func newTestCmd() *cobra.Command {
 	o := cli.TestOptions{}
+	mutate := true
 	cmd := &cobra.Command{
 		Use:   "test [flags] PATH...",
 		Short: "Review objects against ConstraintTemplates and constraints, offline",
@@ -80,9 +81,11 @@ constraints, offline, with the same engine the webhook uses.
 
 PATH is a file, a directory (read recursively), a kustomize directory, or - for
 stdin. Multi-document YAML, JSON and List objects are read. Templates,
-constraints and ExpansionTemplates may be mixed with the objects under test or
-given with --policy (where any other object is inventory for referential
-policies).
+constraints, ExpansionTemplates and mutators may be mixed with the objects
+under test or given with --policy (where any other object is inventory for
+referential policies). Mutators are applied to each object before it is
+reviewed, as the mutating webhook runs before the validating one; --mutate=false
+reviews objects as written.
 
 Exit status: 0 when nothing is denied, 1 when a deny violation (or an
 evaluation error) is found, 2 on usage or input errors (input holding no
@@ -95,10 +98,11 @@ the run.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			batchGC()
 			o.Stdin, o.Stdout, o.Stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+			o.SkipMutation = !mutate
 			return exitCode(cli.RunTest(cmd.Context(), args, o))
 		},
 	}
-	cmd.Flags().StringArrayVarP(&o.Policies, "policy", "p", nil, "templates, constraints and expansion templates (file, dir, kustomize dir, -); repeatable")
+	cmd.Flags().StringArrayVarP(&o.Policies, "policy", "p", nil, "templates, constraints, expansion templates and mutators (file, dir, kustomize dir, -); repeatable")
 	cmd.Flags().StringArrayVar(&o.Inventory, "inventory", nil, "objects to expose as data.inventory (file or dir); repeatable")
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "human", "output format: human, json, yaml, sarif, junit")
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 5*time.Second, "maximum time to review one object")
@@ -108,6 +112,7 @@ the run.`,
 	cmd.Flags().Var(&o.MaxDocumentSize, "max-document-size", "largest YAML or JSON document read (a List document counts whole)")
 	cmd.Flags().BoolVar(&o.AllowRemoteResources, "allow-remote-resources", false, "let kustomizations fetch remote resources (http(s) URLs, git repositories)")
 	cmd.Flags().BoolVar(&o.AllowEmpty, "allow-empty", false, "exit 0 when the input holds no object to review")
+	cmd.Flags().BoolVar(&mutate, "mutate", true, "apply the policies' mutators (Assign, AssignMetadata, ModifySet, AssignImage) to each object before reviewing it")
 	return cmd
 }
 

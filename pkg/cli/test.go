@@ -15,8 +15,10 @@ import (
 	"github.com/bouncer-policy/bouncer/pkg/apis"
 	"github.com/bouncer-policy/bouncer/pkg/engine"
 	"github.com/bouncer-policy/bouncer/pkg/load"
+	"github.com/bouncer-policy/bouncer/pkg/mutation"
 	"github.com/bouncer-policy/bouncer/pkg/policyset"
 	"github.com/bouncer-policy/bouncer/pkg/report"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // Exit codes of bouncer test and verify.
@@ -45,6 +47,10 @@ type TestOptions struct {
 	AllowRemoteResources bool
 	// AllowEmpty accepts input holding no object to review.
 	AllowEmpty bool
+	// SkipMutation reviews objects as written, without first applying the
+	// mutators in the policies (as the mutating webhook would before the
+	// validating one sees the object).
+	SkipMutation bool
 }
 
 // usageError is a problem with flags or input: exit code 2.
@@ -191,6 +197,12 @@ func reviewInput(ctx context.Context, paths []string, o TestOptions, only string
 	if err := loadVAPs(e, set, inventory); err != nil {
 		return ExitInvalid, err
 	}
+	var mutators *mutation.System
+	if len(set.Mutators) > 0 && !o.SkipMutation {
+		if mutators, err = set.LoadMutators(); err != nil {
+			return ExitInvalid, err
+		}
+	}
 	if len(inventory) > 0 {
 		if err := e.SetInventory(ctx, inventory); err != nil {
 			return ExitInvalid, err
@@ -200,7 +212,7 @@ func reviewInput(ctx context.Context, paths []string, o TestOptions, only string
 
 	summary.Constraints = len(e.Constraints()) + e.PolicyBindings()
 	recordMatched := o.Output == "junit"
-	err = reviewStream(ctx, e, paths, rewind(lopts), namespaces, o.Workers, recordMatched, func(obj *report.Object) error {
+	err = reviewStream(ctx, e, mutators, paths, rewind(lopts), namespaces, o.Workers, recordMatched, func(obj *report.Object) error {
 		summary.Add(obj)
 		return w.Object(obj)
 	})
@@ -229,7 +241,7 @@ type job struct {
 
 // reviewStream reviews documents on several workers and delivers outcomes
 // in input order. The channels bound how many documents are in memory.
-func reviewStream(ctx context.Context, e *engine.Engine, paths []string, lopts load.Options, namespaces map[string]map[string]any, workers int, recordMatched bool, emit func(*report.Object) error) error {
+func reviewStream(ctx context.Context, e *engine.Engine, mutators *mutation.System, paths []string, lopts load.Options, namespaces map[string]map[string]any, workers int, recordMatched bool, emit func(*report.Object) error) error {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
@@ -243,7 +255,7 @@ func reviewStream(ctx context.Context, e *engine.Engine, paths []string, lopts l
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				j.out = reviewDocument(ctx, e, j.doc, namespaces, recordMatched)
+				j.out = reviewDocument(ctx, e, mutators, j.doc, namespaces, recordMatched)
 				j.doc = nil
 				done <- j
 			}
@@ -298,15 +310,29 @@ func reviewStream(ctx context.Context, e *engine.Engine, paths []string, lopts l
 	return emitErr
 }
 
-func reviewDocument(ctx context.Context, e *engine.Engine, d *load.Document, namespaces map[string]map[string]any, recordMatched bool) *report.Object {
+// reviewDocument reviews one object, after the mutators (nil for none)
+// have made it what the apiserver would store.
+func reviewDocument(ctx context.Context, e *engine.Engine, mutators *mutation.System, d *load.Document, namespaces map[string]map[string]any, recordMatched bool) *report.Object {
 	ns := d.Namespace()
 	var nsObj map[string]any
-	if d.Kind() == "Namespace" && d.APIVersion() == "v1" {
+	isNamespace := d.Kind() == "Namespace" && d.APIVersion() == "v1"
+	if isNamespace {
 		nsObj = d.Object
 	} else if ns != "" {
 		nsObj = namespaces[ns]
 		if nsObj == nil {
 			nsObj = syntheticNamespace(ns)
+		}
+	}
+	if mutators != nil {
+		var nsu *unstructured.Unstructured
+		if nsObj != nil && !isNamespace {
+			nsu = &unstructured.Unstructured{Object: nsObj}
+		}
+		if _, _, err := mutators.Mutate(&unstructured.Unstructured{Object: d.Object}, nsu, "CREATE"); err != nil {
+			// The apiserver would refuse the object: there is nothing to validate.
+			return &report.Object{File: d.File, Line: d.Line, APIVersion: d.APIVersion(), Kind: d.Kind(), Namespace: ns, Name: d.Name(),
+				Errors: []report.Error{{Message: "mutation: " + err.Error()}}}
 		}
 	}
 	r := engine.ObjectReview(d.Object, "CREATE", nsObj)

@@ -1,5 +1,5 @@
 // Package policyset sorts loaded documents into policies (templates,
-// constraints, expansion templates, Config) and everything else, and loads
+// constraints, expansion templates, Config, mutators) and everything else, and loads
 // the policies into an engine in dependency order with errors that point at
 // the file and line of the offending document. The CLI, git sync validation
 // and tests share it so that they all accept and reject the same inputs.
@@ -15,6 +15,7 @@ import (
 	"github.com/bouncer-policy/bouncer/pkg/apis"
 	"github.com/bouncer-policy/bouncer/pkg/engine"
 	"github.com/bouncer-policy/bouncer/pkg/load"
+	"github.com/bouncer-policy/bouncer/pkg/mutation"
 )
 
 // Class is what a document is to Bouncer.
@@ -30,6 +31,9 @@ const (
 	Suite
 	ValidatingAdmissionPolicy
 	ValidatingAdmissionPolicyBinding
+	// Mutator is one of Gatekeeper's mutators (Assign, AssignMetadata,
+	// ModifySet, AssignImage): a policy, never an object to review.
+	Mutator
 )
 
 // Classify tells policies from objects by apiVersion and kind.
@@ -51,6 +55,8 @@ func Classify(d *load.Document) Class {
 		return ValidatingAdmissionPolicy
 	case group == "admissionregistration.k8s.io" && kind == "ValidatingAdmissionPolicyBinding":
 		return ValidatingAdmissionPolicyBinding
+	case mutation.IsMutator(d.APIVersion(), kind):
+		return Mutator
 	}
 	return Object
 }
@@ -70,6 +76,7 @@ type Set struct {
 	Configs     []*load.Document
 	VAPs        []*load.Document
 	VAPBindings []*load.Document
+	Mutators    []*load.Document
 }
 
 // Add files a document if it is a policy and reports whether it was.
@@ -87,6 +94,8 @@ func (s *Set) Add(d *load.Document) bool {
 		s.VAPs = append(s.VAPs, d)
 	case ValidatingAdmissionPolicyBinding:
 		s.VAPBindings = append(s.VAPBindings, d)
+	case Mutator:
+		s.Mutators = append(s.Mutators, d)
 	case Suite:
 	default:
 		return false
@@ -166,6 +175,37 @@ func (s *Set) LoadInto(e *engine.Engine) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// LoadMutators compiles every mutator into a new mutation System. Invalid
+// mutators, a second mutator of one kind and name, and schema conflicts are
+// all reported together, each prefixed with file:line.
+func (s *Set) LoadMutators() (*mutation.System, error) {
+	sys := mutation.NewSystem()
+	var errs []error
+	seen := map[mutation.ID]*load.Document{}
+	for _, d := range s.Mutators {
+		m, err := mutation.Decode(d.Object)
+		if err != nil {
+			errs = append(errs, located(d, err))
+			continue
+		}
+		if prev, ok := seen[m.ID()]; ok {
+			errs = append(errs, located(d, fmt.Errorf("mutator %s is also defined at %s", m.ID(), prev.Location())))
+			continue
+		}
+		seen[m.ID()] = d
+		// Conflicts are read once every mutator is in: a later one can
+		// conflict with an earlier one.
+		_ = sys.Add(m)
+	}
+	conflicts := sys.Conflicts()
+	for _, id := range sys.Mutators() {
+		if err := conflicts[id]; err != nil {
+			errs = append(errs, located(seen[id], fmt.Errorf("mutator %s: %w", id, err)))
+		}
+	}
+	return sys, errors.Join(errs...)
 }
 
 // ExcludedNamespaces returns the namespaces the Config exempts from a

@@ -29,6 +29,11 @@ func TestClassify(t *testing.T) {
 		{"test.gatekeeper.sh/v1alpha1", "Suite", Suite},
 		{"admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy", ValidatingAdmissionPolicy},
 		{"admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", ValidatingAdmissionPolicyBinding},
+		{"mutations.gatekeeper.sh/v1", "Assign", Mutator},
+		{"mutations.gatekeeper.sh/v1beta1", "AssignMetadata", Mutator},
+		{"mutations.gatekeeper.sh/v1alpha1", "ModifySet", Mutator},
+		{"mutations.gatekeeper.sh/v1alpha1", "AssignImage", Mutator},
+		{"mutations.gatekeeper.sh/v1", "Other", Object},
 		{"v1", "Pod", Object},
 		{"templates.gatekeeper.sh/v1", "Other", Object},
 		{"", "", Object},
@@ -106,5 +111,49 @@ func TestExcludedNamespaces(t *testing.T) {
 	}
 	if got := strings.Join(s.ExcludedNamespaces("audit"), ","); got != "kube-system,audit-only,hooks" {
 		t.Errorf("audit: %s", got)
+	}
+}
+
+func assignDoc(name, location string, line int) *load.Document {
+	d := doc("mutations.gatekeeper.sh/v1", "Assign", name, map[string]any{"spec": map[string]any{
+		"applyTo":    []any{map[string]any{"groups": []any{""}, "kinds": []any{"Pod"}, "versions": []any{"v1"}}},
+		"location":   location,
+		"parameters": map[string]any{"assign": map[string]any{"value": "x"}},
+	}})
+	d.Line = line
+	return d
+}
+
+func TestLoadMutators(t *testing.T) {
+	s := &Set{}
+	for _, d := range []*load.Document{
+		assignDoc("a", "spec.containers[name: *].image", 1),
+		assignDoc("b", "spec.hostname", 10),
+	} {
+		if !s.Add(d) {
+			t.Fatalf("%s is not a policy", d.Kind())
+		}
+	}
+	if !s.Empty() {
+		t.Error("mutators alone are not constraints: the set must still count as empty for bouncer test")
+	}
+	sys, err := s.LoadMutators()
+	if err != nil || len(sys.Mutators()) != 2 {
+		t.Fatalf("LoadMutators: %v, %v", sys.Mutators(), err)
+	}
+	// A bad location, a duplicate and a conflict are all reported, located.
+	s.Mutators = append(s.Mutators,
+		assignDoc("c", "spec.containers[name", 20),
+		assignDoc("b", "spec.subdomain", 30),
+		assignDoc("d", "spec.containers.image", 40),
+	)
+	_, err = s.LoadMutators()
+	if err == nil {
+		t.Fatal("LoadMutators accepted a broken set")
+	}
+	for _, want := range []string{"p.yaml:20", "spec.location", "p.yaml:30: mutator Assign/b is also defined at p.yaml:10", "p.yaml:1: mutator Assign/a: schema conflict", "p.yaml:40: mutator Assign/d: schema conflict"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
 	}
 }

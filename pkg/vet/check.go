@@ -9,6 +9,7 @@ import (
 	"github.com/bouncer-policy/bouncer/pkg/apis"
 	"github.com/bouncer-policy/bouncer/pkg/engine"
 	"github.com/bouncer-policy/bouncer/pkg/load"
+	"github.com/bouncer-policy/bouncer/pkg/mutation"
 	"github.com/bouncer-policy/bouncer/pkg/policyset"
 	"github.com/bouncer-policy/bouncer/pkg/vap"
 	"golang.org/x/sync/errgroup"
@@ -50,6 +51,7 @@ func (v *vetting) checkPolicies(docs []*load.Document) error {
 			v.addDoc(d, CodeConfig, fmt.Errorf("a Config named %q is never read: only the one named %q is", c.Name, configName))
 		}
 	}
+	v.checkMutators(set.Mutators)
 	v.checkVAPs(&set, docs)
 	for _, d := range docs {
 		if groupOf(d.APIVersion()) != "admissionregistration.k8s.io" {
@@ -230,4 +232,27 @@ func docAt(docs []*load.Document, file string, line int) *load.Document {
 		}
 	}
 	return found
+}
+
+// checkMutators compiles every mutator as the mutating webhook would, and
+// reports schema conflicts: the webhook would apply none of the mutators
+// involved.
+func (v *vetting) checkMutators(docs []*load.Document) {
+	sys := mutation.NewSystem()
+	byID := map[mutation.ID]*load.Document{}
+	for _, d := range docs {
+		m, err := mutation.Decode(d.Object)
+		if err != nil {
+			v.addDoc(d, CodeMutator, err)
+			continue
+		}
+		byID[m.ID()] = d
+		_ = sys.Add(m)
+	}
+	conflicts := sys.Conflicts()
+	for _, id := range sys.Mutators() {
+		if err := conflicts[id]; err != nil {
+			v.addDoc(byID[id], CodeMutator, err)
+		}
+	}
 }

@@ -11,7 +11,7 @@ import (
 
 var knownCodes = map[string]bool{
 	CodeRender: true, CodeKindNotAllowed: true, CodeTemplate: true, CodeConstraint: true, CodeSuite: true,
-	CodeDuplicateObject: true, CodeInvalidObject: true, CodeExpansion: true, CodeConfig: true, CodePolicy: true,
+	CodeDuplicateObject: true, CodeInvalidObject: true, CodeExpansion: true, CodeConfig: true, CodePolicy: true, CodeMutator: true,
 }
 
 // FuzzDir vets hostile directories: the input is split at "\x00" into
@@ -19,7 +19,7 @@ var knownCodes = map[string]bool{
 // fail or panic, and each finding must carry a known code, a message and a
 // file inside the directory.
 func FuzzDir(f *testing.F) {
-	for _, dir := range []string{"testdata/many", "testdata/failing-suite", "testdata/bad-kustomize", "testdata/good"} {
+	for _, dir := range []string{"testdata/many", "testdata/failing-suite", "testdata/bad-kustomize", "testdata/good", "testdata/bad-mutators"} {
 		var seed bytes.Buffer
 		_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 			if err != nil || d.IsDir() {

@@ -39,6 +39,7 @@ const (
 	CodeExpansion       = "expansion"        // an ExpansionTemplate is invalid
 	CodeConfig          = "config"           // a Config is invalid
 	CodePolicy          = "policy"           // a ValidatingAdmissionPolicy or binding is invalid
+	CodeMutator         = "mutator"          // a mutator is invalid or conflicts with another
 )
 
 // DefaultAllowedKinds are the policy kinds a commit may hold when Options

@@ -73,6 +73,12 @@ func TestBrokenCommits(t *testing.T) {
 			{CodeTemplate, "template.yaml", 1, tpl, "rego_parse_error"},
 			{CodeConstraint, "constraint.yaml", 1, con, "its template, at template.yaml:1, does not compile"},
 		}},
+		{"bad-mutators", []want{
+			{CodeMutator, "mutators.yaml", 1, "mutations.gatekeeper.sh/Assign broken-location", "spec.location: location"},
+			{CodeMutator, "mutators.yaml", 43, "mutations.gatekeeper.sh/AssignMetadata team", "externalData is not supported yet"},
+			{CodeMutator, "mutators.yaml", 15, "mutations.gatekeeper.sh/Assign pull-always", "schema conflict"},
+			{CodeMutator, "mutators.yaml", 29, "mutations.gatekeeper.sh/Assign wrong-shape", "schema conflict"},
+		}},
 		{"orphan", []want{{CodeConstraint, "constraint.yaml", 1, con, "no template defines kind K8sRequiredLabels"}}},
 		{"bad-params", []want{{CodeConstraint, "constraint.yaml", 1, con, "spec.parameters.labels: Invalid value"}}},
 		{"disallowed", []want{{CodeKindNotAllowed, "pods.yaml", 2, "Pod default/stray", "kind Pod is not allowed"}}},

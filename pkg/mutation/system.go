@@ -1,0 +1,187 @@
+package mutation
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/bouncer-policy/bouncer/pkg/match"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// ErrConflict is wrapped by the error reported for a mutator whose
+// location disagrees with another's about the schema of a kind.
+var ErrConflict = errors.New("schema conflict")
+
+// ErrNotConverging is wrapped by the error for an object whose mutators
+// keep changing it.
+var ErrNotConverging = errors.New("mutation is not converging")
+
+// System holds mutators and applies them in Gatekeeper's order. It is safe
+// for concurrent use.
+type System struct {
+	mu        sync.RWMutex
+	ordered   []*Mutator // by kind, then name
+	conflicts map[ID]error
+}
+
+// NewSystem returns an empty System.
+func NewSystem() *System { return &System{conflicts: map[ID]error{}} }
+
+// Add adds or replaces a mutator. When its location conflicts with another
+// mutator's, it is kept but neither is applied, and the conflict is
+// returned (and reported by Conflicts for every mutator involved).
+func (s *System) Add(m *Mutator) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := sort.Search(len(s.ordered), func(i int) bool { return !s.ordered[i].id.less(m.id) })
+	if i < len(s.ordered) && s.ordered[i].id == m.id {
+		s.ordered[i] = m
+	} else {
+		s.ordered = slices.Insert(s.ordered, i, m)
+	}
+	s.conflicts = findConflicts(s.ordered)
+	return s.conflicts[m.id]
+}
+
+// Remove drops the mutator with the given id, if present; mutators that
+// conflicted only with it apply again.
+func (s *System) Remove(id ID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ordered = slices.DeleteFunc(s.ordered, func(m *Mutator) bool { return m.id == id })
+	s.conflicts = findConflicts(s.ordered)
+}
+
+// Mutators lists the mutators' ids in the order they apply.
+func (s *System) Mutators() []ID {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]ID, len(s.ordered))
+	for i, m := range s.ordered {
+		out[i] = m.id
+	}
+	return out
+}
+
+// Conflicts returns, for every mutator in a schema conflict, the error
+// naming the mutators it conflicts with.
+func (s *System) Conflicts() map[ID]error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[ID]error, len(s.conflicts))
+	for id, err := range s.conflicts {
+		out[id] = err
+	}
+	return out
+}
+
+// Mutate applies every matching mutator to obj, in place, round after
+// round until a round changes nothing. ns is the object's Namespace (nil
+// when unknown or cluster-scoped); operation is CREATE or UPDATE ("" for
+// any). It returns whether obj changed and the mutators that changed it, in
+// the order they first did. As Gatekeeper does, it gives up with
+// ErrNotConverging after one round more than there are mutators.
+func (s *System) Mutate(obj, ns *unstructured.Unstructured, operation string) (bool, []ID, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if obj == nil || obj.Object == nil {
+		return false, nil, errors.New("mutating a nil object")
+	}
+	group, version := groupVersion(obj.GetAPIVersion())
+	kind := obj.GetKind()
+	var candidates []*Mutator
+	for _, m := range s.ordered {
+		if s.conflicts[m.id] == nil && m.appliesTo(group, version, kind, operation) {
+			candidates = append(candidates, m)
+		}
+	}
+	if len(candidates) == 0 {
+		return false, nil, nil
+	}
+	original := deepCopy(obj.Object).(map[string]any)
+	before := original
+	var applied []ID
+	mt := matchTarget(obj, ns)
+	for round := 0; round <= len(s.ordered); round++ {
+		changed := false
+		for _, m := range candidates {
+			ok, err := m.matcher.Matches(mt)
+			if err != nil {
+				return false, applied, fmt.Errorf("mutator %s on %s: %w", m.id, describe(obj), err)
+			}
+			if !ok {
+				continue
+			}
+			c, err := m.apply(obj.Object, target{name: mt.Name, namespace: mt.Namespace})
+			if err != nil {
+				return false, applied, fmt.Errorf("mutator %s on %s: %w", m.id, describe(obj), err)
+			}
+			if c {
+				// Later mutators match against the object as it is now
+				// (an added label may make one match).
+				mt = matchTarget(obj, ns)
+				changed = true
+				if !slices.Contains(applied, m.id) {
+					applied = append(applied, m.id)
+				}
+			}
+		}
+		if !changed || reflect.DeepEqual(before, obj.Object) {
+			if !reflect.DeepEqual(original, obj.Object) {
+				return true, applied, nil
+			}
+			if round > 0 {
+				return false, applied, fmt.Errorf("%s: mutators %s undo each other's changes", describe(obj), idList(applied))
+			}
+			return false, nil, nil
+		}
+		before = deepCopy(obj.Object).(map[string]any)
+	}
+	return false, applied, fmt.Errorf("%s: %w after %d rounds (mutators %s keep changing it)", describe(obj), ErrNotConverging, len(s.ordered)+1, idList(applied))
+}
+
+func describe(obj *unstructured.Unstructured) string {
+	s := obj.GetKind() + " "
+	if ns := obj.GetNamespace(); ns != "" {
+		s += ns + "/"
+	}
+	return s + obj.GetName()
+}
+
+func idList(ids []ID) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = id.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+// matchTarget is what spec.match needs to know of the object as it is now.
+func matchTarget(obj, ns *unstructured.Unstructured) *match.Target {
+	group, _ := groupVersion(obj.GetAPIVersion())
+	t := &match.Target{
+		Group:     group,
+		Kind:      obj.GetKind(),
+		Name:      obj.GetName(),
+		Namespace: obj.GetNamespace(),
+		Labels:    obj.GetLabels(),
+	}
+	if ns != nil {
+		t.NamespaceLabels = ns.GetLabels()
+		t.NamespaceKnown = true
+	}
+	return t
+}
+
+// groupVersion splits an apiVersion; the core group's is just "v1".
+func groupVersion(apiVersion string) (group, version string) {
+	if g, v, ok := strings.Cut(apiVersion, "/"); ok {
+		return g, v
+	}
+	return "", apiVersion
+}
