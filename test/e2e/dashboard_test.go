@@ -181,6 +181,7 @@ func (b *browser) text(t *testing.T, sel string) string {
 type fleetStatus struct {
 	Clusters []struct {
 		Name        string
+		Error       string
 		Templates   int
 		Constraints struct{ Deny, Warn, Dryrun int }
 		Enforced    int
@@ -247,12 +248,15 @@ func TestDashboard(t *testing.T) {
 		return nil
 	})
 
-	out, err := exec.Command(bouncerBin, "fleet", "status", "--kubeconfig", cluster.Kubeconfig, "-o", "json").Output()
-	if err != nil {
-		t.Fatalf("bouncer fleet status: %v\n%s", err, out)
+	// The fleet: this cluster and one that cannot be reached.
+	gone := writeUnreachableKubeconfig(t)
+	fleetArgs := []string{"--kubeconfig", cluster.Kubeconfig, "--kubeconfig", gone}
+	out, err := exec.Command(bouncerBin, append([]string{"fleet", "status", "-o", "json"}, fleetArgs...)...).Output()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("bouncer fleet status: %v (want exit code 1: a cluster is unreachable)\n%s", err, out)
 	}
 	var fs fleetStatus
-	if err := json.Unmarshal(out, &fs); err != nil || len(fs.Clusters) != 1 {
+	if err := json.Unmarshal(out, &fs); err != nil || len(fs.Clusters) != 2 || fs.Clusters[1].Name != "gone" || fs.Clusters[1].Error == "" {
 		t.Fatalf("bouncer fleet status -o json: %v\n%s", err, out)
 	}
 	want := fs.Clusters[0]
@@ -263,7 +267,7 @@ func TestDashboard(t *testing.T) {
 	// bouncer dashboard over the cluster's kubeconfig, on loopback.
 	port := freePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	dash := exec.Command(bouncerBin, "dashboard", "--kubeconfig", cluster.Kubeconfig, "--addr", fmt.Sprintf("127.0.0.1:%d", port))
+	dash := exec.Command(bouncerBin, append([]string{"dashboard", "--addr", fmt.Sprintf("127.0.0.1:%d", port)}, fleetArgs...)...)
 	dashLog := filepath.Join(t.TempDir(), "dashboard.log")
 	logf, err := os.Create(dashLog)
 	if err != nil {
@@ -310,6 +314,12 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("fleet page, cluster %s, %s: %q, want %q (fleet status -o json)", name, field, got, w)
 		}
 	}
+	if got := b.text(t, `tr[data-cluster="gone"] td[data-field=sync]`); got != "Unreachable" {
+		t.Errorf("fleet page, cluster gone: sync %q, want Unreachable", got)
+	}
+	if got := b.text(t, `tr[data-cluster="gone"] td .error`); !strings.Contains(got, fs.Clusters[1].Error) {
+		t.Errorf("fleet page, cluster gone: error %q, want %q", got, fs.Clusters[1].Error)
+	}
 	if got := b.text(t, "figure.chart figcaption"); !strings.Contains(got, "Violations by severity") {
 		t.Errorf("first chart: %q", got)
 	}
@@ -338,13 +348,20 @@ func TestDashboard(t *testing.T) {
 		{"pss", "baseline/capabilities-baseline", "monitored"}, // only the dryrun constraint
 		{"pss", "baseline/privileged", "missing"},              // nothing
 	} {
-		sel := fmt.Sprintf(`table[data-standard=%q] tr[data-control=%q] td.cell`, c.standard, c.control)
-		if got := b.text(t, sel); got != c.want {
-			t.Errorf("controls matrix %s %s: %q, want %q", c.standard, c.control, got, c.want)
+		// Columns: control, title, then one per cluster in fleet order.
+		sel := fmt.Sprintf(`table[data-standard=%q] tr[data-control=%q] td:nth-of-type(%%d)`, c.standard, c.control)
+		if got := b.text(t, fmt.Sprintf(sel, 3)); got != c.want {
+			t.Errorf("controls matrix %s %s, %s: %q, want %q", c.standard, c.control, name, got, c.want)
+		}
+		if got := b.text(t, fmt.Sprintf(sel, 4)); got != "unreachable" {
+			t.Errorf("controls matrix %s %s, gone: %q, want unreachable", c.standard, c.control, got)
 		}
 	}
 
 	b.load(t, base+"/cves/CVE-2020-14386", filepath.Join(art, "cve.png"), nil)
+	if got := b.text(t, "#verdict"); got != "No cluster read is exposed; 1 could not be read" {
+		t.Errorf("CVE verdict %q", got)
+	}
 	if got := b.text(t, "#cve-clusters tbody tr"); !strings.Contains(got, "protected") || !strings.Contains(got, "K8sRequireDropNetRaw/drop-net-raw") ||
 		strings.Contains(got, "K8sPSSBaselineCapabilities") {
 		t.Errorf("CVE page: %q, want protected by drop-net-raw only (the dryrun constraint does not protect)", got)
