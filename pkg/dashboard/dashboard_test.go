@@ -193,15 +193,18 @@ func TestSourceErrorIs503(t *testing.T) {
 func TestFleetSourceCaches(t *testing.T) {
 	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 	reads := 0
-	s := &FleetSource{MaxAge: 5 * time.Second, now: func() time.Time { return now },
+	s := &FleetSource{MaxAge: 5 * time.Second, now: func() time.Time { return now }, Exempt: []string{"bouncer-system", "kube-system"},
 		read: func(context.Context, []fleet.Target) []fleet.Detail {
 			reads++
-			return []fleet.Detail{{Status: fleet.ClusterStatus{Name: "a", Templates: reads}}}
+			return []fleet.Detail{{Status: fleet.ClusterStatus{Name: "a", Templates: reads}, Exempt: []string{"kube-system", "x"}}}
 		}}
 	for range 3 {
 		f, err := s.Snapshot(t.Context())
 		if err != nil || f.Clusters[0].Status.Templates != 1 {
 			t.Fatalf("%+v %v", f, err)
+		}
+		if got := strings.Join(f.Clusters[0].Exempt, ","); got != "bouncer-system,kube-system,x" {
+			t.Errorf("exempt %s", got)
 		}
 	}
 	now = now.Add(6 * time.Second)

@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,6 +36,10 @@ const DefaultMaxAge = 5 * time.Second
 type FleetSource struct {
 	Targets []fleet.Target
 	MaxAge  time.Duration
+	// Exempt are namespaces admission never reviews besides those a
+	// cluster's Config names: bouncer serve passes its own --namespace and
+	// --exempt-namespaces, which no object in the cluster records.
+	Exempt []string
 
 	mu   sync.Mutex
 	last Fleet
@@ -63,6 +68,11 @@ func (s *FleetSource) Snapshot(ctx context.Context) (Fleet, error) {
 		return s.last, nil
 	}
 	details := read(ctx, s.Targets)
+	for i := range details {
+		if details[i].Status.Error == "" && len(s.Exempt) > 0 {
+			details[i].Exempt = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(details[i].Exempt), s.Exempt...))))
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		// A request given up mid-read leaves every cluster "unreachable";
 		// that is not worth keeping for the next visitor.

@@ -20,7 +20,10 @@ const DashboardCluster = "in-cluster"
 // with a TokenReview and a SubjectAccessReview: inside a cluster it is
 // never open.
 type dashboardServer struct {
-	addr   string
+	addr string
+	// exempt are the namespaces serve never reviews (its own, kube-system,
+	// --exempt-namespaces), for the coverage the pages compute.
+	exempt []string
 	config *rest.Config
 	kube   kubernetes.Interface
 	certs  certSource
@@ -30,7 +33,7 @@ type dashboardServer struct {
 func (d *dashboardServer) NeedLeaderElection() bool { return false }
 
 func (d *dashboardServer) Start(ctx context.Context) error {
-	src := &dashboard.FleetSource{Targets: []fleet.Target{{Name: DashboardCluster, Config: d.config}}}
+	src := &dashboard.FleetSource{Targets: []fleet.Target{{Name: DashboardCluster, Config: d.config}}, Exempt: d.exempt}
 	h, err := dashboard.New(dashboard.Options{Source: src, Log: d.log})
 	if err != nil {
 		return err

@@ -298,7 +298,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	if o.DashboardAddr != "" {
-		if err := mgr.Add(&dashboardServer{addr: o.DashboardAddr, config: o.Config, kube: kube, certs: certSrc, log: log}); err != nil {
+		if err := mgr.Add(&dashboardServer{addr: o.DashboardAddr, exempt: exempt, config: o.Config, kube: kube, certs: certSrc, log: log}); err != nil {
 			return err
 		}
 	}

@@ -427,6 +427,11 @@ func TestDashboard(t *testing.T) {
 	if got := b.text(t, `tr[data-cluster="in-cluster"] td[data-field=violations]`); got != fmt.Sprint(want.Violations.Deny+want.Violations.Warn+want.Violations.Dryrun+want.Violations.Other) {
 		t.Errorf("serve's dashboard: violations %q", got)
 	}
+	// serve knows the namespaces it exempts; no Config records them.
+	b.load(t, serveURL+"/clusters/"+url.PathEscape("in-cluster"), filepath.Join(art, "serve-cluster.png"), auth)
+	if got := b.text(t, "#exempt"); !strings.Contains(got, sys) || !strings.Contains(got, "kube-system") {
+		t.Errorf("serve's dashboard: exempt namespaces %q, want %s and kube-system", got, sys)
+	}
 	status, _ := b.open(t, serveURL+"/controls", nil)
 	if body := b.text(t, "body"); status != http.StatusUnauthorized || !strings.Contains(body, "Unauthorized") || strings.Contains(body, "enforced") {
 		t.Errorf("the browser without a token: HTTP %d, %q", status, body)
