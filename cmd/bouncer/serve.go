@@ -28,7 +28,9 @@ func newServeCmd() *cobra.Command {
 constraints, ExpansionTemplates and the Config, serve the validating webhook
 over TLS with a CA of its own and keep the ValidatingWebhookConfiguration in
 step. Health and readiness (/healthz, /readyz) and Prometheus metrics
-(/metrics) are served on --probe-addr.`,
+(/metrics) are served on --probe-addr. With --dashboard-addr, the read-only
+dashboard of this cluster is served over HTTPS (the webhook's certificate);
+every request needs a bearer token whose user may get constrainttemplates.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			serverGC()
 			cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
@@ -64,6 +66,7 @@ step. Health and readiness (/healthz, /readyz) and Prometheus metrics
 	f.StringVar(&o.PodName, "pod-name", "", "replica name used in status (default $POD_NAME)")
 	f.StringVar(&o.Addr, "addr", ":9443", "webhook TLS listen address")
 	f.StringVar(&o.ProbeAddr, "probe-addr", ":8888", "health, readiness and metrics listen address (plain HTTP)")
+	f.StringVar(&o.DashboardAddr, "dashboard-addr", "", "serve the dashboard over HTTPS with token authentication on this address, e.g. :8443 (default off)")
 	f.StringVar(&o.WebhookURL, "webhook-url", "", "register the webhook by URL (local control planes), e.g. https://127.0.0.1:9443")
 	f.StringVar(&o.ServiceName, "service-name", "bouncer-webhook", "the webhook's Service in --namespace")
 	f.StringSliceVar(&o.ExtraHosts, "extra-cert-hosts", nil, "extra DNS names or IPs for the serving certificate")

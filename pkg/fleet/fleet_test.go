@@ -138,3 +138,40 @@ func TestReadReportsAnUnreachableCluster(t *testing.T) {
 func jsonObject(s string, u *unstructured.Unstructured) error {
 	return json.Unmarshal([]byte(s), &u.Object)
 }
+
+func TestConstraintDetail(t *testing.T) {
+	tmpl := templateInfo(obj(t, `{"metadata":{"name":"k8spspcapabilities","annotations":{"bouncer.dev/severity":"high","bouncer.dev/cves":"CVE-2020-14386","description":"x"}},
+	  "spec":{"crd":{"spec":{"names":{"kind":"K8sPSPCapabilities"}}}}}`))
+	if tmpl.Kind != "K8sPSPCapabilities" || tmpl.Annotations["bouncer.dev/cves"] != "CVE-2020-14386" || tmpl.Annotations["description"] != "" {
+		t.Errorf("template %+v", tmpl)
+	}
+	c := constraintInfo(obj(t, `{"metadata":{"name":"drop-net-raw"},"spec":{"match":{"namespaces":["a"],"excludedNamespaces":["b"],"labelSelector":{}}},
+	  "status":{"totalViolations":30,"violations":[{"kind":"Pod","namespace":"a","name":"p<1>","message":"keeps NET_RAW","enforcementAction":"deny"},"junk"]}}`),
+		"K8sPSPCapabilities", tmpl)
+	want := Constraint{Kind: "K8sPSPCapabilities", Name: "drop-net-raw", Template: "k8spspcapabilities", Action: "deny",
+		Namespaces: []string{"a"}, ExcludedNamespaces: []string{"b"}, Selective: true, TotalViolations: 30,
+		Violations:  []Violation{{Kind: "Pod", Namespace: "a", Name: "p<1>", Message: "keeps NET_RAW", EnforcementAction: "deny"}},
+		Annotations: tmpl.Annotations}
+	if got, _ := json.Marshal(c); string(got) != mustJSON(t, want) {
+		t.Errorf("constraint\n%s\nwant\n%s", got, mustJSON(t, want))
+	}
+	if c.Severity() != "high" {
+		t.Errorf("severity %q", c.Severity())
+	}
+	got := exemptNamespaces([]unstructured.Unstructured{
+		obj(t, `{"metadata":{"name":"config","namespace":"bouncer-system"},"spec":{"match":[{"excludedNamespaces":["kube-*","x"],"processes":["*"]},{"excludedNamespaces":["audit-only"],"processes":["audit"]}]}}`),
+		obj(t, `{"metadata":{"name":"other","namespace":"elsewhere"},"spec":{"match":[{"excludedNamespaces":["y"],"processes":["*"]}]}}`),
+	})
+	if strings.Join(got, ",") != "bouncer-system,kube-*,kube-system,x" {
+		t.Errorf("exempt %v", got)
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

@@ -22,6 +22,7 @@ var (
 	templatesGVR   = schema.GroupVersionResource{Group: "templates.gatekeeper.sh", Version: "v1", Resource: "constrainttemplates"}
 	policySyncGVR  = schema.GroupVersionResource{Group: apis.SyncGroup, Version: apis.SyncVersion, Resource: apis.PolicySyncResource}
 	constraintsGV  = schema.GroupVersion{Group: "constraints.gatekeeper.sh", Version: "v1beta1"}
+	configGVR      = schema.GroupVersionResource{Group: "config.gatekeeper.sh", Version: "v1alpha1", Resource: "configs"}
 	defaultTimeout = 15 * time.Second
 )
 
@@ -101,46 +102,63 @@ func (c ClusterStatus) Healthy() bool {
 // their states in the targets' order. An unreachable cluster has Error
 // set; it never fails the others.
 func Read(ctx context.Context, targets []Target) []ClusterStatus {
-	out := make([]ClusterStatus, len(targets))
+	details := ReadDetails(ctx, targets)
+	out := make([]ClusterStatus, len(details))
+	for i, d := range details {
+		out[i] = d.Status
+	}
+	return out
+}
+
+// ReadDetails is Read with the templates and constraints behind each
+// cluster's counts, for the dashboard.
+func ReadDetails(ctx context.Context, targets []Target) []Detail {
+	out := make([]Detail, len(targets))
 	var wg sync.WaitGroup
 	for i, t := range targets {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(ctx, defaultTimeout)
 			defer cancel()
-			st, err := readCluster(ctx, t)
+			d, err := readCluster(ctx, t)
 			if err != nil {
-				st.Error = err.Error()
+				d.Status.Error = err.Error()
+				d.Templates, d.Constraints, d.Exempt = nil, nil, nil
 			}
-			out[i] = st
+			out[i] = d
 		})
 	}
 	wg.Wait()
 	return out
 }
 
-func readCluster(ctx context.Context, t Target) (ClusterStatus, error) {
-	st := ClusterStatus{Name: t.Name, Server: t.Config.Host, Syncs: []SyncStatus{}}
+func readCluster(ctx context.Context, t Target) (Detail, error) {
+	d := Detail{Status: ClusterStatus{Name: t.Name, Server: t.Config.Host, Syncs: []SyncStatus{}}}
+	st := &d.Status
 	dyn, err := dynamic.NewForConfig(t.Config)
 	if err != nil {
-		return st, err
+		return d, err
 	}
 	disc, err := discovery.NewDiscoveryClientForConfig(t.Config)
 	if err != nil {
-		return st, err
+		return d, err
 	}
 	templates, err := listIfServed(ctx, dyn, templatesGVR)
 	if err != nil {
-		return st, fmt.Errorf("listing ConstraintTemplates: %w", err)
+		return d, fmt.Errorf("listing ConstraintTemplates: %w", err)
 	}
 	st.Templates = len(templates)
+	byKind := map[string]Template{}
 	for _, tpl := range templates {
 		if failedTemplate(tpl) {
 			st.TemplatesFailed++
 		}
+		info := templateInfo(tpl)
+		d.Templates = append(d.Templates, info)
+		byKind[strings.ToLower(info.Kind)] = info
 	}
 	kinds, err := disc.ServerResourcesForGroupVersion(constraintsGV.String())
 	if err != nil && !apierrors.IsNotFound(err) {
-		return st, fmt.Errorf("discovering constraint kinds: %w", err)
+		return d, fmt.Errorf("discovering constraint kinds: %w", err)
 	}
 	if kinds != nil {
 		for _, r := range kinds.APIResources {
@@ -149,22 +167,31 @@ func readCluster(ctx context.Context, t Target) (ClusterStatus, error) {
 			}
 			items, err := listIfServed(ctx, dyn, constraintsGV.WithResource(r.Name))
 			if err != nil {
-				return st, fmt.Errorf("listing %s: %w", r.Kind, err)
+				return d, fmt.Errorf("listing %s: %w", r.Kind, err)
 			}
 			for _, c := range items {
 				st.addConstraint(c)
+				d.Constraints = append(d.Constraints, constraintInfo(c, r.Kind, byKind[strings.ToLower(r.Kind)]))
 			}
 		}
 	}
+	slices.SortFunc(d.Constraints, func(a, b Constraint) int {
+		return strings.Compare(a.Kind+"/"+a.Name, b.Kind+"/"+b.Name)
+	})
 	syncs, err := listIfServed(ctx, dyn, policySyncGVR)
 	if err != nil {
-		return st, fmt.Errorf("listing PolicySyncs: %w", err)
+		return d, fmt.Errorf("listing PolicySyncs: %w", err)
 	}
 	for _, ps := range syncs {
 		st.Syncs = append(st.Syncs, syncStatus(ps))
 	}
 	slices.SortFunc(st.Syncs, func(a, b SyncStatus) int { return strings.Compare(a.Name, b.Name) })
-	return st, nil
+	configs, err := listIfServed(ctx, dyn, configGVR)
+	if err != nil {
+		return d, fmt.Errorf("listing Configs: %w", err)
+	}
+	d.Exempt = exemptNamespaces(configs)
+	return d, nil
 }
 
 // listIfServed lists gvr in all namespaces; a resource the cluster does not

@@ -50,6 +50,9 @@ type Options struct {
 	Addr string
 	// ProbeAddr serves /healthz, /readyz and /metrics over plain HTTP.
 	ProbeAddr string
+	// DashboardAddr, when set, serves the read-only dashboard of this
+	// cluster over HTTPS, every request authenticated (pkg/dashboard).
+	DashboardAddr string
 	// WebhookURL, when set, registers the webhook by URL (a local control
 	// plane); otherwise by Service reference.
 	WebhookURL string
@@ -297,6 +300,11 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if err := mgr.Add(&probeServer{addr: o.ProbeAddr, ready: ready, metrics: m, profiling: o.Profiling, log: log}); err != nil {
 		return err
+	}
+	if o.DashboardAddr != "" {
+		if err := mgr.Add(&dashboardServer{addr: o.DashboardAddr, exempt: exempt, config: o.Config, kube: kube, certs: certSrc, log: log}); err != nil {
+			return err
+		}
 	}
 	if o.Audit.Enabled {
 		leaders.Add(&audit.Runnable{Options: o.Audit, Config: o.Config, Engine: e, Namespace: o.Namespace,
