@@ -30,15 +30,8 @@ func target(d fleet.Detail) controls.Target {
 		t.Templates = append(t.Templates, controls.Template{Name: tm.Name, Kind: tm.Kind, Annotations: tm.Annotations})
 	}
 	for _, c := range d.Constraints {
-		cc := controls.Constraint{Kind: c.Kind, Name: c.Name, Action: c.Action,
-			Namespaces: c.Namespaces, ExcludedNamespaces: c.ExcludedNamespaces, TotalViolations: c.TotalViolations}
-		if c.Selective && len(cc.Namespaces) == 0 {
-			// pkg/controls has no notion of a label or name selector yet: a
-			// constraint that covers only some objects must not count as
-			// covering every namespace, so it is shown as scoped.
-			cc.Namespaces = []string{"(selected objects)"}
-		}
-		t.Constraints = append(t.Constraints, cc)
+		t.Constraints = append(t.Constraints, controls.Constraint{Kind: c.Kind, Name: c.Name, Action: c.Action,
+			Namespaces: c.Namespaces, ExcludedNamespaces: c.ExcludedNamespaces, Selective: c.Selective, TotalViolations: c.TotalViolations})
 	}
 	return t
 }
@@ -148,22 +141,8 @@ func knownCVEs(f Fleet, lib []library.Policy) []string {
 	return out
 }
 
-// protecting is pkg/controls' Protecting with the CVE compared
-// case-insensitively, since annotations are written by hand.
+// protecting names the deny constraints that cover every namespace for
+// cve (compared case-insensitively: annotations are written by hand).
 func protecting(t controls.Target, cve string) []string {
-	for i, tm := range t.Templates {
-		ids := strings.Split(tm.Annotations[library.AnnotationCVEs], ",")
-		for j := range ids {
-			ids[j] = strings.ToUpper(strings.TrimSpace(ids[j]))
-		}
-		if slices.Contains(ids, cve) {
-			ann := map[string]string{}
-			for k, v := range tm.Annotations {
-				ann[k] = v
-			}
-			ann[library.AnnotationCVEs] = cve
-			t.Templates[i].Annotations = ann
-		}
-	}
 	return controls.Protecting(t, library.AnnotationCVEs, cve)
 }
