@@ -42,3 +42,7 @@ func stopped(ctx context.Context, what string) (int, error) {
 	}
 	return ExitInvalid, fmt.Errorf("stopped (%v): %s", cause, what)
 }
+
+// Stopped is stopped for commands outside this package (bouncer vet): the
+// exit code and error of a run whose context ended before it did.
+func Stopped(ctx context.Context, what string) (int, error) { return stopped(ctx, what) }

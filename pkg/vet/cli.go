@@ -35,6 +35,12 @@ type CLIOptions struct {
 // valid, 1 findings, 2 a usage or I/O error.
 func RunCLI(ctx context.Context, dir string, o CLIOptions) int {
 	res, err := runCLI(ctx, dir, o)
+	if err != nil && ctx.Err() != nil {
+		// Interrupted: exit as a shell reports a signal (130 for SIGINT).
+		code, serr := cli.Stopped(ctx, "the commit was not vetted")
+		fmt.Fprintf(o.Stderr, "error: %v\n", serr)
+		return code
+	}
 	if err != nil {
 		fmt.Fprintf(o.Stderr, "error: %v\n", err)
 		return cli.ExitInvalid

@@ -5,9 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/bouncer-policy/bouncer/pkg/apis"
+	"github.com/bouncer-policy/bouncer/pkg/cli"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
@@ -260,5 +262,18 @@ func TestKustomizeBaseOutsideTheRepository(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "from-outside") {
 		t.Errorf("an object from outside the repository was read:\n%s", out.String())
+	}
+}
+
+// An interrupted `bouncer vet` exits as a shell reports the signal.
+func TestInterruptedExitCode(t *testing.T) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(cli.Interrupted{Signal: syscall.SIGINT})
+	var out, errOut strings.Builder
+	if code := RunCLI(ctx, "testdata/good", CLIOptions{Output: "human", Stdout: &out, Stderr: &errOut}); code != cli.ExitInterrupted {
+		t.Errorf("exit %d, want %d\n%s", code, cli.ExitInterrupted, errOut.String())
+	}
+	if !strings.Contains(errOut.String(), "interrupted by SIGINT") {
+		t.Errorf("stderr does not say so: %s", errOut.String())
 	}
 }
