@@ -157,3 +157,17 @@ func (a *Applier) ApplyObject(ctx context.Context, obj *unstructured.Unstructure
 	}
 	return out, nil
 }
+
+// ToUnstructured converts a typed object (a CRD, a webhook configuration)
+// into the unstructured form the applier sends, by a JSON round trip.
+func ToUnstructured(v any) (*unstructured.Unstructured, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(b); err != nil {
+		return nil, err
+	}
+	return u, nil
+}

@@ -2,11 +2,11 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/bouncer-policy/bouncer/pkg/apis"
+	"github.com/bouncer-policy/bouncer/pkg/apply"
 	"github.com/bouncer-policy/bouncer/pkg/engine"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -205,7 +205,7 @@ func (r *templateReconciler) ensureCRD(ctx context.Context, ct *engine.Template,
 	name := ConstraintCRDName(ct.Kind)
 	if r.c.leader.Load() {
 		crd := ConstraintCRD(ct, u.GetUID())
-		obj, err := toUnstructured(crd)
+		obj, err := apply.ToUnstructured(crd)
 		if err != nil {
 			return false, err
 		}
@@ -226,18 +226,6 @@ func (r *templateReconciler) ensureCRD(ctx context.Context, ct *engine.Template,
 		}
 	}
 	return false, nil
-}
-
-func toUnstructured(v any) (*unstructured.Unstructured, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	u := &unstructured.Unstructured{}
-	if err := u.UnmarshalJSON(b); err != nil {
-		return nil, err
-	}
-	return u, nil
 }
 
 var _ client.Object = (*unstructured.Unstructured)(nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/bouncer-policy/bouncer/pkg/apis"
+	"github.com/bouncer-policy/bouncer/pkg/apply"
 	"github.com/bouncer-policy/bouncer/pkg/vap"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 )
@@ -54,7 +55,7 @@ func (c *Controllers) syncBinding(ctx context.Context, con *apis.Constraint) {
 }
 
 func (c *Controllers) applyTyped(ctx context.Context, obj any) {
-	u, err := toUnstructured(obj)
+	u, err := apply.ToUnstructured(obj)
 	if err != nil {
 		c.log.Warn("encoding native policy", "err", err)
 		return

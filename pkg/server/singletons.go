@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -45,7 +44,7 @@ func (k *webhookConfigKeeper) Start(ctx context.Context) error {
 		}
 	}
 	for {
-		obj, err := toUnstructured(k.o.WebhookConfiguration(k.certs.CABundle()))
+		obj, err := apply.ToUnstructured(k.o.WebhookConfiguration(k.certs.CABundle()))
 		if err == nil {
 			err = k.applier.Apply(ctx, obj)
 		}
@@ -82,15 +81,6 @@ func (a *objectApplier) Delete(ctx context.Context, gvk schema.GroupVersionKind,
 		return err
 	}
 	return nil
-}
-
-func toUnstructured(v any) (*unstructured.Unstructured, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	u := &unstructured.Unstructured{}
-	return u, u.UnmarshalJSON(b)
 }
 
 // startCerts returns this replica's serving-certificate source, with a
