@@ -406,7 +406,7 @@ func (s *syncer) apply(ctx context.Context, objs []*unstructured.Unstructured, p
 		}
 		first = append(first, o)
 	}
-	opts := apply.Options{Force: true, Atomic: true, NoPrune: !prune}
+	opts := apply.Options{Force: true, Atomic: true, NoPrune: !prune, Workers: s.c.ApplyWorkers}
 	at := time.Now()
 	if len(constraintKinds) > 0 {
 		pre := opts
