@@ -222,7 +222,7 @@ func (a *Applier) applySet(ctx context.Context, set Set, objs []*unstructured.Un
 	for _, in := range objs {
 		obj := in.DeepCopy()
 		ref := RefOf(obj)
-		if err := a.prepare(ctx, obj, p, id, defined[ref.GroupKind()]); err != nil {
+		if err := a.prepare(ctx, obj, p, id, defined[ref.GroupKind()], live); err != nil {
 			res.Errors = append(res.Errors, &ObjectError{Object: ref, Err: err})
 			if !seen[ref] {
 				// Kept as a node so its dependents say it was not applied.
@@ -312,7 +312,7 @@ func (a *Applier) applySet(ctx context.Context, set Set, objs []*unstructured.Un
 
 // prepare checks obj and sets its namespace and part-of label. Kinds that
 // a CRD of the set defines are placed when applied, once they are served.
-func (a *Applier) prepare(ctx context.Context, obj *unstructured.Unstructured, p ParentRef, id string, definedHere bool) error {
+func (a *Applier) prepare(ctx context.Context, obj *unstructured.Unstructured, p ParentRef, id string, definedHere bool, live *liveIndex) error {
 	if obj.GetAPIVersion() == "" || obj.GetKind() == "" {
 		return errors.New("apiVersion and kind are required")
 	}
@@ -333,7 +333,7 @@ func (a *Applier) prepare(ctx context.Context, obj *unstructured.Unstructured, p
 		obj.SetAnnotations(ann)
 	}
 	if !definedHere {
-		m, err := a.mapping(ctx, obj.GroupVersionKind(), 0)
+		m, err := live.mapping(ctx, obj.GroupVersionKind(), 0)
 		if err != nil {
 			return err
 		}
@@ -376,7 +376,7 @@ func (a *Applier) applyMember(ctx context.Context, n *node, home, id string, opt
 		// The CRD was applied and Established just now; discovery may lag.
 		wait = establish
 	}
-	m, err := a.mapping(ctx, n.obj.GroupVersionKind(), wait)
+	m, err := live.mapping(ctx, n.obj.GroupVersionKind(), wait)
 	if err != nil {
 		if definedHere && opts.DryRun && meta.IsNoMatchError(err) {
 			return outcomeUnchecked, nil

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -48,6 +49,9 @@ type liveIndex struct {
 	a  *Applier
 	mu sync.Mutex
 	by map[schema.GroupVersionResource]*liveList
+	// mappings found during the run: resolving through the mapper for
+	// each of thousands of objects costs more than the run's own work.
+	mappings map[schema.GroupVersionKind]*meta.RESTMapping
 }
 
 type liveList struct {
@@ -57,7 +61,26 @@ type liveList struct {
 }
 
 func newLiveIndex(a *Applier) *liveIndex {
-	return &liveIndex{a: a, by: map[schema.GroupVersionResource]*liveList{}}
+	return &liveIndex{a: a, by: map[schema.GroupVersionResource]*liveList{}, mappings: map[schema.GroupVersionKind]*meta.RESTMapping{}}
+}
+
+// mapping resolves gvk as Applier.mapping does, once per run for a kind
+// that resolves; a kind that does not is asked again (its CRD may come).
+func (l *liveIndex) mapping(ctx context.Context, gvk schema.GroupVersionKind, wait time.Duration) (*meta.RESTMapping, error) {
+	l.mu.Lock()
+	m, ok := l.mappings[gvk]
+	l.mu.Unlock()
+	if ok {
+		return m, nil
+	}
+	m, err := l.a.mapping(ctx, gvk, wait)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	l.mappings[gvk] = m
+	l.mu.Unlock()
+	return m, nil
 }
 
 // list returns the listing of m's resource, reading it on first use.
