@@ -210,6 +210,7 @@ func (a *Applier) applySet(ctx context.Context, set Set, objs []*unstructured.Un
 		return nil, err
 	}
 
+	live.count(objs)
 	// Check each object and place it in its namespace.
 	defined := map[schema.GroupKind]bool{}
 	for _, obj := range objs {

@@ -27,6 +27,12 @@ const AnnotationHash = "bouncer.dev/applied-hash"
 // thousands of members is read in pieces.
 const listPageSize = 500
 
+// listAtLeast is the number of a run's objects of one kind from which the
+// run lists the kind rather than reading each object: a commit that
+// changes one constraint of ten thousand reads one, not ten thousand. A
+// variable so that tests can take either road.
+var listAtLeast = 32
+
 // liveObject is what a run needs of a member as the cluster holds it.
 type liveObject struct {
 	uid         types.UID
@@ -41,7 +47,8 @@ type liveObject struct {
 // liveIndex is the cluster's applyset members at the start of a run, read
 // with one paged List per resource (only objects carrying the part-of
 // label of any set: the members of this set and those a run must not
-// adopt) instead of one Get per object. Objects without the label are not
+// adopt) instead of one Get per object, for the kinds of which the run has
+// at least listAtLeast objects; the others are read one by one. Objects without the label are not
 // in it; an object missing from it is applied as before, which creates or
 // adopts it. One index serves a run's dry-run pass, its real pass and its
 // prune. Safe for concurrent use.
@@ -52,6 +59,8 @@ type liveIndex struct {
 	// mappings found during the run: resolving through the mapper for
 	// each of thousands of objects costs more than the run's own work.
 	mappings map[schema.GroupVersionKind]*meta.RESTMapping
+	// sizes counts the run's objects by kind.
+	sizes map[schema.GroupKind]int
 }
 
 type liveList struct {
@@ -61,7 +70,19 @@ type liveList struct {
 }
 
 func newLiveIndex(a *Applier) *liveIndex {
-	return &liveIndex{a: a, by: map[schema.GroupVersionResource]*liveList{}, mappings: map[schema.GroupVersionKind]*meta.RESTMapping{}}
+	return &liveIndex{a: a, by: map[schema.GroupVersionResource]*liveList{}, mappings: map[schema.GroupVersionKind]*meta.RESTMapping{}, sizes: map[schema.GroupKind]int{}}
+}
+
+// count tells the index the kinds of the run's objects, before any get.
+func (l *liveIndex) count(objs []*unstructured.Unstructured) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.sizes) > 0 {
+		return // the dry-run pass counted the same objects
+	}
+	for _, o := range objs {
+		l.sizes[o.GroupVersionKind().GroupKind()]++
+	}
 }
 
 // mapping resolves gvk as Applier.mapping does, once per run for a kind
@@ -100,9 +121,13 @@ func (l *liveIndex) list(ctx context.Context, m *meta.RESTMapping) *liveList {
 // resource that cannot be listed (RBAC may allow only some namespaces) is
 // read with a Get instead.
 func (l *liveIndex) get(ctx context.Context, m *meta.RESTMapping, obj *unstructured.Unstructured) (*liveObject, error) {
-	ll := l.list(ctx, m)
-	if ll.err == nil {
-		return ll.objects[types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()}], nil
+	l.mu.Lock()
+	few := l.sizes[m.GroupVersionKind.GroupKind()] < listAtLeast
+	l.mu.Unlock()
+	if !few {
+		if ll := l.list(ctx, m); ll.err == nil {
+			return ll.objects[types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()}], nil
+		}
 	}
 	cur, err := l.a.client(m, obj.GetNamespace()).Get(ctx, obj.GetName(), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {

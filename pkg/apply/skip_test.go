@@ -96,6 +96,19 @@ func (r *countingNamespaced) Patch(ctx context.Context, name string, pt types.Pa
 }
 
 func TestApplySetLeavesUnchangedMembersAlone(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		listAt int
+	}{{"get", 1000}, {"list", 0}} {
+		t.Run(c.name, func(t *testing.T) {
+			defer func(n int) { listAtLeast = n }(listAtLeast)
+			listAtLeast = c.listAt
+			testLeavesUnchangedMembersAlone(t)
+		})
+	}
+}
+
+func testLeavesUnchangedMembersAlone(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	counting := newCounting(e.dyn, 0)

@@ -649,6 +649,7 @@ var (
 	gitSyncBenchObjects = flag.Int("gitsync-bench-objects", 0, "TestGitSyncBenchmark: policy objects in the repository (one template, the rest constraints); 0 skips the benchmark")
 	gitSyncBenchProf    = flag.String("gitsync-bench-cpuprofile", "", "TestGitSyncBenchmark: write a CPU profile of the syncing bouncer, from start to stop, to this file")
 	gitSyncBenchLog     = flag.String("gitsync-bench-log", "", "TestGitSyncBenchmark: copy the syncing bouncer's debug log (with each pass's stage timings) to this file")
+	gitSyncBenchWorkers = flag.Int("gitsync-bench-workers", 0, "TestGitSyncBenchmark: the syncing bouncer's --sync-apply-workers; 0 keeps its default")
 )
 
 // TestGitSyncBenchmark measures commit-to-applied for a repository of N
@@ -667,6 +668,9 @@ func TestGitSyncBenchmark(t *testing.T) {
 	args := []string{"--audit=false", "--leader-election-id", "gitsync-bench", "--sync-cache-dir", t.TempDir()}
 	if *gitSyncBenchProf != "" {
 		args = append(args, "--cpuprofile", *gitSyncBenchProf)
+	}
+	if *gitSyncBenchWorkers > 0 {
+		args = append(args, "--sync-apply-workers", fmt.Sprint(*gitSyncBenchWorkers))
 	}
 	b := startBouncer(t, "bouncer-gitsync-bench", args...)
 	if *gitSyncBenchLog != "" {
