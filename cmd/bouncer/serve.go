@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bouncer-policy/bouncer/pkg/apply"
 	"github.com/bouncer-policy/bouncer/pkg/audit"
 	"github.com/bouncer-policy/bouncer/pkg/cli"
 	"github.com/bouncer-policy/bouncer/pkg/server"
@@ -98,6 +99,7 @@ every request needs a bearer token whose user may get constrainttemplates.`,
 	f.BoolVar(&o.Audit.InstallReportCRDs, "install-report-crds", false, "apply the report CRDs of --audit-report-format (both for auto) at start")
 	f.BoolVar(&o.Audit.Events, "audit-events", false, "record a Warning Event on an object for each audit violation found")
 	f.StringVar(&o.SyncCacheDir, "sync-cache-dir", "", "directory of the git sync's fetch caches, one per PolicySync (default a temporary directory)")
+	f.IntVar(&o.SyncApplyWorkers, "sync-apply-workers", apply.DefaultWorkers, "objects the git sync applies at once (each after what it depends on)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "json", "json or text")
 	return cmd

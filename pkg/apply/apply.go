@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/bouncer-policy/bouncer/pkg/load"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 )
@@ -24,11 +26,19 @@ import (
 // cluster.
 const FieldManager = "bouncer"
 
-// Applier applies objects with one field manager.
+// Applier applies objects with one field manager. It is safe for
+// concurrent use.
 type Applier struct {
-	dyn          dynamic.Interface
+	dyn dynamic.Interface
+	// meta, when set, reads live members as metadata only.
+	meta         metadata.Interface
 	mapper       meta.RESTMapper
 	FieldManager string
+
+	mu sync.Mutex
+	// applied is the applier's last write of each ApplySet member: what
+	// lets a run skip members that have not changed since.
+	applied map[ObjectRef]appliedState
 }
 
 // New returns an Applier for a cluster.
@@ -41,7 +51,13 @@ func New(cfg *rest.Config, fieldManager string) (*Applier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("discovery client: %w", err)
 	}
-	return NewWithClients(dyn, restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)), fieldManager), nil
+	mc, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("metadata client: %w", err)
+	}
+	a := NewWithClients(dyn, restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)), fieldManager)
+	a.meta = mc
+	return a, nil
 }
 
 // NewWithClients returns an Applier on clients the caller already has, such
@@ -49,7 +65,7 @@ func New(cfg *rest.Config, fieldManager string) (*Applier, error) {
 // meta.ResettableRESTMapper is reset when a kind is unknown, since CRDs may
 // have just been created.
 func NewWithClients(dyn dynamic.Interface, mapper meta.RESTMapper, fieldManager string) *Applier {
-	return &Applier{dyn: dyn, mapper: mapper, FieldManager: fieldManager}
+	return &Applier{dyn: dyn, mapper: mapper, FieldManager: fieldManager, applied: map[ObjectRef]appliedState{}}
 }
 
 // Resource resolves a document's kind to its resource, waiting up to wait

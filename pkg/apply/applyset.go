@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 )
 
@@ -97,7 +98,15 @@ type Options struct {
 	// EstablishTimeout bounds the wait for an applied CRD to be Established
 	// before the objects of its kind; zero means one minute.
 	EstablishTimeout time.Duration
+	// Workers bounds the objects sent at once; zero means DefaultWorkers.
+	// An object still waits for the objects it depends on. Each worker
+	// makes one request at a time, so the client's QPS and burst should
+	// allow Workers requests per round trip or the client paces the run.
+	Workers int
 }
+
+// DefaultWorkers is Options.Workers' default.
+const DefaultWorkers = 16
 
 // ObjectError is why one object was not applied or pruned.
 type ObjectError struct {
@@ -110,8 +119,13 @@ func (e *ObjectError) Unwrap() error { return e.Err }
 
 // Result says what ApplySet did to each object.
 type Result struct {
-	// Applied objects, in the order they were applied.
+	// Applied objects, in dependency order (the order a run with one worker
+	// would apply them in).
 	Applied []ObjectRef
+	// Unchanged members were left alone: the applier's own last write of
+	// each is still what the cluster holds and what is wanted (see
+	// AnnotationHash). Dependency order, as Applied.
+	Unchanged []ObjectRef
 	// Pruned objects: members of the set that are no longer wanted.
 	Pruned []ObjectRef
 	// Unchecked objects (dry-run only): their kind is defined by a CRD of
@@ -152,16 +166,25 @@ func (r *Result) Err() error {
 // the label is never deleted. An object labelled part-of another set is not
 // adopted: it is reported in Result.Errors and left as it is.
 //
+// Members are sent by Options.Workers at once, each after the objects it
+// depends on; a member the applier itself wrote earlier and that nobody has
+// changed since is not sent again (Result.Unchanged). The live members are
+// read with one List per resource, which the prune uses too.
+//
 // The returned error is for the set as a whole (the parent cannot be read
 // or written, or belongs to another tool or set); object failures are in
 // Result. The parent's namespace must exist. Calls for one set must not
 // overlap: run them on the leader. Deleting a CRD deletes every object of
 // its kind, as the apiserver does, whoever created them.
 func (a *Applier) ApplySet(ctx context.Context, set Set, objs []*unstructured.Unstructured, opts Options) (*Result, error) {
+	return a.applySet(ctx, set, objs, opts, newLiveIndex(a))
+}
+
+func (a *Applier) applySet(ctx context.Context, set Set, objs []*unstructured.Unstructured, opts Options, live *liveIndex) (*Result, error) {
 	if opts.Atomic && !opts.DryRun {
 		check := opts
 		check.DryRun, check.NoPrune, check.Atomic = true, true, false
-		res, err := a.ApplySet(ctx, set, objs, check)
+		res, err := a.applySet(ctx, set, objs, check, live)
 		if err != nil {
 			return nil, err
 		}
@@ -187,6 +210,7 @@ func (a *Applier) ApplySet(ctx context.Context, set Set, objs []*unstructured.Un
 		return nil, err
 	}
 
+	live.count(objs)
 	// Check each object and place it in its namespace.
 	defined := map[schema.GroupKind]bool{}
 	for _, obj := range objs {
@@ -199,7 +223,7 @@ func (a *Applier) ApplySet(ctx context.Context, set Set, objs []*unstructured.Un
 	for _, in := range objs {
 		obj := in.DeepCopy()
 		ref := RefOf(obj)
-		if err := a.prepare(ctx, obj, p, id, defined[ref.GroupKind()]); err != nil {
+		if err := a.prepare(ctx, obj, p, id, defined[ref.GroupKind()], live); err != nil {
 			res.Errors = append(res.Errors, &ObjectError{Object: ref, Err: err})
 			if !seen[ref] {
 				// Kept as a node so its dependents say it was not applied.
@@ -242,32 +266,31 @@ func (a *Applier) ApplySet(ctx context.Context, set Set, objs []*unstructured.Un
 		res.Errors = append(res.Errors, &ObjectError{Object: nodes[e.index].ref, Err: e.err})
 		failed = true
 	}
-	ok := make([]bool, len(nodes))
 	establish := opts.EstablishTimeout
 	if establish == 0 {
 		establish = time.Minute
 	}
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = DefaultWorkers
+	}
+	outcomes, errs := run(nodes, seq, workers, func(i int) (outcome, error) {
+		return a.applyMember(ctx, nodes[i], p.Namespace, id, opts, establish, defined[nodes[i].ref.GroupKind()], live)
+	})
 	for _, i := range seq {
 		n := nodes[i]
-		if n.failed {
-			continue
-		}
-		if dep := firstNotApplied(nodes, n, ok); dep != nil {
-			res.Errors = append(res.Errors, &ObjectError{Object: n.ref, Err: fmt.Errorf("not applied: depends on %s, which was not applied", dep.ref)})
-			failed = true
-			continue
-		}
-		unchecked, err := a.applyMember(ctx, n, p.Namespace, id, opts, establish, defined[n.ref.GroupKind()])
-		if err != nil {
-			res.Errors = append(res.Errors, &ObjectError{Object: n.ref, Err: err})
-			failed = true
-			continue
-		}
-		ok[i] = true
-		if unchecked {
-			res.Unchecked = append(res.Unchecked, n.ref)
-		} else {
+		switch outcomes[i] {
+		case outcomeApplied:
 			res.Applied = append(res.Applied, n.ref)
+		case outcomeUnchanged:
+			res.Unchanged = append(res.Unchanged, n.ref)
+		case outcomeUnchecked:
+			res.Unchecked = append(res.Unchecked, n.ref)
+		case outcomeFailed:
+			if errs[i] != nil {
+				res.Errors = append(res.Errors, &ObjectError{Object: n.ref, Err: errs[i]})
+				failed = true
+			}
 		}
 	}
 	if failed || opts.NoPrune {
@@ -279,7 +302,7 @@ func (a *Applier) ApplySet(ctx context.Context, set Set, objs []*unstructured.Un
 	for _, n := range nodes {
 		want.add(n.ref)
 	}
-	if err := a.prune(ctx, id, old.union(want), want, opts, res); err != nil {
+	if err := a.prune(ctx, id, old.union(want), want, opts, res, live); err != nil {
 		return res, err
 	}
 	if len(res.Errors) > 0 || opts.DryRun {
@@ -288,18 +311,9 @@ func (a *Applier) ApplySet(ctx context.Context, set Set, objs []*unstructured.Un
 	return res, a.writeParent(ctx, pm, set, id, want)
 }
 
-func firstNotApplied(nodes []*node, n *node, ok []bool) *node {
-	for _, j := range n.deps {
-		if !ok[j] {
-			return nodes[j]
-		}
-	}
-	return nil
-}
-
 // prepare checks obj and sets its namespace and part-of label. Kinds that
 // a CRD of the set defines are placed when applied, once they are served.
-func (a *Applier) prepare(ctx context.Context, obj *unstructured.Unstructured, p ParentRef, id string, definedHere bool) error {
+func (a *Applier) prepare(ctx context.Context, obj *unstructured.Unstructured, p ParentRef, id string, definedHere bool, live *liveIndex) error {
 	if obj.GetAPIVersion() == "" || obj.GetKind() == "" {
 		return errors.New("apiVersion and kind are required")
 	}
@@ -310,8 +324,17 @@ func (a *Applier) prepare(ctx context.Context, obj *unstructured.Unstructured, p
 		// The KEP: a manifest that already carries the label is invalid.
 		return fmt.Errorf("carries label %s=%s; the applier sets it", LabelPartOf, v)
 	}
+	if ann := obj.GetAnnotations(); ann[AnnotationHash] != "" {
+		// The applier's own record of its write; a manifest's copy (an
+		// object exported from a cluster) would be taken for it.
+		delete(ann, AnnotationHash)
+		if len(ann) == 0 {
+			ann = nil
+		}
+		obj.SetAnnotations(ann)
+	}
 	if !definedHere {
-		m, err := a.mapping(ctx, obj.GroupVersionKind(), 0)
+		m, err := live.mapping(ctx, obj.GroupVersionKind(), 0)
 		if err != nil {
 			return err
 		}
@@ -346,44 +369,61 @@ func place(obj *unstructured.Unstructured, m *meta.RESTMapping, defaultNamespace
 
 // applyMember applies one member, refusing to adopt an object of another
 // set, and waits for a CRD to be Established. It reports an object left
-// unchecked in dry-run because its kind is not served.
-func (a *Applier) applyMember(ctx context.Context, n *node, home, id string, opts Options, establish time.Duration, definedHere bool) (bool, error) {
+// unchecked in dry-run because its kind is not served, and a member left
+// alone because it is unchanged.
+func (a *Applier) applyMember(ctx context.Context, n *node, home, id string, opts Options, establish time.Duration, definedHere bool, live *liveIndex) (outcome, error) {
 	wait := time.Duration(0)
 	if definedHere && !opts.DryRun {
 		// The CRD was applied and Established just now; discovery may lag.
 		wait = establish
 	}
-	m, err := a.mapping(ctx, n.obj.GroupVersionKind(), wait)
+	m, err := live.mapping(ctx, n.obj.GroupVersionKind(), wait)
 	if err != nil {
 		if definedHere && opts.DryRun && meta.IsNoMatchError(err) {
-			return true, nil
+			return outcomeUnchecked, nil
 		}
-		return false, err
+		return outcomeFailed, err
 	}
 	if err := place(n.obj, m, home); err != nil {
-		return false, err
+		return outcomeFailed, err
 	}
 	n.ref = RefOf(n.obj)
-	ri := a.client(m, n.obj.GetNamespace())
-	cur, err := ri.Get(ctx, n.obj.GetName(), metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-	case err != nil:
-		return false, fmt.Errorf("reading the object before applying: %w", err)
-	default:
-		if other, ok := cur.GetLabels()[LabelPartOf]; ok && other != id {
-			return false, fmt.Errorf("belongs to applyset %s (label %s); not adopting it", other, LabelPartOf)
+	hash, err := desiredHash(n.obj)
+	if err != nil {
+		return outcomeFailed, err
+	}
+	cur, err := live.get(ctx, m, n.obj)
+	if err != nil {
+		return outcomeFailed, err
+	}
+	if cur != nil {
+		if other, ok := cur.labels[LabelPartOf]; ok && other != id {
+			return outcomeFailed, fmt.Errorf("belongs to applyset %s (label %s); not adopting it", other, LabelPartOf)
 		}
 	}
-	if _, err := a.patch(ctx, m, n.obj, opts.Force, opts.DryRun); err != nil {
-		return false, fmt.Errorf("server-side apply: %w", err)
+	if a.unchanged(n.ref, id, hash, cur, n.obj) {
+		return outcomeUnchanged, nil
 	}
-	if _, isCRD := definedKind(n.obj); isCRD && !opts.DryRun {
+	ann := n.obj.GetAnnotations()
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[AnnotationHash] = hash
+	n.obj.SetAnnotations(ann)
+	out, err := a.patch(ctx, m, n.obj, opts.Force, opts.DryRun)
+	if err != nil {
+		return outcomeFailed, fmt.Errorf("server-side apply: %w", err)
+	}
+	if opts.DryRun {
+		return outcomeApplied, nil
+	}
+	a.remember(n.ref, appliedState{set: id, hash: hash, uid: out.GetUID(), generation: out.GetGeneration()})
+	if _, isCRD := definedKind(n.obj); isCRD {
 		if err := a.waitEstablished(ctx, m, n.obj.GetName(), establish); err != nil {
-			return false, err
+			return outcomeFailed, err
 		}
 	}
-	return false, nil
+	return outcomeApplied, nil
 }
 
 // waitEstablished polls a CRD until its Established condition is True.
@@ -532,7 +572,7 @@ func (a *Applier) writeParent(ctx context.Context, pm *meta.RESTMapping, set Set
 }
 
 // prune deletes the members in scope that want does not hold.
-func (a *Applier) prune(ctx context.Context, id string, scope, want *inventory, opts Options, res *Result) error {
+func (a *Applier) prune(ctx context.Context, id string, scope, want *inventory, opts Options, res *Result, live *liveIndex) error {
 	var doomed []*node
 	gks := make([]schema.GroupKind, 0, len(scope.groupKinds))
 	for gk := range scope.groupKinds {
@@ -557,6 +597,40 @@ func (a *Applier) prune(ctx context.Context, id string, scope, want *inventory, 
 			return fmt.Errorf("pruning %s: %w", gk, err)
 		}
 		mappings[gk] = m
+		inScope := func(ns string) bool { return ns == "" || ns == scope.home || scope.namespaces[ns] }
+		if gk != crdGroupKind {
+			// The run's listing, when it has one: the members' metadata
+			// is all a prune needs, except of CRDs, whose kinds order the
+			// deletions.
+			if ll := live.list(ctx, m); ll.err == nil {
+				keys := make([]types.NamespacedName, 0, len(ll.objects))
+				for key := range ll.objects {
+					keys = append(keys, key)
+				}
+				// As the apiserver lists: by namespace, then name.
+				sort.Slice(keys, func(i, j int) bool {
+					if keys[i].Namespace != keys[j].Namespace {
+						return keys[i].Namespace < keys[j].Namespace
+					}
+					return keys[i].Name < keys[j].Name
+				})
+				for _, key := range keys {
+					lo := ll.objects[key]
+					ref := ObjectRef{Group: gk.Group, Kind: gk.Kind, Namespace: key.Namespace, Name: key.Name}
+					if lo.labels[LabelPartOf] != id || want.members[ref] || !inScope(key.Namespace) {
+						continue
+					}
+					obj := &unstructured.Unstructured{}
+					obj.SetGroupVersionKind(gk.WithVersion(m.Resource.Version))
+					obj.SetNamespace(key.Namespace)
+					obj.SetName(key.Name)
+					obj.SetUID(lo.uid)
+					obj.SetAnnotations(lo.annotations)
+					doomed = append(doomed, &node{ref: ref, obj: obj})
+				}
+				continue
+			}
+		}
 		lists := []dynamic.ResourceInterface{a.dyn.Resource(m.Resource)}
 		if m.Scope.Name() == meta.RESTScopeNameNamespace {
 			lists = lists[:0]
@@ -609,6 +683,9 @@ func (a *Applier) prune(ctx context.Context, id string, scope, want *inventory, 
 		if err != nil && !apierrors.IsNotFound(err) {
 			res.Errors = append(res.Errors, &ObjectError{Object: n.ref, Err: fmt.Errorf("pruning: %w", err)})
 			continue
+		}
+		if !opts.DryRun {
+			a.forget(n.ref)
 		}
 		res.Pruned = append(res.Pruned, n.ref)
 	}

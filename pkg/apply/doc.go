@@ -12,6 +12,11 @@
 // carries the part-of label. The inventory grows with the number of kinds
 // and namespaces, never with the number of objects. Prune deletes members
 // of earlier runs that are no longer wanted, and nothing without the label.
+// A run sends its members by a bounded pool of workers, each after what it
+// depends on (order.go), reads the live members with one List per resource
+// (live.go) rather than a Get per object, and leaves alone the members its
+// own last write still describes (AnnotationHash), so a set of thousands
+// of objects of which few change costs a few requests.
 //
 // ApplyObject applies one object outside any set, such as the webhook
 // configuration. Apply applies a loaded document (bouncer up, tests).

@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"container/heap"
 	"fmt"
 	"sort"
 	"strings"
@@ -158,7 +159,7 @@ func order(nodes []*node) ([]int, []dependencyError) {
 		}
 	}
 	// Kahn's algorithm, taking the free node with the lowest (phase, index)
-	// each time; sets are small, so a scan is fine.
+	// each time, from a heap: sets reach thousands of objects.
 	waiting := make([]int, len(nodes))
 	dependents := make([][]int, len(nodes))
 	for i, n := range nodes {
@@ -167,25 +168,23 @@ func order(nodes []*node) ([]int, []dependencyError) {
 			dependents[j] = append(dependents[j], i)
 		}
 	}
+	free := &byPhase{nodes: nodes}
+	for i := range nodes {
+		if !bad[i] && waiting[i] == 0 {
+			free.ix = append(free.ix, i)
+		}
+	}
+	heap.Init(free)
 	done := make([]bool, len(nodes))
-	var out []int
-	for {
-		next := -1
-		for i := range nodes {
-			if done[i] || bad[i] || waiting[i] > 0 {
-				continue
-			}
-			if next < 0 || phase(nodes[i].ref) < phase(nodes[next].ref) {
-				next = i
-			}
-		}
-		if next < 0 {
-			break
-		}
+	out := make([]int, 0, len(nodes))
+	for free.Len() > 0 {
+		next := heap.Pop(free).(int)
 		done[next] = true
 		out = append(out, next)
 		for _, d := range dependents[next] {
-			waiting[d]--
+			if waiting[d]--; waiting[d] == 0 && !bad[d] {
+				heap.Push(free, d)
+			}
 		}
 	}
 	// What is left waits on a bad node or on a cycle; the caller reports the
@@ -205,6 +204,28 @@ func order(nodes []*node) ([]int, []dependencyError) {
 	}
 	sort.SliceStable(errs, func(a, b int) bool { return errs[a].index < errs[b].index })
 	return out, errs
+}
+
+// byPhase is a min-heap of node indexes by (phase, index).
+type byPhase struct {
+	nodes []*node
+	ix    []int
+}
+
+func (h *byPhase) Len() int { return len(h.ix) }
+func (h *byPhase) Less(a, b int) bool {
+	pa, pb := phase(h.nodes[h.ix[a]].ref), phase(h.nodes[h.ix[b]].ref)
+	if pa != pb {
+		return pa < pb
+	}
+	return h.ix[a] < h.ix[b]
+}
+func (h *byPhase) Swap(a, b int) { h.ix[a], h.ix[b] = h.ix[b], h.ix[a] }
+func (h *byPhase) Push(x any)    { h.ix = append(h.ix, x.(int)) }
+func (h *byPhase) Pop() any {
+	x := h.ix[len(h.ix)-1]
+	h.ix = h.ix[:len(h.ix)-1]
+	return x
 }
 
 // onCycle reports whether node i can reach itself through dependencies.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -117,9 +118,9 @@ type Expansion struct {
 }
 
 type snapshot struct {
-	templates   map[string]*Template              // by constraint kind
-	byName      map[string]string                 // template name -> kind
-	constraints map[string]map[string]*Constraint // kind -> name -> constraint
+	templates   map[string]*Template      // by constraint kind
+	byName      map[string]string         // template name -> kind
+	constraints map[string]*constraintSet // by kind
 	// byGroupKind indexes constraints by the exact group/kind pairs their
 	// match names; wildcard holds those that name "*" or no kinds at all.
 	byGroupKind map[groupKind][]*Constraint
@@ -137,69 +138,142 @@ func newSnapshot() *snapshot {
 	return &snapshot{
 		templates:   map[string]*Template{},
 		byName:      map[string]string{},
-		constraints: map[string]map[string]*Constraint{},
+		constraints: map[string]*constraintSet{},
 		byGroupKind: map[groupKind][]*Constraint{},
 		expansions:  map[string]*Expansion{},
 	}
 }
 
-// clone copies the maps (not the compiled values, which are immutable).
+// clone copies the top-level maps and shares the rest: a published
+// snapshot is never changed, so a writer replaces (copies) a kind's
+// constraint map or an index slice before changing it, never edits it in
+// place. Sharing keeps adding one constraint from copying all the others.
 func (s *snapshot) clone() *snapshot {
-	n := newSnapshot()
-	for k, v := range s.templates {
-		n.templates[k] = v
+	return &snapshot{
+		templates:   maps.Clone(s.templates),
+		byName:      maps.Clone(s.byName),
+		constraints: maps.Clone(s.constraints),
+		byGroupKind: maps.Clone(s.byGroupKind),
+		wildcard:    s.wildcard,
+		expansions:  maps.Clone(s.expansions),
+		policies:    slices.Clone(s.policies),
 	}
-	for k, v := range s.byName {
-		n.byName[k] = v
-	}
-	for k, m := range s.constraints {
-		c := make(map[string]*Constraint, len(m))
-		for name, v := range m {
-			c[name] = v
-		}
-		n.constraints[k] = c
-	}
-	for k, v := range s.expansions {
-		n.expansions[k] = v
-	}
-	n.policies = slices.Clone(s.policies)
-	return n
 }
 
-// reindex rebuilds the GroupKind index after constraints changed.
+// indexKeys are the exact group/kind pairs c's match names, and whether
+// it also matches by wildcard (a "*" or no kinds at all).
+func indexKeys(c *Constraint) ([]groupKind, bool) {
+	kinds := c.Object.Spec.Match.Kinds
+	wild := len(kinds) == 0
+	var gks []groupKind
+	seen := map[groupKind]bool{}
+	for _, k := range kinds {
+		if len(k.Kinds) == 0 || len(k.APIGroups) == 0 || slices.Contains(k.Kinds, "*") || slices.Contains(k.APIGroups, "*") {
+			wild = true
+			continue
+		}
+		for _, g := range k.APIGroups {
+			for _, kind := range k.Kinds {
+				gk := groupKind{g, kind}
+				if !seen[gk] {
+					seen[gk] = true
+					gks = append(gks, gk)
+				}
+			}
+		}
+	}
+	return gks, wild
+}
+
+// reindex rebuilds the GroupKind index after templates changed.
 func (s *snapshot) reindex() {
 	s.byGroupKind = map[groupKind][]*Constraint{}
 	s.wildcard = nil
 	var all []*Constraint
-	for _, m := range s.constraints {
-		for _, c := range m {
+	for _, cs := range s.constraints {
+		for _, c := range cs.all() {
 			all = append(all, c)
 		}
 	}
 	sortConstraints(all)
 	for _, c := range all {
-		kinds := c.Object.Spec.Match.Kinds
-		wild := len(kinds) == 0
-		seen := map[groupKind]bool{}
-		for _, k := range kinds {
-			if len(k.Kinds) == 0 || len(k.APIGroups) == 0 || slices.Contains(k.Kinds, "*") || slices.Contains(k.APIGroups, "*") {
-				wild = true
-				continue
-			}
-			for _, g := range k.APIGroups {
-				for _, kind := range k.Kinds {
-					gk := groupKind{g, kind}
-					if !seen[gk] {
-						seen[gk] = true
-						s.byGroupKind[gk] = append(s.byGroupKind[gk], c)
-					}
-				}
-			}
+		gks, wild := indexKeys(c)
+		for _, gk := range gks {
+			s.byGroupKind[gk] = append(s.byGroupKind[gk], c)
 		}
 		if wild {
 			s.wildcard = append(s.wildcard, c)
 		}
 	}
+}
+
+// setConstraint puts c in place of prev (either may be nil) in a cloned
+// snapshot, copying only a shard of the kind's set and the index slices c
+// and prev are in: one add no longer copies every constraint.
+func (s *snapshot) setConstraint(kind, name string, prev, c *Constraint) {
+	cs := s.constraints[kind]
+	if c != nil {
+		cs = cs.with(name, c)
+	} else {
+		cs = cs.without(name)
+	}
+	if cs == nil {
+		delete(s.constraints, kind)
+	} else {
+		s.constraints[kind] = cs
+	}
+	if prev != nil {
+		gks, wild := indexKeys(prev)
+		for _, gk := range gks {
+			if l := without(s.byGroupKind[gk], prev); len(l) > 0 {
+				s.byGroupKind[gk] = l
+			} else {
+				delete(s.byGroupKind, gk)
+			}
+		}
+		if wild {
+			s.wildcard = without(s.wildcard, prev)
+		}
+	}
+	if c != nil {
+		gks, wild := indexKeys(c)
+		for _, gk := range gks {
+			s.byGroupKind[gk] = withSorted(s.byGroupKind[gk], c)
+		}
+		if wild {
+			s.wildcard = withSorted(s.wildcard, c)
+		}
+	}
+}
+
+func compareConstraints(a, b *Constraint) int {
+	if c := strings.Compare(a.Kind, b.Kind); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Name, b.Name)
+}
+
+// withSorted returns a new slice: l, sorted by kind and name, with c.
+func withSorted(l []*Constraint, c *Constraint) []*Constraint {
+	i, _ := slices.BinarySearchFunc(l, c, compareConstraints)
+	out := make([]*Constraint, 0, len(l)+1)
+	out = append(out, l[:i]...)
+	out = append(out, c)
+	return append(out, l[i:]...)
+}
+
+// without returns a new slice: l without c (nil when nothing is left).
+func without(l []*Constraint, c *Constraint) []*Constraint {
+	i := slices.Index(l, c)
+	if i < 0 {
+		return l
+	}
+	if len(l) == 1 {
+		return nil
+	}
+	out := make([]*Constraint, 0, len(l)-1)
+	out = append(out, l[:i]...)
+	return append(out, l[i+1:]...)
 }
 
 // candidates returns the constraints whose kinds can match group/kind, in a
@@ -252,14 +326,17 @@ func (e *Engine) AddCompiled(ct *Template) (*Template, error) {
 	n.templates[ct.Kind] = ct
 	n.byName[ct.Name] = ct.Kind
 	var errs []error
-	for name, c := range n.constraints[ct.Kind] {
+	for name, c := range old.constraints[ct.Kind].all() {
 		nc, err := compileConstraint(ct, c.Object)
 		if err != nil {
-			delete(n.constraints[ct.Kind], name)
+			n.constraints[ct.Kind] = n.constraints[ct.Kind].without(name)
 			errs = append(errs, err)
 			continue
 		}
-		n.constraints[ct.Kind][name] = nc
+		n.constraints[ct.Kind] = n.constraints[ct.Kind].with(name, nc)
+	}
+	if n.constraints[ct.Kind] == nil {
+		delete(n.constraints, ct.Kind)
 	}
 	n.reindex()
 	e.snap.Store(n)
@@ -402,11 +479,8 @@ func (e *Engine) AddConstraint(c *apis.Constraint) (*Constraint, error) {
 		return nil, err
 	}
 	n := old.clone()
-	if n.constraints[cc.Kind] == nil {
-		n.constraints[cc.Kind] = map[string]*Constraint{}
-	}
-	n.constraints[cc.Kind][cc.Name] = cc
-	n.reindex()
+	prev, _ := old.constraints[cc.Kind].get(cc.Name)
+	n.setConstraint(cc.Kind, cc.Name, prev, cc)
 	e.snap.Store(n)
 	return cc, nil
 }
@@ -463,12 +537,12 @@ func (e *Engine) RemoveConstraint(kind, name string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old := e.snap.Load()
-	if _, ok := old.constraints[kind][name]; !ok {
+	prev, ok := old.constraints[kind].get(name)
+	if !ok {
 		return false
 	}
 	n := old.clone()
-	delete(n.constraints[kind], name)
-	n.reindex()
+	n.setConstraint(kind, name, prev, nil)
 	e.snap.Store(n)
 	return true
 }
@@ -483,7 +557,6 @@ func (e *Engine) AddExpansion(x *apis.ExpansionTemplate) error {
 	defer e.mu.Unlock()
 	n := e.snap.Load().clone()
 	n.expansions[ex.Name] = ex
-	n.reindex()
 	e.snap.Store(n)
 	return nil
 }
@@ -498,7 +571,6 @@ func (e *Engine) RemoveExpansion(name string) bool {
 	}
 	n := old.clone()
 	delete(n.expansions, name)
-	n.reindex()
 	e.snap.Store(n)
 	return true
 }
@@ -517,9 +589,13 @@ func (e *Engine) Templates() []*Template {
 // Constraints returns the compiled constraints, sorted by kind and name.
 func (e *Engine) Constraints() []*Constraint {
 	s := e.snap.Load()
-	var out []*Constraint
-	for _, m := range s.constraints {
-		for _, c := range m {
+	n := 0
+	for _, cs := range s.constraints {
+		n += cs.len()
+	}
+	out := make([]*Constraint, 0, n)
+	for _, cs := range s.constraints {
+		for _, c := range cs.all() {
 			out = append(out, c)
 		}
 	}

@@ -39,7 +39,6 @@ func (e *Engine) SetPolicies(d PolicyDriver) error {
 	n.policies = slices.DeleteFunc(n.policies, func(p PolicyDriver) bool { return p.Name() == d.Name() })
 	n.policies = append(n.policies, d)
 	slices.SortFunc(n.policies, func(a, b PolicyDriver) int { return strings.Compare(a.Name(), b.Name()) })
-	n.reindex()
 	e.snap.Store(n)
 	return nil
 }
@@ -54,7 +53,6 @@ func (e *Engine) RemovePolicies(name string) bool {
 	}
 	n := old.clone()
 	n.policies = slices.DeleteFunc(n.policies, func(p PolicyDriver) bool { return p.Name() == name })
-	n.reindex()
 	e.snap.Store(n)
 	return true
 }

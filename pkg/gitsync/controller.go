@@ -31,8 +31,12 @@ const DefaultPeriod = 15 * time.Second
 // repository takes a while.
 const fetchTimeout = 5 * time.Minute
 
-// syncQPS is the client-side rate limit of the sync's requests.
-const syncQPS = 300
+// qpsPerWorker is the sync client's rate limit per apply worker: a
+// worker makes one request at a time, a few milliseconds each, so the
+// limit stays above what the workers can send and the worker pool, not
+// the limiter, bounds the sync's load (the apiserver's priority and
+// fairness protects it from the rest).
+const qpsPerWorker = 200
 
 // Controller syncs every PolicySync. It runs on the elected leader only:
 // an ApplySet must not be applied by two writers at once, and a replica
@@ -50,6 +54,9 @@ type Controller struct {
 	// EstablishTimeout bounds the wait for a template's constraint CRD,
 	// which Bouncer's template controller creates; zero means one minute.
 	EstablishTimeout time.Duration
+	// ApplyWorkers bounds the objects applied at once; zero means
+	// apply.DefaultWorkers.
+	ApplyWorkers int
 	// Registry receives the metrics; nil means none.
 	Registry prometheus.Registerer
 	Log      *slog.Logger
@@ -91,12 +98,16 @@ func (c *Controller) Start(ctx context.Context) error {
 		}
 		c.CacheDir = dir
 	}
-	// A pass over N objects makes about 4N requests in a row (a dry run
-	// and the write, each reading the object first); at serve's 50 QPS a
-	// commit of 1,000 objects would be paced to 80 s by the client alone.
-	// The sync's own clients get their own, higher budget.
+	if c.ApplyWorkers <= 0 {
+		c.ApplyWorkers = apply.DefaultWorkers
+	}
+	// A new commit of N objects makes about 2N requests (a dry run and the
+	// write), ApplyWorkers at a time; at serve's 50 QPS a commit of 10,000
+	// objects would be paced to 400 s by the client alone. The sync's own
+	// clients get their own budget, sized to the workers.
 	cfg := rest.CopyConfig(c.Config)
-	cfg.QPS, cfg.Burst = max(cfg.QPS, syncQPS), max(cfg.Burst, 2*int(syncQPS))
+	qps := float32(qpsPerWorker * c.ApplyWorkers)
+	cfg.QPS, cfg.Burst = max(cfg.QPS, qps), max(cfg.Burst, 2*int(qps))
 	var err error
 	if c.dyn, err = dynamic.NewForConfig(cfg); err != nil {
 		return fmt.Errorf("git sync: dynamic client: %w", err)

@@ -35,7 +35,15 @@ func newDriftWatches(client metadata.Interface, id string, wake func(), log *slo
 // set watches the resources of objs, and stops watching the others.
 func (d *driftWatches) set(ctx context.Context, a *apply.Applier, objs []*unstructured.Unstructured) {
 	want := map[schema.GroupVersionResource]bool{}
+	kinds := map[schema.GroupVersionKind]bool{}
 	for _, o := range objs {
+		// Resolve each kind once: a commit holds thousands of objects of
+		// a few kinds.
+		gvk := o.GroupVersionKind()
+		if kinds[gvk] {
+			continue
+		}
+		kinds[gvk] = true
 		m, err := a.Resource(ctx, o.GetAPIVersion(), o.GetKind(), 0)
 		if err != nil {
 			continue // applied a moment ago; the next pass tries again

@@ -155,11 +155,21 @@ func (s *syncer) pass(ctx context.Context) time.Duration {
 		return wait
 	}
 
+	stageAt := time.Now()
+	var stages []any // name, duration pairs for the pass's debug log
+	stage := func(name string) {
+		stages = append(stages, name, time.Since(stageAt).Round(time.Millisecond))
+		stageAt = time.Now()
+	}
+	defer func() {
+		s.c.Log.Debug("git sync pass", append([]any{"policysync", s.key(), "outcome", outcome}, stages...)...)
+	}()
 	spec, err := s.gitSpec(ctx, ps)
 	var co gitsource.Checkout
 	if err == nil {
 		co, err = (&gitsource.Fetcher{CacheDir: s.fetcherDir, Log: s.c.Log, Timeout: fetchTimeout}).Fetch(ctx, spec)
 	}
+	stage("fetch")
 	if err != nil {
 		errs := []apis.SyncError{sourceError(err)}
 		st.Source = step(old.Source, old.Source.Commit, errs, t)
@@ -167,6 +177,7 @@ func (s *syncer) pass(ctx context.Context) time.Duration {
 	}
 
 	objs, renderErrs, sourceErrs := s.validate(ctx, ps, co)
+	stage("validate")
 	st.Rendering = step(old.Rendering, co.Commit, renderErrs, t)
 	st.Source = step(old.Source, co.Commit, sourceErrs, t)
 	if errs := append(renderErrs, sourceErrs...); len(errs) > 0 {
@@ -184,10 +195,13 @@ func (s *syncer) pass(ctx context.Context) time.Duration {
 		setConditionsReconciling(&reconciling, ps.Generation, co.Commit)
 		s.report(ctx, ps, old, reconciling)
 		old = reconciling
+		stage("reportReconciling")
 	}
 	var errs []apis.SyncError
 	todo, full := s.plan(objs, period)
-	if st.Sync, errs = s.applyStep(ctx, todo, full, co.Commit, old.Sync, t); len(errs) > 0 {
+	st.Sync, errs = s.applyStep(ctx, todo, full, co.Commit, old.Sync, t)
+	stage("apply")
+	if len(errs) > 0 {
 		return retry("ApplyFailed", errs)
 	}
 	s.failures = 0
@@ -199,7 +213,9 @@ func (s *syncer) pass(ctx context.Context) time.Duration {
 		s.c.metrics.LastSynced.WithLabelValues(s.key()).SetToCurrentTime()
 	}
 	s.watches.set(ctx, s.c.applier, objs)
+	stage("watches")
 	s.report(ctx, ps, old, st)
+	stage("report")
 	return wait
 }
 
@@ -405,11 +421,13 @@ func (s *syncer) apply(ctx context.Context, objs []*unstructured.Unstructured, p
 		}
 		first = append(first, o)
 	}
-	opts := apply.Options{Force: true, Atomic: true, NoPrune: !prune}
+	opts := apply.Options{Force: true, Atomic: true, NoPrune: !prune, Workers: s.c.ApplyWorkers}
+	at := time.Now()
 	if len(constraintKinds) > 0 {
 		pre := opts
 		pre.NoPrune = true
 		res, err := s.c.applier.ApplySet(ctx, set, first, pre)
+		s.c.Log.Debug("git sync: applied all but constraints", "policysync", s.key(), "objects", len(first), "took", time.Since(at).Round(time.Millisecond))
 		if err != nil || len(res.Errors) > 0 {
 			return res, err
 		}
@@ -421,6 +439,10 @@ func (s *syncer) apply(ctx context.Context, objs []*unstructured.Unstructured, p
 				}}}, nil
 			}
 		}
+		s.c.Log.Debug("git sync: constraint kinds served", "policysync", s.key(), "kinds", len(constraintKinds), "took", time.Since(at).Round(time.Millisecond))
+		at = time.Now()
 	}
-	return s.c.applier.ApplySet(ctx, set, objs, opts)
+	res, err := s.c.applier.ApplySet(ctx, set, objs, opts)
+	s.c.Log.Debug("git sync: applied the set", "policysync", s.key(), "objects", len(objs), "prune", prune, "took", time.Since(at).Round(time.Millisecond))
+	return res, err
 }

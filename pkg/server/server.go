@@ -111,6 +111,9 @@ type Options struct {
 	// SyncCacheDir holds the git sync's fetch caches, one per PolicySync;
 	// empty means a temporary directory.
 	SyncCacheDir string
+	// SyncApplyWorkers bounds the objects the git sync applies at once;
+	// zero means apply.DefaultWorkers.
+	SyncApplyWorkers int
 	// Audit configures the continuous audit (leader only).
 	Audit audit.ServeOptions
 	Log   *slog.Logger
@@ -279,7 +282,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := mgr.Add(syncFront); err != nil {
 		return err
 	}
-	leaders.Add(&gitsync.Controller{Config: o.Config, CacheDir: o.SyncCacheDir, Registry: m.Registry, Log: log})
+	leaders.Add(&gitsync.Controller{Config: o.Config, CacheDir: o.SyncCacheDir, ApplyWorkers: o.SyncApplyWorkers, Registry: m.Registry, Log: log})
 
 	var draining atomic.Bool
 	h := &webhook.Handler{

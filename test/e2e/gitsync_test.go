@@ -659,7 +659,12 @@ func TestGitSync(t *testing.T) {
 	})
 }
 
-var gitSyncBenchObjects = flag.Int("gitsync-bench-objects", 0, "TestGitSyncBenchmark: policy objects in the repository (one template, the rest constraints); 0 skips the benchmark")
+var (
+	gitSyncBenchObjects = flag.Int("gitsync-bench-objects", 0, "TestGitSyncBenchmark: policy objects in the repository (one template, the rest constraints); 0 skips the benchmark")
+	gitSyncBenchProf    = flag.String("gitsync-bench-cpuprofile", "", "TestGitSyncBenchmark: write a CPU profile of the syncing bouncer, from start to stop, to this file")
+	gitSyncBenchLog     = flag.String("gitsync-bench-log", "", "TestGitSyncBenchmark: copy the syncing bouncer's debug log (with each pass's stage timings) to this file")
+	gitSyncBenchWorkers = flag.Int("gitsync-bench-workers", 0, "TestGitSyncBenchmark: the syncing bouncer's --sync-apply-workers; 0 keeps its default")
+)
 
 // TestGitSyncBenchmark measures commit-to-applied for a repository of N
 // policy objects, then for a one-object change with the receiver, and
@@ -674,7 +679,23 @@ func TestGitSyncBenchmark(t *testing.T) {
 	const name = "bench"
 	createNamespace(t, gitSyncNS)
 	gs, work := startGitServer(t)
-	b := startBouncer(t, "bouncer-gitsync-bench", "--audit=false", "--leader-election-id", "gitsync-bench", "--sync-cache-dir", t.TempDir())
+	args := []string{"--audit=false", "--leader-election-id", "gitsync-bench", "--sync-cache-dir", t.TempDir()}
+	if *gitSyncBenchProf != "" {
+		args = append(args, "--cpuprofile", *gitSyncBenchProf)
+	}
+	if *gitSyncBenchWorkers > 0 {
+		args = append(args, "--sync-apply-workers", fmt.Sprint(*gitSyncBenchWorkers))
+	}
+	b := startBouncer(t, "bouncer-gitsync-bench", args...)
+	if *gitSyncBenchLog != "" {
+		// Registered after startBouncer's cleanup, so it runs first: the
+		// process still runs, and the profile is written when it stops.
+		t.Cleanup(func() {
+			if log, err := os.ReadFile(b.log); err != nil || os.WriteFile(*gitSyncBenchLog, log, 0o644) != nil {
+				t.Errorf("copying the bouncer log to %s failed", *gitSyncBenchLog)
+			}
+		})
+	}
 	createSyncSecrets(t)
 	t.Cleanup(func() { cleanupGitSync(t, name) })
 	constraint := readFile(t, "test/e2e/testdata/gitsync/constraint.yaml")
@@ -691,6 +712,7 @@ func TestGitSyncBenchmark(t *testing.T) {
 	mustKubectl(t, policySyncYAML(name, gs.URL("policies"), "1h"), "apply", "-f", "-")
 	waitSyncedNamed(t, name, commit, 30*time.Minute)
 	t.Logf("%d objects: commit to applied %s", n, time.Since(start).Round(time.Millisecond))
+	t.Logf("peak RSS of the syncing bouncer after the first sync: %s", peakRSS(b.cmd.Process.Pid))
 	if got := getPolicySyncNamed(t, name).Status.Sync.ObjectCount; got != n {
 		t.Errorf("objectCount %d, want %d", got, n)
 	}
@@ -718,6 +740,7 @@ func TestGitSyncBenchmark(t *testing.T) {
 	}
 	waitSyncedNamed(t, name, commit, 30*time.Minute)
 	t.Logf("%d objects, one changed, receiver called: commit to applied %s", n, time.Since(start).Round(time.Millisecond))
+	t.Logf("peak RSS of the syncing bouncer at the end: %s", peakRSS(b.cmd.Process.Pid))
 }
 
 // TestGitSyncReceiverOnFollower: the receiver works on a replica that does
