@@ -92,12 +92,14 @@ func (g *mutationGen) patches(depth int, cur string, ptr pointer) string {
 	case last:
 		present, absent = g.leaf(sel, at, test)
 	default:
-		present = g.patches(depth+1, sel, at)
 		if created, ok := g.create(depth + 1); ok {
 			absent = addPatch(at, created.render())
 		} else {
 			absent = emptyList
 		}
+		// A field holding null passes path tests as present but is
+		// walked as missing, as in pkg/mutation.
+		present = choose(sel+" != null", g.patches(depth+1, sel, at), absent)
 	}
 	if test == mutation.MustNotExist {
 		present = emptyList
@@ -120,7 +122,7 @@ func (g *mutationGen) leaf(sel string, at pointer, test string) (present, absent
 		}
 		vals := celList(g.setValues).render()
 		d := g.varSuffix()
-		return fmt.Sprintf("(%s.exists(e%s, e%s in %s) ? [JSONPatch{op: \"replace\", path: %s, value: %s.filter(e%s, !(e%s in %s))}] : [])",
+		return "(" + sel + " != null && " + fmt.Sprintf("%s.exists(e%s, e%s in %s) ? [JSONPatch{op: \"replace\", path: %s, value: %s.filter(e%s, !(e%s in %s))}] : [])",
 			sel, d, d, vals, at.render(), sel, d, d, vals), emptyList
 	case g.setOp == mutation.OpMerge:
 		if len(g.setValues) == 0 {
@@ -128,9 +130,10 @@ func (g *mutationGen) leaf(sel string, at pointer, test string) (present, absent
 		}
 		vals := celList(g.setValues).render()
 		d := g.varSuffix()
-		return fmt.Sprintf("(%s.exists(v%s, !(v%s in %s)) ? [JSONPatch{op: \"replace\", path: %s, value: %s + %s.filter(v%s, !(v%s in %s))}] : [])",
-				vals, d, d, sel, at.render(), sel, vals, d, d, sel),
-			addPatch(at, g.setCreate.render())
+		create := addPatch(at, g.setCreate.render())
+		// A set holding null is merged into as if missing.
+		return choose(sel+" != null", fmt.Sprintf("(%s.exists(v%s, !(v%s in %s)) ? [JSONPatch{op: \"replace\", path: %s, value: %s + %s.filter(v%s, !(v%s in %s))}] : [])",
+			vals, d, d, sel, at.render(), sel, vals, d, d, sel), create), create
 	default: // Assign
 		return addPatch(at, g.value.render()), addPatch(at, g.value.render())
 	}

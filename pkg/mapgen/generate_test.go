@@ -55,6 +55,7 @@ var pods = []string{
 	podHeader + "spec: {containers: [{name: app, image: nginx, imagePullPolicy: IfNotPresent, securityContext: {capabilities: {drop: [NET_RAW], add: [NET_ADMIN]}}}]}",
 	podHeader + "spec: {securityContext: {runAsNonRoot: true, seccompProfile: {type: Localhost, localhostProfile: p.json}}, containers: [{name: app, image: nginx, securityContext: {capabilities: {drop: [ALL]}, allowPrivilegeEscalation: true}}]}",
 	podHeader + "spec: {initContainers: [{name: init, image: busybox}], containers: []}",
+	podHeader + "spec: {securityContext: null, initContainers: null, containers: [{name: app, image: nginx, securityContext: {capabilities: {drop: null, add: null}}}, {name: sidecar, image: envoy, securityContext: null}]}",
 	"apiVersion: v1\nkind: Pod\nmetadata: {name: bare, namespace: other, labels: {team: keep, app: db}, annotations: {note: x}}\nspec: {containers: [{name: db, image: postgres, ports: [{containerPort: 5432}]}]}",
 }
 
