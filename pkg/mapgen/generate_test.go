@@ -19,7 +19,7 @@ import (
 	"github.com/bouncer-policy/bouncer/pkg/mutation"
 )
 
-func decodeMutator(t *testing.T, src string) *apis.Mutator {
+func decodeMutator(t testing.TB, src string) *apis.Mutator {
 	t.Helper()
 	j, err := yaml.YAMLToJSON([]byte(src))
 	if err != nil {
@@ -32,7 +32,7 @@ func decodeMutator(t *testing.T, src string) *apis.Mutator {
 	return m
 }
 
-func decodeObject(t *testing.T, src string) *unstructured.Unstructured {
+func decodeObject(t testing.TB, src string) *unstructured.Unstructured {
 	t.Helper()
 	j, err := yaml.YAMLToJSON([]byte(src))
 	if err != nil {
@@ -46,6 +46,8 @@ func decodeObject(t *testing.T, src string) *unstructured.Unstructured {
 }
 
 const podHeader = "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop, labels: {app: web}}\n"
+
+func podsSrc() []string { return pods }
 
 // pods are the objects every mutator form is tried on: no spec parts,
 // some, all, several containers, values to keep and to replace.
@@ -238,7 +240,7 @@ func TestGeneratedPolicyMutatesAsBouncer(t *testing.T) {
 
 // normal round-trips through JSON so that int and int64, and the patcher's
 // float64 numbers, compare alike.
-func normal(t *testing.T, obj map[string]any) map[string]any {
+func normal(t testing.TB, obj map[string]any) map[string]any {
 	t.Helper()
 	b, err := utiljson.Marshal(obj)
 	if err != nil {
