@@ -178,3 +178,83 @@ func boolKeys(m map[string]int) map[string]bool {
 	}
 	return out
 }
+
+// TestEachRestrictedMutatorSatisfiesItsPolicy takes, for every library
+// mutator naming a pss-restricted policy in bouncer.dev/satisfies, the
+// restricted Pod without the field that mutator defaults: the bundle must
+// deny it with exactly the named policy, and allow it once the mutators
+// satisfying that policy (one per container list) have run.
+func TestEachRestrictedMutatorSatisfiesItsPolicy(t *testing.T) {
+	unset := map[string]func(p *corev1.Pod){
+		"pss-restricted-capabilities": func(p *corev1.Pod) {
+			for _, c := range containers(&p.Spec) {
+				c.SecurityContext.Capabilities = nil
+			}
+		},
+		"pss-restricted-privilege-escalation": func(p *corev1.Pod) {
+			for _, c := range containers(&p.Spec) {
+				c.SecurityContext.AllowPrivilegeEscalation = nil
+			}
+		},
+		"pss-restricted-seccomp":             func(p *corev1.Pod) { p.Spec.SecurityContext.SeccompProfile = nil },
+		"pss-restricted-running-as-non-root": func(p *corev1.Pod) { p.Spec.SecurityContext.RunAsNonRoot = nil },
+	}
+	ms, err := library.Mutators()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bySatisfies := map[string]*bmutation.System{}
+	for _, m := range ms {
+		if m.Satisfies == "" {
+			continue
+		}
+		if _, ok := unset[m.Satisfies]; !ok {
+			t.Errorf("%s satisfies %s, which this test does not know how to unset", m.Name, m.Satisfies)
+			continue
+		}
+		c, err := bmutation.Decode(m.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bySatisfies[m.Satisfies] == nil {
+			bySatisfies[m.Satisfies] = bmutation.NewSystem()
+		}
+		if err := bySatisfies[m.Satisfies].Add(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restricted := loadBundles(t, apis.EngineRego)["pss-restricted"]
+	ctx := context.Background()
+	for policy, clear := range unset {
+		t.Run(policy, func(t *testing.T) {
+			sys := bySatisfies[policy]
+			if sys == nil {
+				t.Fatalf("no library mutator satisfies %s", policy)
+			}
+			p := restrictedPod()
+			clear(p)
+			obj, err := podObject(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before, err := review(ctx, restricted, obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(before.denied) != 1 || !before.denied[policy] {
+				t.Fatalf("before mutation: denied by %v, want only %s", sorted(before.denied), policy)
+			}
+			u := &unstructured.Unstructured{Object: obj}
+			if changed, _, err := sys.Mutate(u, nil, "CREATE"); err != nil || !changed {
+				t.Fatalf("mutate: changed %v, %v", changed, err)
+			}
+			after, err := review(ctx, restricted, u.Object)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(after.denied) != 0 {
+				t.Fatalf("after mutation: still denied: %v", after.messages)
+			}
+		})
+	}
+}
