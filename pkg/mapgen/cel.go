@@ -99,7 +99,11 @@ func (g *mutationGen) patches(depth int, cur string, ptr pointer) string {
 		}
 		// A field holding null passes path tests as present but is
 		// walked as missing, as in pkg/mutation.
-		present = choose(sel+" != null", g.patches(depth+1, sel, at), absent)
+		walk := g.patches(depth+1, sel, at)
+		if test == "" {
+			return choose(has+" && "+sel+" != null", walk, absent)
+		}
+		present = choose(sel+" != null", walk, absent)
 	}
 	if test == mutation.MustNotExist {
 		present = emptyList
