@@ -130,6 +130,10 @@ func TestGeneratedMAPMutatesAsBouncer(t *testing.T) {
 				t.Errorf("%s: %s: stored %v, bouncer mutate %v", name, strings.Join(f, "."), sv, ov)
 			}
 		}
+		if name == "bare" {
+			summary, _ := yaml.Marshal(map[string]any{"labels": fieldAt(s, []string{"metadata", "labels"}), "securityContext": fieldAt(s, []string{"spec", "securityContext"}), "containers": fieldAt(s, []string{"spec", "containers"})})
+			t.Logf("stored Pod %s/%s:\n%s", ns, name, summary)
+		}
 		if l := o["metadata"].(map[string]any)["labels"].(map[string]any)["bouncer.dev/namespace"]; name == "labelled" && l != "keep" || name == "bare" && l != ns {
 			t.Errorf("%s: label bouncer.dev/namespace %v", name, l)
 		}
