@@ -364,3 +364,35 @@ spec:
 		t.Fatalf("got %v, want a location error", err)
 	}
 }
+
+// A Namespace is matched by its own name, as pkg/match does.
+func TestNamespaceMatchesByItsName(t *testing.T) {
+	in := decodeMutator(t, `apiVersion: mutations.gatekeeper.sh/v1
+kind: AssignMetadata
+metadata: {name: ns-owner}
+spec:
+  match: {namespaces: ["shop*"], kinds: [{apiGroups: [""], kinds: [Namespace]}]}
+  location: metadata.labels.owner
+  parameters: {assign: {value: shop-team}}`)
+	g, err := Generate(in, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs := g.Policy.Spec.MatchConstraints.ResourceRules; len(rs) != 1 || !reflect.DeepEqual(rs[0].Resources, []string{"namespaces"}) {
+		t.Fatalf("resource rules %+v", rs)
+	}
+	p, err := Compile(g.Policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"shop": true, "shopfront": true, "other": false} {
+		obj := decodeObject(t, "apiVersion: v1\nkind: Namespace\nmetadata: {name: "+name+"}")
+		got, matched, err := p.Apply(context.Background(), obj, nil, "CREATE")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if matched != want || want && got.GetLabels()["owner"] != "shop-team" {
+			t.Errorf("Namespace %s: matched %v, labels %v; want matched %v", name, matched, got.GetLabels(), want)
+		}
+	}
+}
