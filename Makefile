@@ -41,6 +41,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzRead -fuzztime 30s ./pkg/load/
 	$(GO) test -run '^$$' -fuzz FuzzParsePath -fuzztime 30s ./pkg/mutation/
 	$(GO) test -run '^$$' -fuzz FuzzMutate -fuzztime 30s ./pkg/mutation/
+	$(GO) test -run '^$$' -fuzz FuzzGenerate -fuzztime 30s ./pkg/mapgen/
 
 # image builds the container deploy/ refers to (needs a container runtime).
 image:

@@ -36,7 +36,10 @@ func LibraryList(o LibraryListOptions) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Kind, p.Severity,
 				dash(strings.Join(p.Bundles, ",")), dash(standardIDs(p)), p.Title)
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		return listMutators(o)
 	case "json":
 		if ps == nil {
 			ps = []library.Policy{}
@@ -47,6 +50,43 @@ func LibraryList(o LibraryListOptions) error {
 	default:
 		return usageError{fmt.Errorf("unknown output format %q: want table or json", o.Output)}
 	}
+}
+
+// listMutators writes the library's mutators after the policies: those in
+// --bundle, or all of them when no filter is given (mutators map to no
+// standard or CVE).
+func listMutators(o LibraryListOptions) error {
+	if o.Filter.Standard != "" || o.Filter.CVE != "" {
+		return nil
+	}
+	ms, err := library.Mutators()
+	if err != nil {
+		return err
+	}
+	var picked []library.Mutator
+	for _, m := range ms {
+		if o.Filter.Bundle == "" || containsFold(m.Bundles, o.Filter.Bundle) {
+			picked = append(picked, m)
+		}
+	}
+	if len(picked) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(o.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nMUTATOR\tKIND\tBUNDLES\tSATISFIES\tDESCRIPTION")
+	for _, m := range picked {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Kind, dash(strings.Join(m.Bundles, ",")), dash(m.Satisfies), m.Description)
+	}
+	return tw.Flush()
+}
+
+func containsFold(list []string, s string) bool {
+	for _, x := range list {
+		if strings.EqualFold(x, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func standardIDs(p library.Policy) string {
