@@ -70,19 +70,10 @@ func (f *Frontend) Start(ctx context.Context) error {
 	if f.kube, err = kubernetes.NewForConfig(f.Config); err != nil {
 		return fmt.Errorf("git sync frontend: %w", err)
 	}
-	for ctx.Err() == nil {
-		r, err := f.kube.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
-		if err == nil {
-			name := r.Status.UserInfo.Username
-			f.self.Store(&name)
-			break
-		}
-		f.Log.Warn("git sync: learning Bouncer's own username (SelfSubjectReview)", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(2 * time.Second):
-		}
-	}
+	// The receiver needs only the PolicySyncs; the drift check also needs
+	// Bouncer's own name, learnt beside them so a slow answer does not keep
+	// the receiver answering 503.
+	go f.learnSelf(ctx)
 	inf := dynamicinformer.NewFilteredDynamicInformer(f.dyn, PolicySyncGVR, "", 0, cache.Indexers{}, nil)
 	go inf.Informer().Run(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced) {
@@ -92,6 +83,23 @@ func (f *Frontend) Start(ctx context.Context) error {
 	f.lister.Store(&l)
 	<-ctx.Done()
 	return nil
+}
+
+// learnSelf asks the apiserver who Bouncer is, until it answers.
+func (f *Frontend) learnSelf(ctx context.Context) {
+	for ctx.Err() == nil {
+		r, err := f.kube.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+		if err == nil {
+			name := r.Status.UserInfo.Username
+			f.self.Store(&name)
+			return
+		}
+		f.Log.Warn("git sync: learning Bouncer's own username (SelfSubjectReview)", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
 
 func (f *Frontend) get(namespace, name string) (*apis.PolicySync, bool, error) {

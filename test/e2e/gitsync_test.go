@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -271,7 +272,24 @@ func callReceiver(t *testing.T, c *http.Client, url string, header map[string]st
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		t.Logf("receiver: 503 %s", strings.TrimSpace(string(b)))
+	}
 	return resp.StatusCode
+}
+
+// waitReceiverReady waits until the replica's receiver has loaded the
+// PolicySyncs (it answers 503 until then): a call for an unknown one gets
+// 404.
+func waitReceiverReady(t *testing.T, c *http.Client, base string) {
+	t.Helper()
+	eventually(t, 60*time.Second, func() error {
+		if code := callReceiver(t, c, base+"/sync/"+gitSyncHome+"/no-such-policysync", nil, nil); code != http.StatusNotFound {
+			return fmt.Errorf("receiver answers %d, want 404 for an unknown PolicySync", code)
+		}
+		return nil
+	})
 }
 
 func githubSignature(body []byte, secret string) string {
@@ -398,6 +416,7 @@ func TestGitSync(t *testing.T) {
 	recv := receiverClient(t, replica)
 	receiverURL := b.url + "/sync/" + gitSyncHome + "/" + gitSyncName
 	waitSynced(t, initial)
+	waitReceiverReady(t, recv, b.url)
 
 	var commitA string
 	t.Run("template and constraint in one commit are enforced", func(t *testing.T) {
@@ -780,6 +799,7 @@ func TestGitSyncReceiverOnFollower(t *testing.T) {
 		"template.yaml":   readFile(t, "test/e2e/testdata/gitsync/template.yaml"),
 		"constraint.yaml": readFile(t, "test/e2e/testdata/gitsync/constraint.yaml"),
 	})
+	waitReceiverReady(t, receiverClient(t, name), follower.url)
 	if code := callReceiver(t, receiverClient(t, name), follower.url+"/sync/"+gitSyncHome+"/"+gitSyncName, map[string]string{"X-Gitlab-Token": receiverSecret}, []byte(`{}`)); code != http.StatusAccepted {
 		t.Fatalf("the follower's receiver: HTTP %d, want 202", code)
 	}
