@@ -13,6 +13,7 @@ import (
 	"github.com/bouncer-policy/bouncer/pkg/engine"
 	"github.com/bouncer-policy/bouncer/pkg/match"
 	"github.com/bouncer-policy/bouncer/pkg/metrics"
+	"github.com/bouncer-policy/bouncer/pkg/mutation"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -57,6 +58,10 @@ type Options struct {
 	Log              *slog.Logger
 	Metrics          *metrics.Metrics
 	Applier          Applier
+	// Mutators, when set, is kept in step with the mutator objects
+	// (Assign, AssignMetadata, ModifySet, AssignImage); nil leaves them
+	// unwatched.
+	Mutators *mutation.System
 	// SyncVAP writes a ValidatingAdmissionPolicy per CEL template and a
 	// binding per constraint of it (leader only).
 	SyncVAP bool
@@ -119,10 +124,19 @@ func Setup(mgr manager.Manager, o Options) (*Controllers, error) {
 	if err := setupSyncSets(c); err != nil {
 		return nil, fmt.Errorf("syncset controller: %w", err)
 	}
+	policyKinds := []client.Object{&corev1.Namespace{}, newTemplate(), newExpansion(), newConfig(), newSyncSet()}
+	if o.Mutators != nil {
+		if err := setupMutators(c); err != nil {
+			return nil, fmt.Errorf("mutator controller: %w", err)
+		}
+		for _, gvk := range MutatorGVKs {
+			policyKinds = append(policyKinds, newMutator(gvk.Kind))
+		}
+	}
 	// Namespaces back namespaceSelector matching in the webhook. The
 	// policy kinds' informers are created now, not when their controllers
 	// start, so that the initial listing (expectInitial) sees them synced.
-	for _, obj := range []client.Object{&corev1.Namespace{}, newTemplate(), newExpansion(), newConfig(), newSyncSet()} {
+	for _, obj := range policyKinds {
 		if _, err := mgr.GetCache().GetInformer(context.Background(), obj, cache.BlockUntilSynced(false)); err != nil {
 			return nil, fmt.Errorf("informer for %T %s: %w", obj, obj.GetObjectKind().GroupVersionKind(), err)
 		}
@@ -182,7 +196,11 @@ func (c *Controllers) expectInitial(ctx context.Context) error {
 	if !c.mgr.GetCache().WaitForCacheSync(ctx) {
 		return fmt.Errorf("waiting for caches: %w", ctx.Err())
 	}
-	for _, gvk := range []schema.GroupVersionKind{TemplateGVK, ExpansionGVK, ConfigGVK, SyncSetGVK} {
+	gvks := []schema.GroupVersionKind{TemplateGVK, ExpansionGVK, ConfigGVK, SyncSetGVK}
+	if c.opts.Mutators != nil {
+		gvks = append(gvks, MutatorGVKs...)
+	}
+	for _, gvk := range gvks {
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
 		if err := c.cache.List(ctx, list); err != nil {
