@@ -224,7 +224,13 @@ func (h *Handler) reviewResource(ctx context.Context, _ map[string]any, r *engin
 	if r.Kind.Group == "" && r.Kind.Kind == "Namespace" && r.NamespaceObject == nil {
 		r.NamespaceObject = r.Object
 	}
-	res, err := h.Engine.Review(ctx, r, engine.AtEnforcementPoint(apis.PointWebhook))
+	opts := []engine.ReviewOption{engine.AtEnforcementPoint(apis.PointWebhook)}
+	if h.Mutators != nil {
+		// The object itself arrives mutated (mutating webhooks run first);
+		// the Pods a Deployment will create must be judged mutated too.
+		opts = append(opts, engine.MutateExpanded(h.Mutators.MutateJSON))
+	}
+	res, err := h.Engine.Review(ctx, r, opts...)
 	if err != nil {
 		// The whole review failed (e.g. it ran out of time before any
 		// constraint answered): the failure policy decides.

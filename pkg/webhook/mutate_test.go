@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -183,4 +184,36 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+func deploymentBody(image string) []byte {
+	return []byte(fmt.Sprintf(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{
+"uid":"u-2","kind":{"group":"apps","version":"v1","kind":"Deployment"},"resource":{"group":"apps","version":"v1","resource":"deployments"},
+"name":"web","namespace":"apps","operation":"CREATE","userInfo":{"username":"alice"},
+"object":{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"apps"},
+"spec":{"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"app","image":%q}]}}}}}}`, image))
+}
+
+// The validating webhook judges a Deployment's expanded Pod as the
+// mutators will leave it: a Pod mutator that pins the tag makes the
+// Deployment with :latest admissible, as in Gatekeeper.
+func TestValidationMutatesExpandedPods(t *testing.T) {
+	pinTag := `{"apiVersion":"mutations.gatekeeper.sh/v1alpha1","kind":"AssignImage","metadata":{"name":"pin"},"spec":{
+"applyTo":[{"groups":[""],"kinds":["Pod"],"versions":["v1"]}],
+"location":"spec.containers[name: *].image","parameters":{"assignTag":":1.27"}}}`
+	h, _ := newHandler(t)
+	_, out := post(t, mux(h), PathResources, deploymentBody("nginx:latest"), "application/json")
+	if out == nil || out.Response.Allowed {
+		t.Fatalf("without mutators the Deployment's :latest Pod must be denied: %+v", out)
+	}
+	h.Mutators = mutators(t, pinTag)
+	_, out = post(t, mux(h), PathResources, deploymentBody("nginx:latest"), "application/json")
+	if out == nil || !out.Response.Allowed {
+		t.Fatalf("with the tag pinned on Pods the Deployment must be admitted: %+v", out.Response.Result)
+	}
+	// The Deployment itself is not a Pod: the mutating path leaves it alone.
+	_, out = post(t, mux(h), PathMutate, deploymentBody("nginx:latest"), "application/json")
+	if out == nil || out.Response.Patch != nil {
+		t.Errorf("Deployment patched by a Pod mutator: %+v", out)
+	}
 }
