@@ -12,7 +12,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// Mutators of this test match only its namespaces: the cluster is shared.
+// Mutators of this test match only Pods in its namespaces: the cluster is
+// shared, and a namespaces list alone lets cluster-scoped objects match (as
+// in Gatekeeper), hence scope Namespaced.
 const mutationPolicies = `
 apiVersion: mutations.gatekeeper.sh/v1
 kind: Assign
@@ -24,6 +26,8 @@ spec:
     kinds: [Pod]
     versions: [v1]
   match:
+    scope: Namespaced
+    kinds: [{apiGroups: [""], kinds: [Pod]}]
     namespaces: [mut-shop]
   location: "spec.containers[name: *].securityContext.capabilities.drop"
   parameters:
@@ -40,6 +44,8 @@ spec:
     kinds: [Pod]
     versions: [v1]
   match:
+    scope: Namespaced
+    kinds: [{apiGroups: [""], kinds: [Pod]}]
     namespaces: [mut-shop]
   location: spec.securityContext.runAsNonRoot
   parameters:
@@ -52,6 +58,8 @@ metadata:
   name: mut-owner
 spec:
   match:
+    scope: Namespaced
+    kinds: [{apiGroups: [""], kinds: [Pod]}]
     namespaces: [mut-shop]
   location: metadata.labels.owner
   parameters:
@@ -72,6 +80,8 @@ spec:
     kinds: [Pod]
     versions: [v1]
   match:
+    scope: Namespaced
+    kinds: [{apiGroups: [""], kinds: [Pod]}]
     namespaces: [mut-shop]
   location: "spec.containers[name: *].env[name: MODE].value"
   parameters:
@@ -88,8 +98,10 @@ spec:
     kinds: [Pod]
     versions: [v1]
   match:
+    scope: Namespaced
+    kinds: [{apiGroups: [""], kinds: [Pod]}]
     namespaces: [mut-shop]
-  location: spec.containers[name: *].env.MODE
+  location: "spec.containers[name: *].env.MODE"
   parameters:
     assign:
       value: strict
