@@ -247,6 +247,7 @@ func TestMutation(t *testing.T) {
 		if p.Labels["owner"] != "platform" {
 			t.Errorf("labels %v, want owner=platform", p.Labels)
 		}
+		t.Logf("kubectl get pod bare:\n%s", mustKubectl(t, "", "get", "pod", "-n", "mut-shop", "bare", "-o", "jsonpath={.metadata.labels}{\"\\n\"}{.metadata.annotations}{\"\\n\"}{.spec.securityContext}{\"\\n\"}{.spec.containers[0].securityContext}"))
 		want := "Assign/mut-drop-all,Assign/mut-run-as-non-root,AssignMetadata/mut-owner"
 		if got := p.Annotations["bouncer.dev/mutations"]; got != want {
 			t.Errorf("bouncer.dev/mutations = %q, want %q", got, want)
@@ -301,6 +302,7 @@ func TestMutation(t *testing.T) {
 		mustKubectl(t, conflictingMutators, "apply", "-f", "-")
 		waitMutator(t, "Assign", "mut-env-list", replica, schemaConflict)
 		waitMutator(t, "Assign", "mut-env-object", replica, schemaConflict)
+		t.Logf("kubectl get assign mut-env-list:\n%s", mustKubectl(t, "", "get", "assign.mutations.gatekeeper.sh", "mut-env-list", "-o", "jsonpath={.status.byPod}"))
 		if _, err := createPod(t, pod("conflicted", "mut-shop", "nginx:1.27", nil)); err != nil {
 			t.Fatal(err)
 		}
@@ -381,6 +383,8 @@ spec:
 			}
 			return nil
 		})
+		out, _ := kubectl(t, deployment("mut-plain"), "apply", "--dry-run=server", "-f", "-")
+		t.Logf("Deployment in mut-plain:\n%s", out)
 		// Where drop-all applies to the Pods, the same Deployment is admitted,
 		// and the Pods it creates are stored mutated.
 		mustKubectl(t, deployment("mut-shop"), "apply", "-f", "-")
