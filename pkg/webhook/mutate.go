@@ -65,11 +65,17 @@ func (h *Handler) reviewMutation(ctx context.Context, _ map[string]any, r *engin
 	obj := &unstructured.Unstructured{Object: runtime.DeepCopyJSONValue(original).(map[string]any)}
 	// The admission request's object may lack apiVersion/kind on some
 	// paths; mutators match on them.
-	if obj.GetKind() == "" {
+	typeless := obj.GetKind() == ""
+	if typeless {
 		obj.SetAPIVersion(r.Kind.GroupVersion())
 		obj.SetKind(r.Kind.Kind)
 	}
 	changed, ids, err := h.Mutators.Mutate(obj, nsObj, r.Operation)
+	if typeless {
+		// Only the mutators' changes go into the patch.
+		delete(obj.Object, "apiVersion")
+		delete(obj.Object, "kind")
+	}
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
 	}

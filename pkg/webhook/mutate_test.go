@@ -217,3 +217,44 @@ func TestValidationMutatesExpandedPods(t *testing.T) {
 		t.Errorf("Deployment patched by a Pod mutator: %+v", out)
 	}
 }
+
+// Any body gets an HTTP error or a well-formed answer, and a patch always
+// applies to the request's object.
+func FuzzMutationReview(f *testing.F) {
+	f.Add(reviewBody("shop", "nginx:latest", `"a":"b"`))
+	f.Add(deploymentBody("nginx"))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"kind":{"kind":"Pod","version":"v1"},"operation":"CREATE","object":{"spec":{"containers":[{"name":"a","image":7}]}}}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"kind":{"kind":"Pod","version":"v1"},"operation":"UPDATE","object":{"metadata":{"labels":null},"spec":{"containers":{"a":1}}}}}`))
+	pinTag := `{"apiVersion":"mutations.gatekeeper.sh/v1alpha1","kind":"AssignImage","metadata":{"name":"pin"},"spec":{
+"applyTo":[{"groups":[""],"kinds":["Pod"],"versions":["v1"]}],
+"location":"spec.containers[name: *].image","parameters":{"assignTag":":1.27"}}}`
+	h, _ := newHandler(f)
+	sys := mutation.NewSystem()
+	for _, d := range []string{dropAll, teamLabel, pinTag} {
+		var obj map[string]any
+		if err := utiljson.Unmarshal([]byte(d), &obj); err != nil {
+			f.Fatal(err)
+		}
+		m, err := mutation.Decode(obj)
+		if err != nil {
+			f.Fatal(err)
+		}
+		if err := sys.Add(m); err != nil {
+			f.Fatal(err)
+		}
+	}
+	h.Mutators, h.MutationAnnotations = sys, true
+	m := mux(h)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		w, out := post(t, m, PathMutate, body, "application/json")
+		if w.Code != 200 {
+			return
+		}
+		if out == nil || out.Response == nil {
+			t.Fatalf("200 without an AdmissionReview response: %s", w.Body.String())
+		}
+		if out.Response.Patch != nil {
+			applyResponse(t, body, out)
+		}
+	})
+}
