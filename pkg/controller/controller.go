@@ -83,6 +83,7 @@ type Controllers struct {
 
 	templates   *templateReconciler
 	constraints *constraintReconciler
+	mutators    *mutatorReconciler // nil without Options.Mutators
 	inventory   *inventory
 
 	mu sync.Mutex
@@ -126,7 +127,7 @@ func Setup(mgr manager.Manager, o Options) (*Controllers, error) {
 	}
 	policyKinds := []client.Object{&corev1.Namespace{}, newTemplate(), newExpansion(), newConfig(), newSyncSet()}
 	if o.Mutators != nil {
-		if err := setupMutators(c); err != nil {
+		if c.mutators, err = setupMutators(c); err != nil {
 			return nil, fmt.Errorf("mutator controller: %w", err)
 		}
 		for _, gvk := range MutatorGVKs {
@@ -138,7 +139,11 @@ func Setup(mgr manager.Manager, o Options) (*Controllers, error) {
 	// start, so that the initial listing (expectInitial) sees them synced.
 	for _, obj := range policyKinds {
 		if _, err := mgr.GetCache().GetInformer(context.Background(), obj, cache.BlockUntilSynced(false)); err != nil {
-			return nil, fmt.Errorf("informer for %T %s: %w", obj, obj.GetObjectKind().GroupVersionKind(), err)
+			gvk := obj.GetObjectKind().GroupVersionKind()
+			if gvk.Group == apis.MutationsGroup {
+				return nil, fmt.Errorf("informer for %s: %w (install the mutator CRDs, e.g. with --install-crds, or turn mutation off with --mutation=false)", gvk, err)
+			}
+			return nil, fmt.Errorf("informer for %T %s: %w", obj, gvk, err)
 		}
 	}
 	if err := mgr.Add(everyReplica(c.expectInitial)); err != nil {
@@ -262,6 +267,9 @@ func (l *leaderRunnable) Start(ctx context.Context) error {
 	l.c.log.Info("elected leader", "pod", l.c.opts.PodID)
 	l.c.templates.resyncAll(ctx)
 	l.c.constraints.resyncAll(ctx)
+	if l.c.mutators != nil {
+		l.c.mutators.resyncAll(ctx)
+	}
 	<-ctx.Done()
 	l.c.leader.Store(false)
 	return nil

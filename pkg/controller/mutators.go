@@ -64,7 +64,7 @@ type mutatorReconciler struct {
 	reported map[mutation.ID]string
 }
 
-func setupMutators(c *Controllers) error {
+func setupMutators(c *Controllers) (*mutatorReconciler, error) {
 	r := &mutatorReconciler{c: c, sys: c.opts.Mutators, reported: map[mutation.ID]string{},
 		queue: make(chan event.TypedGenericEvent[mutation.ID], 4096)}
 	leaderless := false
@@ -77,7 +77,7 @@ func setupMutators(c *Controllers) error {
 		RecoverPanic:            opts.RecoverPanic,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, gvk := range MutatorGVKs {
 		kind := gvk.Kind
@@ -87,12 +87,31 @@ func setupMutators(c *Controllers) error {
 		src := source.TypedKind(c.mgr.GetCache(), client.Object(newMutator(kind)),
 			handler.TypedEnqueueRequestsFromMapFunc(toID), predicate.GenerationChangedPredicate{})
 		if err := ctrl.Watch(src); err != nil {
-			return fmt.Errorf("watching %s: %w", kind, err)
+			return nil, fmt.Errorf("watching %s: %w", kind, err)
 		}
 	}
-	return ctrl.Watch(source.TypedChannel(r.queue, handler.TypedFuncs[mutation.ID, mutation.ID]{
+	return r, ctrl.Watch(source.TypedChannel(r.queue, handler.TypedFuncs[mutation.ID, mutation.ID]{
 		GenericFunc: func(_ context.Context, e event.TypedGenericEvent[mutation.ID], q workqueueMutator) { q.Add(e.Object) },
 	}))
+}
+
+// resyncAll re-reconciles every mutator, so a new leader writes their
+// Ready conditions.
+func (r *mutatorReconciler) resyncAll(ctx context.Context) {
+	for _, gvk := range MutatorGVKs {
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := r.c.cache.List(ctx, list); err != nil {
+			continue // not synced yet: the informer's initial events cover it
+		}
+		for _, u := range list.Items {
+			select {
+			case r.queue <- event.TypedGenericEvent[mutation.ID]{Object: mutation.ID{Kind: gvk.Kind, Name: u.GetName()}}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
 }
 
 func (r *mutatorReconciler) Reconcile(ctx context.Context, id mutation.ID) (reconcile.Result, error) {
