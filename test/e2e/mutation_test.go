@@ -263,6 +263,17 @@ func TestMutation(t *testing.T) {
 		if plain.Spec.Containers[0].SecurityContext != nil || plain.Labels["owner"] != "" {
 			t.Errorf("Pod outside the mutators' namespaces mutated: %+v %v", plain.Spec.Containers[0].SecurityContext, plain.Labels)
 		}
+		// An UPDATE runs the mutators again: the stored Pod is already
+		// mutated, so nothing changes (a patch to its immutable spec would
+		// make the apiserver refuse the update).
+		mustKubectl(t, "", "label", "pod", "-n", "mut-shop", "bare", "touched=yes")
+		updated, err := kube(t).CoreV1().Pods("mut-shop").Get(ctx, "bare", getOpts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if updated.Labels["touched"] != "yes" || updated.Annotations["bouncer.dev/mutations"] != p.Annotations["bouncer.dev/mutations"] {
+			t.Errorf("after the update: labels %v annotations %v", updated.Labels, updated.Annotations)
+		}
 		eventually(t, 30*time.Second, func() error {
 			evs, err := kube(t).CoreV1().Events("mut-shop").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=bare,reason=Mutated"})
 			if err != nil {
