@@ -42,6 +42,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParsePath -fuzztime 30s ./pkg/mutation/
 	$(GO) test -run '^$$' -fuzz FuzzMutate -fuzztime 30s ./pkg/mutation/
 	$(GO) test -run '^$$' -fuzz FuzzGenerate -fuzztime 30s ./pkg/mapgen/
+	$(GO) test -run '^$$' -fuzz '^FuzzMutationReview$$' -fuzztime 30s ./pkg/webhook/
 
 # image builds the container deploy/ refers to (needs a container runtime).
 image:

@@ -26,12 +26,13 @@ func newServeCmd() *cobra.Command {
 		Use:   "serve",
 		Short: "Run the admission webhook and the policy controllers",
 		Long: `Run Bouncer in a cluster: install its CRDs, load ConstraintTemplates,
-constraints, ExpansionTemplates and the Config, serve the validating webhook
-over TLS with a CA of its own and keep the ValidatingWebhookConfiguration in
-step. Health and readiness (/healthz, /readyz) and Prometheus metrics
-(/metrics) are served on --probe-addr. With --dashboard-addr, the read-only
-dashboard of this cluster is served over HTTPS (the webhook's certificate);
-every request needs a bearer token whose user may get constrainttemplates.`,
+constraints, ExpansionTemplates, mutators and the Config, serve the
+validating and mutating webhooks over TLS with a CA of its own and keep their
+webhook configurations in step. Health and readiness (/healthz, /readyz) and
+Prometheus metrics (/metrics) are served on --probe-addr. With
+--dashboard-addr, the read-only dashboard of this cluster is served over
+HTTPS (the webhook's certificate); every request needs a bearer token whose
+user may get constrainttemplates.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			serverGC()
 			cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
@@ -76,6 +77,9 @@ every request needs a bearer token whose user may get constrainttemplates.`,
 	f.StringSliceVar(&o.ExemptNamespaces, "exempt-namespaces", nil, "namespaces never reviewed (prefix*/*suffix globs), besides kube-system and --namespace")
 	f.StringVar(&o.WebhookConfigName, "webhook-config-name", "bouncer", "name of the ValidatingWebhookConfiguration")
 	f.BoolVar(&o.ManageWebhookConfig, "manage-webhook-config", true, "create and keep the ValidatingWebhookConfiguration")
+	f.BoolVar(&o.Mutation, "mutation", true, "serve the mutating webhook from the mutators in the cluster (Assign, AssignMetadata, ModifySet, AssignImage) and keep the MutatingWebhookConfiguration <webhook-config-name>-mutating; false removes it")
+	f.BoolVar(&o.MutationAnnotations, "mutation-annotations", false, "write the annotation bouncer.dev/mutations (the mutators that changed it) on mutated objects")
+	f.BoolVar(&o.LogMutations, "log-mutations", false, "log every mutation and record an Event on the mutated object")
 	f.BoolVar(&o.InstallCRDs, "install-crds", true, "apply Bouncer's CRDs at start")
 	f.BoolVar(&o.SyncVAP, "sync-vap", false, "also write a native ValidatingAdmissionPolicy per CEL template and a binding per constraint")
 	f.StringVar(&engineFlag, "engine", "auto", "policy language: auto (CEL where a template has it, as Gatekeeper), rego or cel")

@@ -9,8 +9,8 @@ import (
 
 // FS holds the CRD manifests.
 //
-//go:embed constrainttemplates.yaml expansiontemplates.yaml configs.yaml syncsets.yaml policysyncs.yaml
+//go:embed constrainttemplates.yaml expansiontemplates.yaml configs.yaml syncsets.yaml policysyncs.yaml assign.yaml assignmetadata.yaml modifyset.yaml assignimage.yaml
 var FS embed.FS
 
 // Files lists the CRD manifests in FS.
-var Files = []string{"constrainttemplates.yaml", "expansiontemplates.yaml", "configs.yaml", "syncsets.yaml", "policysyncs.yaml"}
+var Files = []string{"constrainttemplates.yaml", "expansiontemplates.yaml", "configs.yaml", "syncsets.yaml", "policysyncs.yaml", "assign.yaml", "assignmetadata.yaml", "modifyset.yaml", "assignimage.yaml"}

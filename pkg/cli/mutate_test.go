@@ -55,3 +55,32 @@ func TestRunTestMutatesBeforeReviewing(t *testing.T) {
 		t.Errorf("broken mutator: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// A Deployment's expanded Pod is reviewed after the Pod mutators, as the
+// webhook does: the pinned tag makes the :latest Deployment pass.
+func TestRunTestMutatesExpandedPods(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "retag.yaml"), []byte(retag), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deploy := filepath.Join(dir, "deploy.yaml")
+	if err := os.WriteFile(deploy, []byte(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: app, image: "nginx:latest"}]}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	expansion := filepath.Join("..", "..", "examples", "disallowed-tags", "expansion.yaml")
+	r := runTestCmd(t, []string{deploy}, TestOptions{Policies: []string{policies, expansion}, SkipMutation: true})
+	if r.code != ExitDenied || !strings.Contains(r.stdout, "[Implied by expand-workloads]") {
+		t.Fatalf("without mutation the expanded Pod must violate: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = runTestCmd(t, []string{deploy}, TestOptions{Policies: []string{policies, expansion, dir}})
+	if r.code != ExitOK || strings.Contains(r.stdout, "Implied by") {
+		t.Errorf("with mutation the expanded Pod is pinned: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}

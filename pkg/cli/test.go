@@ -337,6 +337,9 @@ func reviewDocument(ctx context.Context, e *engine.Engine, mutators *mutation.Sy
 	}
 	r := engine.ObjectReview(d.Object, "CREATE", nsObj)
 	opts := []engine.ReviewOption{engine.AtEnforcementPoint(apis.PointCLI)}
+	if mutators != nil {
+		opts = append(opts, engine.MutateExpanded(mutators.MutateJSON))
+	}
 	if recordMatched {
 		opts = append(opts, engine.RecordMatched())
 	}

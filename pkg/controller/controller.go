@@ -13,6 +13,7 @@ import (
 	"github.com/bouncer-policy/bouncer/pkg/engine"
 	"github.com/bouncer-policy/bouncer/pkg/match"
 	"github.com/bouncer-policy/bouncer/pkg/metrics"
+	"github.com/bouncer-policy/bouncer/pkg/mutation"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -57,6 +58,10 @@ type Options struct {
 	Log              *slog.Logger
 	Metrics          *metrics.Metrics
 	Applier          Applier
+	// Mutators, when set, is kept in step with the mutator objects
+	// (Assign, AssignMetadata, ModifySet, AssignImage); nil leaves them
+	// unwatched.
+	Mutators *mutation.System
 	// SyncVAP writes a ValidatingAdmissionPolicy per CEL template and a
 	// binding per constraint of it (leader only).
 	SyncVAP bool
@@ -78,6 +83,7 @@ type Controllers struct {
 
 	templates   *templateReconciler
 	constraints *constraintReconciler
+	mutators    *mutatorReconciler // nil without Options.Mutators
 	inventory   *inventory
 
 	mu sync.Mutex
@@ -119,12 +125,25 @@ func Setup(mgr manager.Manager, o Options) (*Controllers, error) {
 	if err := setupSyncSets(c); err != nil {
 		return nil, fmt.Errorf("syncset controller: %w", err)
 	}
+	policyKinds := []client.Object{&corev1.Namespace{}, newTemplate(), newExpansion(), newConfig(), newSyncSet()}
+	if o.Mutators != nil {
+		if c.mutators, err = setupMutators(c); err != nil {
+			return nil, fmt.Errorf("mutator controller: %w", err)
+		}
+		for _, gvk := range MutatorGVKs {
+			policyKinds = append(policyKinds, newMutator(gvk.Kind))
+		}
+	}
 	// Namespaces back namespaceSelector matching in the webhook. The
 	// policy kinds' informers are created now, not when their controllers
 	// start, so that the initial listing (expectInitial) sees them synced.
-	for _, obj := range []client.Object{&corev1.Namespace{}, newTemplate(), newExpansion(), newConfig(), newSyncSet()} {
+	for _, obj := range policyKinds {
 		if _, err := mgr.GetCache().GetInformer(context.Background(), obj, cache.BlockUntilSynced(false)); err != nil {
-			return nil, fmt.Errorf("informer for %T %s: %w", obj, obj.GetObjectKind().GroupVersionKind(), err)
+			gvk := obj.GetObjectKind().GroupVersionKind()
+			if gvk.Group == apis.MutationsGroup {
+				return nil, fmt.Errorf("informer for %s: %w (install the mutator CRDs, e.g. with --install-crds, or turn mutation off with --mutation=false)", gvk, err)
+			}
+			return nil, fmt.Errorf("informer for %T %s: %w", obj, gvk, err)
 		}
 	}
 	if err := mgr.Add(everyReplica(c.expectInitial)); err != nil {
@@ -182,7 +201,11 @@ func (c *Controllers) expectInitial(ctx context.Context) error {
 	if !c.mgr.GetCache().WaitForCacheSync(ctx) {
 		return fmt.Errorf("waiting for caches: %w", ctx.Err())
 	}
-	for _, gvk := range []schema.GroupVersionKind{TemplateGVK, ExpansionGVK, ConfigGVK, SyncSetGVK} {
+	gvks := []schema.GroupVersionKind{TemplateGVK, ExpansionGVK, ConfigGVK, SyncSetGVK}
+	if c.opts.Mutators != nil {
+		gvks = append(gvks, MutatorGVKs...)
+	}
+	for _, gvk := range gvks {
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
 		if err := c.cache.List(ctx, list); err != nil {
@@ -244,6 +267,9 @@ func (l *leaderRunnable) Start(ctx context.Context) error {
 	l.c.log.Info("elected leader", "pod", l.c.opts.PodID)
 	l.c.templates.resyncAll(ctx)
 	l.c.constraints.resyncAll(ctx)
+	if l.c.mutators != nil {
+		l.c.mutators.resyncAll(ctx)
+	}
 	<-ctx.Done()
 	l.c.leader.Store(false)
 	return nil

@@ -2,7 +2,10 @@
 // runs inside a controller-runtime manager: one level-triggered reconciler
 // per kind (ConstraintTemplate, every constraint kind, ExpansionTemplate,
 // Config, SyncSet) reads from the manager's cache, loads the engine and
-// writes what this replica enforces to status.
+// writes what this replica enforces to status. Mutators (Assign,
+// AssignMetadata, ModifySet, AssignImage) are kept in a mutation.System the
+// same way; one whose location conflicts with another's schema is reported
+// (byPod errors of type schema_conflict) and neither applies.
 //
 // Last good wins: an update that does not compile or validate never
 // replaces the version being enforced. The version enforced is persisted in

@@ -31,6 +31,10 @@ type objectStatus struct {
 	notReadyReason string
 	lastGood       *lastGoodStatus // written when gen is good
 	extra          map[string]any  // further status fields, leader only
+	// mutator writes byPod in the mutators' shape; conflict is the schema
+	// conflict that keeps an otherwise good mutator from applying.
+	mutator  bool
+	conflict error
 }
 
 // Condition reasons on Ready.
@@ -39,6 +43,7 @@ const (
 	ReasonInvalid        = "Invalid"
 	ReasonInvalidUpdate  = "InvalidUpdate"
 	ReasonTemplateNotRdy = "TemplateNotReady"
+	ReasonSchemaConflict = "SchemaConflict"
 )
 
 func (s objectStatus) byPod(podID string) apis.ByPodStatus {
@@ -69,6 +74,8 @@ func (s objectStatus) message() string {
 func (s objectStatus) condition() metav1.Condition {
 	c := metav1.Condition{Type: "Ready", ObservedGeneration: s.gen, Message: s.message()}
 	switch {
+	case s.conflict != nil:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, ReasonSchemaConflict, "not applied: "+s.conflict.Error()
 	case s.problem == nil:
 		c.Status, c.Reason = metav1.ConditionTrue, ReasonEnforced
 	case s.notReadyReason != "":
@@ -87,7 +94,13 @@ func (s objectStatus) condition() metav1.Condition {
 // It writes only when something changed, since every write comes back as
 // an update event to every replica.
 func (c *Controllers) writeStatus(ctx context.Context, obj *unstructured.Unstructured, s objectStatus) error {
-	entry, err := toMap(s.byPod(c.opts.PodID))
+	var entry map[string]any
+	var err error
+	if s.mutator {
+		entry, err = toMap(s.mutatorByPod(c.opts.PodID))
+	} else {
+		entry, err = toMap(s.byPod(c.opts.PodID))
+	}
 	if err != nil {
 		return err
 	}

@@ -625,6 +625,21 @@ type ReviewOption func(*reviewConfig)
 type reviewConfig struct {
 	point         string
 	recordMatched bool
+	mutate        MutateFunc
+}
+
+// MutateFunc changes an object in place as the cluster's mutators would
+// before it is stored; namespace is its Namespace object (nil when unknown
+// or cluster-scoped). The engine does not know mutators: the caller passes
+// them (mutation.System.MutateJSON fits).
+type MutateFunc func(obj, namespace map[string]any, operation string) error
+
+// MutateExpanded applies f to every object expansion templates generate,
+// before it is reviewed: a Deployment's Pods are judged as they will be
+// stored, as Gatekeeper does. The reviewed object itself is left alone
+// (the mutating webhook, or the CLI, has already mutated it).
+func MutateExpanded(f MutateFunc) ReviewOption {
+	return func(c *reviewConfig) { c.mutate = f }
 }
 
 // RecordMatched lists in Response.Matched every constraint that matched the

@@ -73,6 +73,17 @@ func (e *Engine) expand(ctx context.Context, s *snapshot, r *Review, cfg *review
 		if !ok {
 			continue
 		}
+		if cfg.mutate != nil {
+			if err := cfg.mutate(child.Object, child.NamespaceObject, child.Operation); err != nil {
+				return fmt.Errorf("mutating the %s expanded by %s: %w", child.Kind.Kind, x.Name, err)
+			}
+			// A mutator may have set the name or labels constraints match on.
+			if meta, ok := child.Object["metadata"].(map[string]any); ok {
+				if name, _ := meta["name"].(string); name != "" {
+					child.Name = name
+				}
+			}
+		}
 		sub := &Response{}
 		if err := e.review(ctx, s, child, cfg, sub, x.Name, depth+1); err != nil {
 			return err

@@ -27,6 +27,13 @@ type Metrics struct {
 	// Constraints and Templates count loaded objects by status (active, error).
 	Constraints *prometheus.GaugeVec
 	Templates   *prometheus.GaugeVec
+	// MutationRequests counts mutating-webhook requests by outcome
+	// (mutated, unchanged, exempt, error, error-ignored).
+	MutationRequests *prometheus.CounterVec
+	// MutationDuration observes the time to mutate one request, by outcome.
+	MutationDuration *prometheus.HistogramVec
+	// MutatorsApplied counts the objects each mutator changed at admission.
+	MutatorsApplied *prometheus.CounterVec
 }
 
 // New registers Bouncer's collectors on a fresh registry.
@@ -58,8 +65,22 @@ func New() *Metrics {
 			Name: "bouncer_constraint_templates",
 			Help: "ConstraintTemplates known to this replica, by status.",
 		}, []string{"status"}),
+		MutationRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bouncer_mutation_requests_total",
+			Help: "Mutating admission requests handled, by outcome.",
+		}, []string{"outcome"}),
+		MutationDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "bouncer_mutation_duration_seconds",
+			Help:    "Time to mutate one admission request, by outcome.",
+			Buckets: []float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25},
+		}, []string{"outcome"}),
+		MutatorsApplied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bouncer_mutators_applied_total",
+			Help: "Objects changed at admission, by mutator.",
+		}, []string{"kind", "name"}),
 	}
 	m.Registry.MustRegister(m.Requests, m.Latency, m.Violations, m.EvalErrors, m.Constraints, m.Templates,
+		m.MutationRequests, m.MutationDuration, m.MutatorsApplied,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

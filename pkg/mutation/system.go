@@ -145,6 +145,17 @@ func (s *System) Mutate(obj, ns *unstructured.Unstructured, operation string) (b
 	return false, applied, fmt.Errorf("%s: %w after %d rounds (mutators %s keep changing it)", describe(obj), ErrNotConverging, len(s.ordered)+1, idList(applied))
 }
 
+// MutateJSON is Mutate on JSON-shaped values, the form the engine's
+// expansion hands over (engine.MutateFunc).
+func (s *System) MutateJSON(obj, namespace map[string]any, operation string) error {
+	var ns *unstructured.Unstructured
+	if namespace != nil {
+		ns = &unstructured.Unstructured{Object: namespace}
+	}
+	_, _, err := s.Mutate(&unstructured.Unstructured{Object: obj}, ns, operation)
+	return err
+}
+
 func describe(obj *unstructured.Unstructured) string {
 	s := obj.GetKind() + " "
 	if ns := obj.GetNamespace(); ns != "" {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -91,22 +92,7 @@ func ensureNamespace(ctx context.Context, kube kubernetes.Interface, namespace s
 
 // WebhookConfiguration builds the ValidatingWebhookConfiguration.
 func (o *Options) WebhookConfiguration(caBundle []byte) *admissionregistrationv1.ValidatingWebhookConfiguration {
-	client := func(path string) admissionregistrationv1.WebhookClientConfig {
-		if o.WebhookURL != "" {
-			u := strings.TrimSuffix(o.WebhookURL, "/") + path
-			return admissionregistrationv1.WebhookClientConfig{URL: &u, CABundle: caBundle}
-		}
-		port := int32(443)
-		return admissionregistrationv1.WebhookClientConfig{CABundle: caBundle, Service: &admissionregistrationv1.ServiceReference{
-			Namespace: o.Namespace, Name: o.ServiceName, Path: &path, Port: &port,
-		}}
-	}
-	var names []string
-	for _, n := range append([]string{o.Namespace, "kube-system"}, o.ExemptNamespaces...) {
-		if !strings.Contains(n, "*") {
-			names = append(names, n)
-		}
-	}
+	client := o.clientConfig(caBundle)
 	fail := admissionregistrationv1.FailurePolicyType(o.FailurePolicy)
 	ignore := admissionregistrationv1.Ignore
 	none := admissionregistrationv1.SideEffectClassNone
@@ -128,29 +114,10 @@ func (o *Options) WebhookConfiguration(caBundle []byte) *admissionregistrationv1
 					Operations: ops,
 					Rule:       admissionregistrationv1.Rule{APIGroups: []string{"*"}, APIVersions: []string{"*"}, Resources: []string{"*"}, Scope: &all},
 				}},
-				FailurePolicy: &fail,
-				MatchPolicy:   &equivalent,
-				NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-					{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: names},
-					{Key: "admission.bouncer.dev/ignore", Operator: metav1.LabelSelectorOpDoesNotExist},
-					{Key: "admission.gatekeeper.sh/ignore", Operator: metav1.LabelSelectorOpDoesNotExist},
-				}},
-				// Events and leases are written constantly by the control plane
-				// and Bouncer itself; reviewing them would only add load.
-				MatchConditions: []admissionregistrationv1.MatchCondition{
-					{Name: "not-events", Expression: `!(request.resource.resource == "events" && (request.resource.group == "" || request.resource.group == "events.k8s.io"))`},
-					{Name: "not-leases", Expression: `!(request.resource.group == "coordination.k8s.io" && request.resource.resource == "leases")`},
-					// The audit's own reports: large, rewritten as findings change, and
-					// nothing a policy should gate.
-					{Name: "not-reports", Expression: `!(request.resource.group in ["wgpolicyk8s.io", "openreports.io"])`},
-					// Policies are checked by the second webhook, which fails open,
-					// so an outage of Bouncer never blocks fixing its own policies.
-					{Name: "not-policies", Expression: `!(request.resource.group in ["templates.gatekeeper.sh", "constraints.gatekeeper.sh", "expansion.gatekeeper.sh", "config.gatekeeper.sh"])`},
-					// Bouncer installs its CRDs (and generates constraint CRDs)
-					// before it serves: with failurePolicy Fail and every replica
-					// down, reviewing them would keep Bouncer from ever starting.
-					{Name: "not-bouncer-crds", Expression: `!(request.resource.group == "apiextensions.k8s.io" && request.resource.resource == "customresourcedefinitions" && (request.name.endsWith(".gatekeeper.sh") || request.name.endsWith(".bouncer.dev")))`},
-				},
+				FailurePolicy:           &fail,
+				MatchPolicy:             &equivalent,
+				NamespaceSelector:       o.exemptionSelector(),
+				MatchConditions:         exemptionConditions(),
 				SideEffects:             &none,
 				TimeoutSeconds:          &timeout,
 				AdmissionReviewVersions: []string{"v1"},
@@ -195,5 +162,104 @@ func (o *Options) WebhookConfiguration(caBundle []byte) *admissionregistrationv1
 				AdmissionReviewVersions: []string{"v1"},
 			},
 		},
+	}
+}
+
+// MutatingWebhookConfigName names the MutatingWebhookConfiguration:
+// bouncer-mutating for the default installation.
+func (o *Options) MutatingWebhookConfigName() string { return o.WebhookConfigName + "-mutating" }
+
+// MutatingWebhookConfiguration registers the mutating webhook with the same
+// exemptions and failure policy as the validating one. Mutation runs
+// before validation in the apiserver, so the validating webhook sees the
+// mutated object; reinvocationPolicy IfNeeded runs the mutators again when
+// a later mutating webhook changed the object.
+func (o *Options) MutatingWebhookConfiguration(caBundle []byte) *admissionregistrationv1.MutatingWebhookConfiguration {
+	fail := admissionregistrationv1.FailurePolicyType(o.FailurePolicy)
+	none := admissionregistrationv1.SideEffectClassNone
+	equivalent := admissionregistrationv1.Equivalent
+	ifNeeded := admissionregistrationv1.IfNeededReinvocationPolicy
+	timeout := o.TimeoutSeconds
+	var ops []admissionregistrationv1.OperationType
+	for _, op := range o.Operations {
+		// Mutators apply to CREATE and UPDATE only.
+		if op == "CREATE" || op == "UPDATE" || op == "*" {
+			ops = append(ops, admissionregistrationv1.OperationType(op))
+		}
+	}
+	if len(ops) == 0 || slices.Contains(ops, "*") {
+		ops = []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}
+	}
+	all := admissionregistrationv1.AllScopes
+	conditions := append(exemptionConditions(), admissionregistrationv1.MatchCondition{
+		// The mutators themselves are policies: never mutated.
+		Name: "not-mutators", Expression: `request.resource.group != "mutations.gatekeeper.sh"`,
+	})
+	return &admissionregistrationv1.MutatingWebhookConfiguration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
+		ObjectMeta: metav1.ObjectMeta{Name: o.MutatingWebhookConfigName(), Labels: map[string]string{"app.kubernetes.io/managed-by": "bouncer"}},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name:         "mutation.bouncer.dev",
+			ClientConfig: o.clientConfig(caBundle)(webhook.PathMutate),
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: ops,
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{"*"}, APIVersions: []string{"*"}, Resources: []string{"*"}, Scope: &all},
+			}},
+			FailurePolicy:           &fail,
+			MatchPolicy:             &equivalent,
+			NamespaceSelector:       o.exemptionSelector(),
+			MatchConditions:         conditions,
+			SideEffects:             &none,
+			TimeoutSeconds:          &timeout,
+			AdmissionReviewVersions: []string{"v1"},
+			ReinvocationPolicy:      &ifNeeded,
+		}},
+	}
+}
+
+func (o *Options) clientConfig(caBundle []byte) func(path string) admissionregistrationv1.WebhookClientConfig {
+	return func(path string) admissionregistrationv1.WebhookClientConfig {
+		if o.WebhookURL != "" {
+			u := strings.TrimSuffix(o.WebhookURL, "/") + path
+			return admissionregistrationv1.WebhookClientConfig{URL: &u, CABundle: caBundle}
+		}
+		port := int32(443)
+		return admissionregistrationv1.WebhookClientConfig{CABundle: caBundle, Service: &admissionregistrationv1.ServiceReference{
+			Namespace: o.Namespace, Name: o.ServiceName, Path: &path, Port: &port,
+		}}
+	}
+}
+
+// exemptionSelector skips the exempt namespaces and those labelled to be
+// ignored.
+func (o *Options) exemptionSelector() *metav1.LabelSelector {
+	var names []string
+	for _, n := range append([]string{o.Namespace, "kube-system"}, o.ExemptNamespaces...) {
+		if !strings.Contains(n, "*") {
+			names = append(names, n)
+		}
+	}
+	return &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+		{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: names},
+		{Key: "admission.bouncer.dev/ignore", Operator: metav1.LabelSelectorOpDoesNotExist},
+		{Key: "admission.gatekeeper.sh/ignore", Operator: metav1.LabelSelectorOpDoesNotExist},
+	}}
+}
+
+// exemptionConditions are the requests neither webhook reviews.
+func exemptionConditions() []admissionregistrationv1.MatchCondition {
+	return []admissionregistrationv1.MatchCondition{
+		{Name: "not-events", Expression: `!(request.resource.resource == "events" && (request.resource.group == "" || request.resource.group == "events.k8s.io"))`},
+		{Name: "not-leases", Expression: `!(request.resource.group == "coordination.k8s.io" && request.resource.resource == "leases")`},
+		// The audit's own reports: large, rewritten as findings change, and
+		// nothing a policy should gate.
+		{Name: "not-reports", Expression: `!(request.resource.group in ["wgpolicyk8s.io", "openreports.io"])`},
+		// Policies are checked by the second webhook, which fails open,
+		// so an outage of Bouncer never blocks fixing its own policies.
+		{Name: "not-policies", Expression: `!(request.resource.group in ["templates.gatekeeper.sh", "constraints.gatekeeper.sh", "expansion.gatekeeper.sh", "config.gatekeeper.sh"])`},
+		// Bouncer installs its CRDs (and generates constraint CRDs)
+		// before it serves: with failurePolicy Fail and every replica
+		// down, reviewing them would keep Bouncer from ever starting.
+		{Name: "not-bouncer-crds", Expression: `!(request.resource.group == "apiextensions.k8s.io" && request.resource.resource == "customresourcedefinitions" && (request.name.endsWith(".gatekeeper.sh") || request.name.endsWith(".bouncer.dev")))`},
 	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"reflect"
 	"slices"
 	"testing"
 
@@ -37,5 +38,42 @@ func TestWebhookConfigurationHasTheDriftWebhook(t *testing.T) {
 	// The resources webhook keeps its exclusions.
 	if vwc.Webhooks[0].Name != "validation.bouncer.dev" || len(vwc.Webhooks[0].MatchConditions) == 0 {
 		t.Error("the resources webhook changed")
+	}
+}
+
+// The mutating webhook is registered as bouncer-mutating with the
+// validating one's exemptions and failure policy, reinvoked when needed.
+func TestMutatingWebhookConfiguration(t *testing.T) {
+	o := Options{WebhookURL: "https://127.0.0.1:9443", FailurePolicy: "Fail", Operations: []string{"CREATE", "UPDATE", "DELETE"}, ExemptNamespaces: []string{"team-*", "legacy"}}
+	o.Defaults()
+	if got := o.MutatingWebhookConfigName(); got != "bouncer-mutating" {
+		t.Errorf("name %q, want bouncer-mutating", got)
+	}
+	mwc := o.MutatingWebhookConfiguration([]byte("ca"))
+	vwc := o.WebhookConfiguration([]byte("ca"))
+	if mwc.Name != "bouncer-mutating" || len(mwc.Webhooks) != 1 {
+		t.Fatalf("configuration %s with %d webhooks", mwc.Name, len(mwc.Webhooks))
+	}
+	w, v := mwc.Webhooks[0], vwc.Webhooks[0]
+	if *w.ClientConfig.URL != "https://127.0.0.1:9443"+webhook.PathMutate {
+		t.Errorf("URL %s", *w.ClientConfig.URL)
+	}
+	if w.ReinvocationPolicy == nil || *w.ReinvocationPolicy != admissionregistrationv1.IfNeededReinvocationPolicy {
+		t.Errorf("reinvocationPolicy %v, want IfNeeded", w.ReinvocationPolicy)
+	}
+	if *w.FailurePolicy != admissionregistrationv1.Fail || *w.SideEffects != admissionregistrationv1.SideEffectClassNone {
+		t.Errorf("failurePolicy %s sideEffects %s", *w.FailurePolicy, *w.SideEffects)
+	}
+	if ops := w.Rules[0].Operations; len(ops) != 2 || slices.Contains(ops, admissionregistrationv1.Delete) {
+		t.Errorf("operations %v, want CREATE and UPDATE only", ops)
+	}
+	if !reflect.DeepEqual(w.NamespaceSelector, v.NamespaceSelector) {
+		t.Errorf("namespaceSelector %+v differs from the validating webhook's %+v", w.NamespaceSelector, v.NamespaceSelector)
+	}
+	if !slices.Contains(w.NamespaceSelector.MatchExpressions[0].Values, "legacy") {
+		t.Errorf("exempt namespace legacy not in %+v", w.NamespaceSelector)
+	}
+	if len(w.MatchConditions) != len(v.MatchConditions)+1 || !reflect.DeepEqual(w.MatchConditions[:len(v.MatchConditions)], v.MatchConditions) {
+		t.Errorf("matchConditions %+v, want the validating webhook's plus not-mutators", w.MatchConditions)
 	}
 }

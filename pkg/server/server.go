@@ -1,7 +1,7 @@
 // Package server wires `bouncer serve`: one controller-runtime manager owns
 // the caches, the reconcilers of pkg/controller, the webhook and probe
 // servers, certificate rotation and, on the elected leader, the webhook
-// configuration. Every replica serves admission from its own engine.
+// configurations (validating, and mutating unless --mutation=false). Every replica serves admission from its own engine.
 //
 // Shutdown is graceful: on SIGTERM readiness turns false first, the webhook
 // keeps answering for a drain period (long enough for the Service's
@@ -22,6 +22,7 @@ import (
 	"github.com/bouncer-policy/bouncer/pkg/controller"
 	"github.com/bouncer-policy/bouncer/pkg/gitsync"
 	"github.com/bouncer-policy/bouncer/pkg/metrics"
+	"github.com/bouncer-policy/bouncer/pkg/mutation"
 	"github.com/bouncer-policy/bouncer/pkg/policyset"
 	"github.com/bouncer-policy/bouncer/pkg/webhook"
 	"github.com/go-logr/logr"
@@ -114,6 +115,13 @@ type Options struct {
 	// SyncApplyWorkers bounds the objects the git sync applies at once;
 	// zero means apply.DefaultWorkers.
 	SyncApplyWorkers int
+	// Mutation serves the mutating webhook (PathMutate) from the mutators
+	// in the cluster and registers its MutatingWebhookConfiguration.
+	Mutation bool
+	// MutationAnnotations writes bouncer.dev/mutations on mutated objects.
+	MutationAnnotations bool
+	// LogMutations logs each mutation and records an Event on the object.
+	LogMutations bool
 	// Audit configures the continuous audit (leader only).
 	Audit audit.ServeOptions
 	Log   *slog.Logger
@@ -251,11 +259,15 @@ func Run(ctx context.Context, o Options) error {
 	if err := mgr.Add(leaders); err != nil {
 		return err
 	}
+	var mutators *mutation.System
+	if o.Mutation {
+		mutators = mutation.NewSystem()
+	}
 	applier := &objectApplier{apply: apply.NewWithClients(dyn, mgr.GetRESTMapper(), apply.FieldManager), client: mgr.GetClient()}
 	exempt := append([]string{o.Namespace, "kube-system"}, o.ExemptNamespaces...)
 	ctrls, err := controller.Setup(mgr, controller.Options{
 		Engine: e, Namespace: o.Namespace, PodID: o.PodName, ExemptNamespaces: exempt,
-		Log: log, Metrics: m, SyncVAP: o.SyncVAP, Applier: applier,
+		Log: log, Metrics: m, SyncVAP: o.SyncVAP, Applier: applier, Mutators: mutators,
 	})
 	if err != nil {
 		return err
@@ -288,6 +300,7 @@ func Run(ctx context.Context, o Options) error {
 	h := &webhook.Handler{
 		Engine: e, Exempt: ctrls.Exempt, Namespace: ctrls.Namespace, Recorder: recorder, Metrics: m, Log: log,
 		Timeout: o.reviewTimeout(), FailurePolicy: o.FailurePolicy, Drift: syncFront.DriftDenial,
+		Mutators: mutators, MutationAnnotations: o.MutationAnnotations, LogMutations: o.LogMutations,
 	}
 	if err := mgr.Add(&webhookServer{addr: o.Addr, handler: h, receiver: syncFront, certs: certSrc, log: log, timeout: time.Duration(o.TimeoutSeconds) * time.Second}); err != nil {
 		return err

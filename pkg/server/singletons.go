@@ -51,12 +51,33 @@ func (k *webhookConfigKeeper) Start(ctx context.Context) error {
 		if err != nil && ctx.Err() == nil {
 			k.log.Error("applying ValidatingWebhookConfiguration", "name", k.o.WebhookConfigName, "err", err)
 		}
+		k.keepMutating(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-k.certs.Changed():
 		case <-time.After(30 * time.Second):
 		}
+	}
+}
+
+// keepMutating applies the MutatingWebhookConfiguration, or removes one a
+// previous run left when mutation is now off (it would call a path this
+// replica no longer serves).
+func (k *webhookConfigKeeper) keepMutating(ctx context.Context) {
+	name := k.o.MutatingWebhookConfigName()
+	var err error
+	if k.o.Mutation {
+		var obj *unstructured.Unstructured
+		if obj, err = apply.ToUnstructured(k.o.MutatingWebhookConfiguration(k.certs.CABundle())); err == nil {
+			err = k.applier.Apply(ctx, obj)
+		}
+	} else {
+		gvk := schema.GroupVersionKind{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "MutatingWebhookConfiguration"}
+		err = k.applier.Delete(ctx, gvk, "", name)
+	}
+	if err != nil && ctx.Err() == nil {
+		k.log.Error("keeping the MutatingWebhookConfiguration", "name", name, "mutation", k.o.Mutation, "err", err)
 	}
 }
 

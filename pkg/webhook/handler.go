@@ -1,6 +1,7 @@
 // Package webhook answers admission/v1 AdmissionReview requests with the
 // engine's verdict: deny lists every violated constraint, warn returns
-// admission warnings, dryrun admits and records. It also checks
+// admission warnings, dryrun admits and records. Its mutating path applies
+// the mutators of a mutation.System and answers with a JSON patch. It also checks
 // ConstraintTemplates and constraints themselves, so broken policies are
 // refused at apply time with the reason.
 //
@@ -25,6 +26,7 @@ import (
 	"github.com/bouncer-policy/bouncer/pkg/apis"
 	"github.com/bouncer-policy/bouncer/pkg/engine"
 	"github.com/bouncer-policy/bouncer/pkg/metrics"
+	"github.com/bouncer-policy/bouncer/pkg/mutation"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -71,6 +73,12 @@ type Handler struct {
 	// Drift returns why an update or deletion of a git-synced object (its
 	// old version) by user is refused, or "" to admit it; nil admits all.
 	Drift func(oldObject map[string]any, user string) string
+	// Mutators, when set, are applied on PathMutate (the mutating webhook).
+	Mutators *mutation.System
+	// MutationAnnotations writes AnnotationMutations on mutated objects.
+	MutationAnnotations bool
+	// LogMutations logs every mutation and records an Event on the object.
+	LogMutations bool
 }
 
 // Routes registers the handler's paths on mux.
@@ -78,6 +86,9 @@ func (h *Handler) Routes(mux *http.ServeMux) {
 	mux.HandleFunc(PathResources, h.serve(h.reviewResource, "resources"))
 	mux.HandleFunc(PathPolicies, h.serve(h.reviewPolicy, "policies"))
 	mux.HandleFunc(PathDrift, h.serve(h.reviewDrift, "drift"))
+	if h.Mutators != nil {
+		mux.HandleFunc(PathMutate, h.serve(h.reviewMutation, "mutation"))
+	}
 }
 
 type reviewFunc func(ctx context.Context, req map[string]any, r *engine.Review) (*admissionv1.AdmissionResponse, string)
@@ -213,7 +224,13 @@ func (h *Handler) reviewResource(ctx context.Context, _ map[string]any, r *engin
 	if r.Kind.Group == "" && r.Kind.Kind == "Namespace" && r.NamespaceObject == nil {
 		r.NamespaceObject = r.Object
 	}
-	res, err := h.Engine.Review(ctx, r, engine.AtEnforcementPoint(apis.PointWebhook))
+	opts := []engine.ReviewOption{engine.AtEnforcementPoint(apis.PointWebhook)}
+	if h.Mutators != nil {
+		// The object itself arrives mutated (mutating webhooks run first);
+		// the Pods a Deployment will create must be judged mutated too.
+		opts = append(opts, engine.MutateExpanded(h.Mutators.MutateJSON))
+	}
+	res, err := h.Engine.Review(ctx, r, opts...)
 	if err != nil {
 		// The whole review failed (e.g. it ran out of time before any
 		// constraint answered): the failure policy decides.

@@ -27,6 +27,9 @@ func TestWebhookDown(t *testing.T) {
 	if err := kube(t).AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), "bouncer-fail", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	if err := kube(t).AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), "bouncer-fail-mutating", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
 
 	ignore := startBouncer(t, "bouncer-ignore", "--failure-policy", "Ignore")
 	ignore.stop()

@@ -141,6 +141,7 @@ func startBouncer(t *testing.T, name string, extra ...string) *bouncerProcess {
 		p.stop()
 		// A webhook pointing at a stopped process must not outlive its test.
 		_ = kube(t).AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), name, metav1.DeleteOptions{})
+		_ = kube(t).AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), name+"-mutating", metav1.DeleteOptions{})
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
 			lines := strings.Split(string(b), "\n")

@@ -154,6 +154,7 @@ func startReplica(t *testing.T, name, ip string, port int32, namespace string, e
 	t.Cleanup(func() {
 		p.stop()
 		_ = kube(t).AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), "bouncer-svc", metav1.DeleteOptions{})
+		_ = kube(t).AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), "bouncer-svc-mutating", metav1.DeleteOptions{})
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
 			t.Logf("%s log:\n%s", name, b)
