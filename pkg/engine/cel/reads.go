@@ -281,6 +281,7 @@ func (an *analysis) field(v *val, name string) *val {
 			an.unbounded = true
 			return nil
 		}
+		an.weak = append(an.weak, f)
 		return &val{refs: [][]string{f}}
 	case plugincel.VariableVarName:
 		x, ok := an.vars[name]
@@ -297,9 +298,13 @@ func (an *analysis) field(v *val, name string) *val {
 		an.unbounded = true
 		return nil
 	}
-	out := &val{fields: nil}
+	out := &val{}
 	for _, r := range v.refs {
-		out.refs = append(out.refs, appendPath(r, name))
+		p := appendPath(r, name)
+		// Selecting can fail (no such key, not an object) whether or not
+		// the value is used.
+		an.weak = append(an.weak, p)
+		out.refs = append(out.refs, p)
 	}
 	out = union(out, v.fields[name])
 	// Selecting on a list built here is an error that does not depend on
@@ -319,7 +324,11 @@ func (an *analysis) element(v *val) *val {
 	}
 	out := &val{}
 	for _, r := range v.refs {
-		out.refs = append(out.refs, appendPath(r, engine.Every))
+		// Indexing can fail (no such key, out of range) whether or not
+		// the element is used: that takes the keys or the length.
+		p := appendPath(r, engine.Every)
+		an.weak = append(an.weak, p)
+		out.refs = append(out.refs, p)
 	}
 	out = union(out, v.elems)
 	for _, f := range v.fields {

@@ -98,6 +98,11 @@ func TestReadSet(t *testing.T) {
 			want: []string{"object.spec.volumes"},
 		},
 		{
+			name: "a selection whose value is not used still reads whether it fails",
+			src:  Source{Validations: []Validation{{Expression: `size([object.spec.a.b, object.spec.c[params.spec.parameters.i]]) == 2 && object.spec.containers.map(c, c.name).size() > 0`}}},
+			want: []string{"object.spec.a.b", "object.spec.c.*", "object.spec.containers.*.name"},
+		},
+		{
 			name: "request mixed with another value is unbounded",
 			src:  Source{Validations: []Validation{{Expression: `(object.x == 1 ? request : object).name == "n"`}}},
 		},
