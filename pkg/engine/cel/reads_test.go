@@ -144,3 +144,34 @@ func TestReadSet(t *testing.T) {
 		})
 	}
 }
+
+// FuzzReadSet: the analysis takes any expression that parses without
+// panicking, and a bounded answer names only paths in the review.
+func FuzzReadSet(f *testing.F) {
+	for _, s := range []string{
+		`object.spec.containers.all(c, c.image == "x")`,
+		`[1, 2].map(x, {"a": x, "b": object.spec}).filter(y, y.a > 1 && has(y.b.c))`,
+		`object.metadata.labels.all(k, v, k != v)`,
+		`variables.anyObject.?spec.?volumes.orValue([]).exists(v, v[?params.spec.parameters.t].hasValue())`,
+		`size(object.spec.containers + object.spec.initContainers) > 0`,
+		`request.userInfo.groups.exists(g, g == "x") ? object.a : oldObject.b`,
+		`object.a.optMap(x, x.b).orValue(1) == 1`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, expr string) {
+		src := Source{Validations: []Validation{{Expression: expr, MessageExpression: expr}}}
+		got := readSet(&src, nil)
+		if got.All {
+			return
+		}
+		for _, p := range got.Paths {
+			if len(p) == 0 {
+				t.Fatalf("%q: an empty path in a bounded read set", expr)
+			}
+			if p[0] == "*" {
+				t.Fatalf("%q: path %q starts with every element", expr, p)
+			}
+		}
+	})
+}
