@@ -130,12 +130,15 @@ func readsOf(src *Source, asts map[string]*celast.AST, messages bool) engine.Rea
 //     reads decide and whose elements are described by elems;
 //   - a map built by the expression with constant keys, whose values are
 //     described by fields;
-//   - request or variables themselves (root), whose fields are followed.
+//   - request or variables themselves (root), whose fields are followed;
+//   - one of consts, exactly (the variable of a comprehension over a list
+//     of string literals): an index by it reads only those keys.
 type val struct {
 	refs   [][]string
 	elems  *val
 	fields map[string]*val
 	root   string
+	consts []string
 }
 
 // analysis records the reads of a template's expressions. Strong reads
@@ -380,7 +383,15 @@ func (an *analysis) call(e celast.Expr, sc *scope) *val {
 		if k, ok := stringLiteral(args[1]); ok {
 			return an.field(base, k)
 		}
-		an.consume(an.eval(args[1], sc))
+		key := an.eval(args[1], sc)
+		if ks, ok := key.exactConsts(); ok {
+			var out *val
+			for _, k := range ks {
+				out = union(out, an.field(base, k))
+			}
+			return out
+		}
+		an.consume(key)
 		return an.element(base)
 	case fn == operators.Add && len(args) == 2 && !scalarType(an.ast.GetType(e.ID())) && !scalarLiteral(args[0]) && !scalarLiteral(args[1]):
 		// List concatenation: a list of the operands' elements, whose
@@ -451,6 +462,9 @@ func (an *analysis) comprehension(c celast.ComprehensionExpr, sc *scope) *val {
 	rng := an.eval(c.IterRange(), sc)
 	if !c.HasIterVar2() {
 		elem := an.iterated(rng)
+		if strs, ok := stringLiterals(c.IterRange()); ok {
+			elem = &val{consts: strs}
+		}
 		acc := an.eval(c.AccuInit(), sc)
 		for range maxFixpoint {
 			inner := &scope{name: c.AccuVar(), v: acc, up: &scope{name: c.IterVar(), v: elem, up: sc}}
@@ -553,8 +567,23 @@ func appendPath(p []string, k string) []string {
 	return append(slices.Clip(p), k)
 }
 
-// union is a value that may be either.
+// union is a value that may be either. Constants stay exact only in a
+// union of constants.
 func union(a, b *val) *val {
+	if a == nil {
+		return b.inexact()
+	}
+	if b == nil {
+		return a.inexact()
+	}
+	if ka, ok := a.exactConsts(); ok {
+		if kb, ok := b.exactConsts(); ok {
+			ks := slices.Concat(ka, kb)
+			slices.Sort(ks)
+			return &val{consts: slices.Compact(ks)}
+		}
+	}
+	a, b = a.inexact(), b.inexact()
 	if a == nil {
 		return b
 	}
@@ -591,9 +620,25 @@ func union(a, b *val) *val {
 	return mk(out)
 }
 
+// exactConsts are the strings v is exactly one of.
+func (v *val) exactConsts() ([]string, bool) {
+	if v == nil || len(v.consts) == 0 || v.root != "" || len(v.refs) > 0 || v.elems != nil || v.fields != nil {
+		return nil, false
+	}
+	return v.consts, true
+}
+
+// inexact is v without its constants: what it says beyond them.
+func (v *val) inexact() *val {
+	if v == nil || len(v.consts) == 0 {
+		return v
+	}
+	return mk(&val{refs: v.refs, elems: v.elems, fields: v.fields, root: v.root})
+}
+
 // mk is v, or nil when v describes nothing from the review.
 func mk(v *val) *val {
-	if v == nil || v.root != "" || len(v.refs) > 0 || v.elems != nil {
+	if v == nil || v.root != "" || len(v.refs) > 0 || v.elems != nil || len(v.consts) > 0 {
 		return v
 	}
 	for _, f := range v.fields {
@@ -619,7 +664,7 @@ func (v *val) key() string {
 		fields = append(fields, k+"\x01"+f.key())
 	}
 	slices.Sort(fields)
-	return "(" + v.root + "|" + strings.Join(refs, "\x02") + "|[" + v.elems.key() + "]|{" + strings.Join(fields, "\x03") + "})"
+	return "(" + v.root + "|" + strings.Join(v.consts, "\x04") + "|" + strings.Join(refs, "\x02") + "|[" + v.elems.key() + "]|{" + strings.Join(fields, "\x03") + "})"
 }
 
 func isNull(e celast.Expr) bool {
@@ -628,6 +673,22 @@ func isNull(e celast.Expr) bool {
 	}
 	_, ok := e.AsLiteral().(types.Null)
 	return ok
+}
+
+// stringLiterals are the elements of a list literal of string literals.
+func stringLiterals(e celast.Expr) ([]string, bool) {
+	if e.Kind() != celast.ListKind || len(e.AsList().OptionalIndices()) > 0 {
+		return nil, false
+	}
+	var out []string
+	for _, el := range e.AsList().Elements() {
+		s, ok := stringLiteral(el)
+		if !ok {
+			return nil, false
+		}
+		out = append(out, s)
+	}
+	return out, len(out) > 0
 }
 
 func stringLiteral(e celast.Expr) (string, bool) {

@@ -62,6 +62,10 @@ validations:
 validations:
 - expression: 'size([object.spec.a.b]) == 1'
   message: denied`,
+	"keys from string literals": `
+validations:
+- expression: '["hostNetwork", "hostPID"].filter(f, object.?spec[?f].orValue(false) == true).size() == 0'
+  message: denied`,
 	"library style": `
 variables:
 - name: containers
@@ -107,6 +111,11 @@ func randomPod(rnd *rand.Rand, i int) map[string]any {
 				cs = append(cs, randomContainer(rnd))
 			}
 			spec[field] = cs
+		}
+	}
+	for _, f := range []string{"hostNetwork", "hostPID", "hostIPC"} {
+		if i := rnd.IntN(4); i < 3 {
+			spec[f] = []any{true, false, "yes"}[i]
 		}
 	}
 	switch rnd.IntN(4) {

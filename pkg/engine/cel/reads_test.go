@@ -103,6 +103,16 @@ func TestReadSet(t *testing.T) {
 			want: []string{"object.spec.a.b", "object.spec.c.*", "object.spec.containers.*.name"},
 		},
 		{
+			name: "an index by the variable of a comprehension over string literals reads those keys",
+			src:  Source{Validations: []Validation{{Expression: `["hostNetwork", "hostPID"].filter(f, object.?spec[?f].orValue(false) == true).size() == 0`}}},
+			want: []string{"object.spec.hostNetwork", "object.spec.hostPID"},
+		},
+		{
+			name: "a key computed from such a variable reads every entry",
+			src:  Source{Validations: []Validation{{Expression: `["a"].all(f, object.spec[f + "x"] == 1 && object.spec[true ? f : params.spec.parameters.k] == 2)`}}},
+			want: []string{"object.spec.*"},
+		},
+		{
 			name: "request mixed with another value is unbounded",
 			src:  Source{Validations: []Validation{{Expression: `(object.x == 1 ? request : object).name == "n"`}}},
 		},
