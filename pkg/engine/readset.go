@@ -11,7 +11,8 @@ import (
 // ReadSet is what a template's code can read of a review, found statically
 // when the template is compiled. Paths are in input.review's layout (the
 // AdmissionRequest plus namespaceObject and source): ["object", "spec",
-// "containers"] means the code reads at most that subtree. A driver that
+// "containers"] means the code reads at most that subtree; an Every
+// segment stands for each element of a list (see Every). A driver that
 // cannot bound a read sets All.
 type ReadSet struct {
 	All   bool
@@ -43,9 +44,10 @@ var reviewFields = map[string]bool{
 	"_unstable": true, "source": false,
 }
 
-// normalize sorts the paths and drops those under another, so that two
-// templates with the same reads hash the review the same way; a path into
-// a field the review does not have makes the set unbounded.
+// normalize sorts the paths and drops those under another (a path through
+// Every is under its parent: the parent reads every element whole), so
+// that two templates with the same reads hash the review the same way; a
+// path into a field the review does not have makes the set unbounded.
 func (s ReadSet) normalize() ReadSet {
 	if s.All {
 		return ReadSet{All: true}
@@ -139,6 +141,12 @@ type readKey [2]uint64
 
 var readSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
 
+// Every is the path segment that means every element of a list (or every
+// entry of a map): ["object", "spec", "containers", Every, "image"] reads
+// each container's image, and the list's length and order, but nothing
+// else of the containers.
+const Every = "*"
+
 // hashReads digests the value (or absence) at every path of s.
 func hashReads(r *Review, s ReadSet) readKey {
 	var hs [2]maphash.Hash
@@ -147,28 +155,70 @@ func hashReads(r *Review, s ReadSet) readKey {
 	}
 	for _, p := range s.Paths {
 		v, ok := reviewField(r, p[0])
-		for _, k := range p[1:] {
-			if !ok {
-				break
-			}
-			m, isMap := v.(map[string]any)
-			if !isMap {
-				// Reading a field of a non-object is undefined whatever the
-				// value, but the value decides that: hash it whole.
-				break
-			}
-			v, ok = m[k]
-		}
 		for i := range hs {
 			writePath(&hs[i], p)
-			if !ok {
-				hs[i].WriteByte('!')
-				continue
-			}
-			writeValue(&hs[i], v, readSeeds[i])
+			writeAt(&hs[i], v, ok, p[1:], readSeeds[i])
 		}
 	}
 	return readKey{hs[0].Sum64(), hs[1].Sum64()}
+}
+
+// writeAt digests what rest reads of v (absent unless ok). It also writes
+// how many segments it followed before stopping, so that a path which
+// stops at a non-object early never digests like one that stops late.
+func writeAt(h *maphash.Hash, v any, ok bool, rest []string, seed maphash.Seed) {
+	depth := 0
+	for ; ok && depth < len(rest); depth++ {
+		if rest[depth] == Every {
+			writeUint(h, uint64(depth))
+			writeEvery(h, v, rest[depth+1:], seed)
+			return
+		}
+		m, isMap := v.(map[string]any)
+		if !isMap {
+			// Reading a field of a non-object is undefined whatever the
+			// value, but the value decides that: hash it whole.
+			break
+		}
+		v, ok = m[rest[depth]]
+	}
+	writeUint(h, uint64(depth))
+	if !ok {
+		h.WriteByte('!')
+		return
+	}
+	writeValue(h, v, seed)
+}
+
+// writeEvery digests rest on every element of a list, in order, or on the
+// value of every entry of a map together with its key, in any order; any
+// other value is digested whole, as iterating it is an error it decides.
+func writeEvery(h *maphash.Hash, v any, rest []string, seed maphash.Seed) {
+	switch x := v.(type) {
+	case []any:
+		h.WriteByte('*')
+		h.WriteByte('[')
+		writeUint(h, uint64(len(x)))
+		for _, e := range x {
+			writeAt(h, e, true, rest, seed)
+		}
+	case map[string]any:
+		h.WriteByte('*')
+		h.WriteByte('{')
+		writeUint(h, uint64(len(x)))
+		var sum uint64
+		var eh maphash.Hash
+		eh.SetSeed(seed)
+		for k, e := range x {
+			eh.Reset()
+			writeString(&eh, k)
+			writeAt(&eh, e, true, rest, seed)
+			sum += eh.Sum64()
+		}
+		writeUint(h, sum)
+	default:
+		writeValue(h, v, seed)
+	}
 }
 
 func writePath(h *maphash.Hash, p []string) {
