@@ -129,6 +129,9 @@ func (r *mutatorReconciler) Reconcile(ctx context.Context, id mutation.ID) (reco
 		r.c.log.Info("mutator removed", "mutator", id.String())
 		r.requeueChangedConflicts(ctx, id)
 		r.c.ready.observe(key)
+		if r.c.opts.SyncMAP && r.c.leader.Load() {
+			return reconcile.Result{}, r.c.deleteMAP(ctx, id)
+		}
 		return reconcile.Result{}, nil
 	}
 	gen := u.GetGeneration()
@@ -156,12 +159,31 @@ func (r *mutatorReconciler) Reconcile(ctx context.Context, id mutation.ID) (reco
 	r.mu.Lock()
 	r.reported[id] = errString(st.conflict)
 	r.mu.Unlock()
+	// A broken update leaves the policy of the last good version, as the
+	// System keeps applying it. A failed write is retried after the status
+	// and readiness are done: admission must not wait on it.
+	var mapErr error
+	if r.c.opts.SyncMAP && st.problem == nil {
+		g, genErr := r.c.generateMAP(u)
+		if genErr != nil {
+			st.noMAP = mapProblem(genErr)
+			g = nil
+		}
+		if st.conflict != nil {
+			g = nil
+		}
+		if r.c.leader.Load() {
+			if mapErr = r.c.syncMAP(ctx, id, g); mapErr != nil {
+				r.c.log.Warn("keeping the MutatingAdmissionPolicy", "mutator", id.String(), "err", mapErr)
+			}
+		}
+	}
 	if err := r.c.writeStatus(ctx, u, st); err != nil && !apierrors.IsNotFound(err) {
 		return reconcile.Result{}, fmt.Errorf("writing status of %s: %w", id, err)
 	}
 	r.requeueChangedConflicts(ctx, id)
 	r.c.ready.observe(key)
-	return reconcile.Result{}, nil
+	return reconcile.Result{}, mapErr
 }
 
 // keepLastGood returns the generation still applied after a broken update:
@@ -237,6 +259,9 @@ func (s objectStatus) mutatorByPod(podID string) mutatorByPod {
 	}
 	if s.conflict != nil {
 		e.Errors = append(e.Errors, mutatorStatusError{Type: MutatorErrSchemaConflict, Message: s.conflict.Error()})
+	}
+	if s.noMAP != nil {
+		e.Errors = append(e.Errors, mutatorStatusError{Type: MutatorErrMAPUnsupported, Message: s.noMAP.Error()})
 	}
 	return e
 }

@@ -35,6 +35,9 @@ type objectStatus struct {
 	// conflict that keeps an otherwise good mutator from applying.
 	mutator  bool
 	conflict error
+	// noMAP says why --sync-map wrote no MutatingAdmissionPolicy for a
+	// mutator the webhook applies.
+	noMAP error
 }
 
 // Condition reasons on Ready.
