@@ -65,6 +65,46 @@ spec:
     assignDomain: mirror.example.com
 `
 
+// Two mutators that disagree about spec.containers[].env (a keyed list for
+// one, an object for the other): a schema conflict.
+const mapSyncEnvList = `apiVersion: mutations.gatekeeper.sh/v1
+kind: Assign
+metadata:
+  name: mapsync-env-list
+spec:
+  applyTo:
+  - groups: [""]
+    kinds: [Pod]
+    versions: [v1]
+  match:
+    scope: Namespaced
+    kinds: [{apiGroups: [""], kinds: [Pod]}]
+    namespaces: [mapsync-nowhere]
+  location: "spec.containers[name: *].env[name: MODE].value"
+  parameters:
+    assign:
+      value: strict
+`
+
+const mapSyncEnvObject = `apiVersion: mutations.gatekeeper.sh/v1
+kind: Assign
+metadata:
+  name: mapsync-env-object
+spec:
+  applyTo:
+  - groups: [""]
+    kinds: [Pod]
+    versions: [v1]
+  match:
+    scope: Namespaced
+    kinds: [{apiGroups: [""], kinds: [Pod]}]
+    namespaces: [mapsync-nowhere]
+  location: "spec.containers[name: *].env.MODE"
+  parameters:
+    assign:
+      value: strict
+`
+
 // librarySyncMutators reads the library's mutators with their match
 // narrowed to Pods in this test's two namespaces (the cluster is shared).
 func librarySyncMutators(t *testing.T) (docs string, ids []mutation.ID) {
@@ -119,7 +159,12 @@ func TestSyncMAP(t *testing.T) {
 	}
 	// Registered first, so it runs after both Bouncers have stopped.
 	t.Cleanup(func() {
-		_, _ = kubectl(t, mutators+"---\n"+mapSyncImage, "delete", "--ignore-not-found", "-f", "-")
+		_, _ = kubectl(t, mutators+"---\n"+mapSyncImage+"---\n"+mapSyncEnvList+"---\n"+mapSyncEnvObject, "delete", "--ignore-not-found", "-f", "-")
+		for _, n := range []string{"mapsync-env-list", "mapsync-env-object"} {
+			id := mutation.ID{Kind: "Assign", Name: n}
+			_ = kube(t).AdmissionregistrationV1().MutatingAdmissionPolicyBindings().Delete(ctx, mapgen.Name(id), metav1.DeleteOptions{})
+			_ = kube(t).AdmissionregistrationV1().MutatingAdmissionPolicies().Delete(ctx, mapgen.Name(id), metav1.DeleteOptions{})
+		}
 		for _, id := range ids {
 			_ = kube(t).AdmissionregistrationV1().MutatingAdmissionPolicyBindings().Delete(ctx, mapgen.Name(id), metav1.DeleteOptions{})
 			_ = kube(t).AdmissionregistrationV1().MutatingAdmissionPolicies().Delete(ctx, mapgen.Name(id), metav1.DeleteOptions{})
@@ -177,6 +222,33 @@ func TestSyncMAP(t *testing.T) {
 		if _, err := kube(t).AdmissionregistrationV1().MutatingAdmissionPolicies().Get(ctx, name, getOpts); !apierrors.IsNotFound(err) {
 			t.Errorf("MutatingAdmissionPolicy %s: %v, want none", name, err)
 		}
+	})
+
+	t.Run("conflicting mutators have no policy", func(t *testing.T) {
+		list := mapgen.Name(mutation.ID{Kind: "Assign", Name: "mapsync-env-list"})
+		object := mapgen.Name(mutation.ID{Kind: "Assign", Name: "mapsync-env-object"})
+		exists := func(name string, want bool) func() error {
+			return func() error {
+				_, err := kube(t).AdmissionregistrationV1().MutatingAdmissionPolicies().Get(ctx, name, getOpts)
+				switch {
+				case want && err != nil:
+					return fmt.Errorf("policy %s: %v", name, err)
+				case !want && !apierrors.IsNotFound(err):
+					return fmt.Errorf("policy %s still there (%v)", name, err)
+				}
+				return nil
+			}
+		}
+		mustKubectl(t, mapSyncEnvList, "apply", "-f", "-")
+		eventually(t, 60*time.Second, exists(list, true))
+		mustKubectl(t, mapSyncEnvObject, "apply", "-f", "-")
+		waitMutator(t, "Assign", "mapsync-env-object", syncer, schemaConflict)
+		eventually(t, 60*time.Second, exists(list, false))
+		eventually(t, 60*time.Second, exists(object, false))
+		// The conflict ends with the second mutator: the first is written
+		// again.
+		mustKubectl(t, "", "delete", "assign.mutations.gatekeeper.sh", "mapsync-env-object")
+		eventually(t, 60*time.Second, exists(list, true))
 	})
 
 	// Each namespace is mutated by one side only: wait until a dry run in
