@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bouncer-policy/bouncer/pkg/mapgen"
+	"github.com/bouncer-policy/bouncer/pkg/mutation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -25,6 +27,9 @@ func TestMutatorByPod(t *testing.T) {
 		{"good", objectStatus{gen: 2, enforcedGen: 2, mutator: true}, true, nil, ReasonEnforced, "generation 2 is enforced"},
 		{"conflict", objectStatus{gen: 1, enforcedGen: 1, mutator: true, conflict: conflict}, false, []string{MutatorErrSchemaConflict}, ReasonSchemaConflict, "none of them is applied"},
 		{"broken, last good applies", objectStatus{gen: 3, enforcedGen: 2, mutator: true, problem: broken}, true, []string{MutatorErrIngest}, ReasonInvalidUpdate, "generation 2 (the last good one) stays enforced"},
+		// --sync-map wrote no policy: the webhook still applies it, so it
+		// stays enforced and Ready.
+		{"no MAP", objectStatus{gen: 1, enforcedGen: 1, mutator: true, noMAP: mapProblem(&mapgen.UnsupportedError{Mutator: mutation.ID{Kind: "AssignImage", Name: "mirror"}, Part: "spec.parameters", Reason: "no CEL form"})}, true, []string{MutatorErrMAPUnsupported}, ReasonEnforced, "generation 1 is enforced"},
 		{"broken, nothing applies", objectStatus{gen: 1, mutator: true, problem: broken}, false, []string{MutatorErrIngest}, ReasonInvalid, "not enforced"},
 	}
 	for _, c := range cases {
@@ -38,6 +43,9 @@ func TestMutatorByPod(t *testing.T) {
 			if er.Message == "" {
 				t.Errorf("%s: error without a message", c.name)
 			}
+		}
+		if c.st.noMAP != nil && !strings.Contains(e.Errors[0].Message, "spec.parameters no CEL form") {
+			t.Errorf("%s: message %q does not name the part and reason", c.name, e.Errors[0].Message)
 		}
 		if strings.Join(types, ",") != strings.Join(c.types, ",") {
 			t.Errorf("%s: error types %v, want %v", c.name, types, c.types)

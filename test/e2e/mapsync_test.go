@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bouncer-policy/bouncer/pkg/apis"
 	"github.com/bouncer-policy/bouncer/pkg/mapgen"
 	"github.com/bouncer-policy/bouncer/pkg/mutation"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -174,6 +175,27 @@ func TestSyncMAP(t *testing.T) {
 		createNamespace(t, ns)
 		t.Cleanup(func() { _ = kube(t).CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}) })
 	}
+	// A policy Bouncer wrote for a mutator deleted while no replica led:
+	// the new leader prunes it.
+	orphanSrc := strings.Replace(mapSyncEnvList, "name: mapsync-env-list", "name: mapsync-orphan", 1)
+	var orphan apis.Mutator
+	if err := yaml.Unmarshal([]byte(orphanSrc), &orphan); err != nil {
+		t.Fatal(err)
+	}
+	g, err := mapgen.Generate(&orphan, mapgen.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = kube(t).AdmissionregistrationV1().MutatingAdmissionPolicyBindings().Delete(ctx, g.Binding.Name, metav1.DeleteOptions{})
+		_ = kube(t).AdmissionregistrationV1().MutatingAdmissionPolicies().Delete(ctx, g.Policy.Name, metav1.DeleteOptions{})
+	})
+	if _, err := kube(t).AdmissionregistrationV1().MutatingAdmissionPolicies().Create(ctx, g.Policy, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube(t).AdmissionregistrationV1().MutatingAdmissionPolicyBindings().Create(ctx, g.Binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	const syncer, hook = "bouncer-mapsync", "bouncer-maphook"
 	startBouncer(t, syncer, "--sync-map", "--mutation=false", "--exempt-namespaces", mapHookNS)
 	startBouncer(t, hook, "--exempt-namespaces", mapSyncNS, "--mutation-annotations")
@@ -205,6 +227,17 @@ func TestSyncMAP(t *testing.T) {
 		}
 		out := mustKubectl(t, "", "get", "mutatingadmissionpolicies", "-l", "app.kubernetes.io/managed-by=bouncer")
 		t.Logf("kubectl get mutatingadmissionpolicies -l app.kubernetes.io/managed-by=bouncer:\n%s", out)
+	})
+
+	t.Run("orphan pruned by the leader", func(t *testing.T) {
+		eventually(t, 60*time.Second, func() error {
+			_, perr := kube(t).AdmissionregistrationV1().MutatingAdmissionPolicies().Get(ctx, g.Policy.Name, getOpts)
+			_, berr := kube(t).AdmissionregistrationV1().MutatingAdmissionPolicyBindings().Get(ctx, g.Binding.Name, getOpts)
+			if !apierrors.IsNotFound(perr) || !apierrors.IsNotFound(berr) {
+				return fmt.Errorf("orphan %s: policy %v, binding %v", g.Policy.Name, perr, berr)
+			}
+			return nil
+		})
 	})
 
 	t.Run("inexpressible mutator reported and left to the webhook", func(t *testing.T) {
