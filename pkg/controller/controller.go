@@ -74,6 +74,10 @@ type Options struct {
 	// namespaceSelector (Bouncer's exemptions).
 	MAPFailurePolicy     string
 	MAPNamespaceSelector *metav1.LabelSelector
+	// MutationWebhookOff says the mutating webhook is not served (Mutators
+	// are watched for SyncMAP only): a mutator's status then names only
+	// the generated policy as what applies it.
+	MutationWebhookOff bool
 }
 
 // Controllers are the reconcilers of one replica and what the webhook asks

@@ -102,11 +102,15 @@ func (r *mutatorReconciler) resyncMAPs(ctx context.Context) {
 }
 
 // mapProblem is what a mutator's status says about its policy: why it has
-// none although it applies in the webhook.
-func mapProblem(err error) error {
+// none, and whether the webhook applies it instead.
+func mapProblem(err error, webhookOff bool) error {
+	who := "only the mutating webhook applies it"
+	if webhookOff {
+		who = "the mutating webhook is off: nothing applies it"
+	}
 	var ue *mapgen.UnsupportedError
 	if errors.As(err, &ue) {
-		return fmt.Errorf("no MutatingAdmissionPolicy written (only the mutating webhook applies it): %s %s", ue.Part, ue.Reason)
+		return fmt.Errorf("no MutatingAdmissionPolicy written (%s): %s %s", who, ue.Part, ue.Reason)
 	}
-	return fmt.Errorf("no MutatingAdmissionPolicy written: %w", err)
+	return fmt.Errorf("no MutatingAdmissionPolicy written (%s): %w", who, err)
 }

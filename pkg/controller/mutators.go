@@ -135,7 +135,7 @@ func (r *mutatorReconciler) Reconcile(ctx context.Context, id mutation.ID) (reco
 		return reconcile.Result{}, nil
 	}
 	gen := u.GetGeneration()
-	st := objectStatus{gen: gen, mutator: true}
+	st := objectStatus{gen: gen, mutator: true, syncMAP: r.c.opts.SyncMAP, webhookOff: r.c.opts.MutationWebhookOff}
 	m, err := mutation.Decode(u.Object)
 	if err == nil && m.ID() != id {
 		err = fmt.Errorf("decoded as %s, want %s", m.ID(), id)
@@ -166,7 +166,7 @@ func (r *mutatorReconciler) Reconcile(ctx context.Context, id mutation.ID) (reco
 	if r.c.opts.SyncMAP && st.problem == nil {
 		g, genErr := r.c.generateMAP(u)
 		if genErr != nil {
-			st.noMAP = mapProblem(genErr)
+			st.noMAP = mapProblem(genErr, r.c.opts.MutationWebhookOff)
 			g = nil
 		}
 		if st.conflict != nil {
@@ -252,8 +252,16 @@ type mutatorStatusError struct {
 }
 
 func (s objectStatus) mutatorByPod(podID string) mutatorByPod {
-	e := mutatorByPod{ID: podID, ObservedGeneration: s.gen, Operations: []string{"mutation-webhook"},
-		Enforced: s.enforcedGen != 0 && s.conflict == nil}
+	var ops []string
+	if !s.webhookOff {
+		ops = append(ops, "mutation-webhook")
+	}
+	if s.syncMAP {
+		ops = append(ops, "mutating-admission-policy")
+	}
+	e := mutatorByPod{ID: podID, ObservedGeneration: s.gen, Operations: ops,
+		// Without the webhook, only a generated policy applies it.
+		Enforced: s.enforcedGen != 0 && s.conflict == nil && !(s.webhookOff && s.noMAP != nil)}
 	if s.problem != nil {
 		e.Errors = append(e.Errors, mutatorStatusError{Type: MutatorErrIngest, Message: s.message()})
 	}

@@ -276,6 +276,7 @@ func Run(ctx context.Context, o Options) error {
 		Engine: e, Namespace: o.Namespace, PodID: o.PodName, ExemptNamespaces: exempt,
 		Log: log, Metrics: m, SyncVAP: o.SyncVAP, Applier: applier, Mutators: mutators,
 		SyncMAP: o.SyncMAP, MAPFailurePolicy: o.FailurePolicy, MAPNamespaceSelector: o.exemptionSelector(),
+		MutationWebhookOff: !o.Mutation,
 	})
 	if err != nil {
 		return err

@@ -225,6 +225,15 @@ func TestSyncMAP(t *testing.T) {
 				return nil
 			})
 		}
+		waitMutator(t, ids[0].Kind, ids[0].Name, syncer, func(e map[string]any) error {
+			if err := enforced(e); err != nil {
+				return err
+			}
+			if fmt.Sprint(e["operations"]) != "[mutating-admission-policy]" {
+				return fmt.Errorf("operations %v, want [mutating-admission-policy]", e["operations"])
+			}
+			return nil
+		})
 		out := mustKubectl(t, "", "get", "mutatingadmissionpolicies", "-l", "app.kubernetes.io/managed-by=bouncer")
 		t.Logf("kubectl get mutatingadmissionpolicies -l app.kubernetes.io/managed-by=bouncer:\n%s", out)
 	})
@@ -240,8 +249,12 @@ func TestSyncMAP(t *testing.T) {
 		})
 	})
 
-	t.Run("inexpressible mutator reported and left to the webhook", func(t *testing.T) {
+	t.Run("inexpressible mutator reported in status", func(t *testing.T) {
 		waitMutator(t, "AssignImage", "mapsync-mirror", syncer, func(e map[string]any) error {
+			// With --mutation=false nothing applies it.
+			if e["enforced"] == true || fmt.Sprint(e["operations"]) != "[mutating-admission-policy]" {
+				return fmt.Errorf("want not enforced, operations [mutating-admission-policy]: %v", e)
+			}
 			errs, _ := e["errors"].([]any)
 			for _, x := range errs {
 				if m, _ := x.(map[string]any); m["type"] == "map_unsupported" && strings.Contains(fmt.Sprint(m["message"]), "AssignImage") {
