@@ -13,7 +13,7 @@
 // stored version is broken enforces the last good one too.
 //
 // Work only one replica may do — generating constraint CRDs, syncing native
-// ValidatingAdmissionPolicies, writing the aggregated Ready condition — is
+// ValidatingAdmissionPolicies and MutatingAdmissionPolicies, writing the aggregated Ready condition — is
 // done by the leader; every replica loads its own engine and serves
 // admission. Readiness turns true once everything present at start is
 // loaded (templates, constraints, expansions, the Config, SyncSets and the

@@ -55,8 +55,7 @@ func (c *Controllers) syncMAP(ctx context.Context, id mutation.ID, g *mapgen.Gen
 	if g == nil {
 		return c.deleteMAP(ctx, id)
 	}
-	// The policy first: a binding to a missing policy is refused by
-	// nothing, but matches nothing either.
+	// The policy first, so a binding never names a missing policy.
 	for _, obj := range []any{g.Policy, g.Binding} {
 		u, err := apply.ToUnstructured(obj)
 		if err != nil {
