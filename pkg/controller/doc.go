@@ -13,8 +13,8 @@
 // stored version is broken enforces the last good one too.
 //
 // Work only one replica may do — generating constraint CRDs, syncing native
-// ValidatingAdmissionPolicies and MutatingAdmissionPolicies, writing the aggregated Ready condition — is
-// done by the leader; every replica loads its own engine and serves
+// ValidatingAdmissionPolicies and MutatingAdmissionPolicies, writing the
+// aggregated Ready condition — is done by the leader; every replica loads its own engine and serves
 // admission. Readiness turns true once everything present at start is
 // loaded (templates, constraints, expansions, the Config, SyncSets and the
 // inventory they ask for).
