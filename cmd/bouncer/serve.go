@@ -81,6 +81,7 @@ user may get constrainttemplates.`,
 	f.BoolVar(&o.MutationAnnotations, "mutation-annotations", false, "write the annotation bouncer.dev/mutations (the mutators that changed it) on mutated objects")
 	f.BoolVar(&o.LogMutations, "log-mutations", false, "log every mutation and record an Event on the mutated object")
 	f.BoolVar(&o.InstallCRDs, "install-crds", true, "apply Bouncer's CRDs at start")
+	f.BoolVar(&o.SyncMAP, "sync-map", false, "also write a native MutatingAdmissionPolicy and binding per mutator that can be expressed as one (see bouncer map generate); with the mutating webhook on too, both mutate: use --mutation=false to move mutation into the apiserver")
 	f.BoolVar(&o.SyncVAP, "sync-vap", false, "also write a native ValidatingAdmissionPolicy per CEL template and a binding per constraint")
 	f.StringVar(&engineFlag, "engine", "auto", "policy language: auto (CEL where a template has it, as Gatekeeper), rego or cel")
 	f.Var(&cacheSize, "eval-cache-size", "memory for the cache of template evaluations shared by the webhook and the audit (default: 64MiB, or an eighth of GOMEMLIMIT when less)")

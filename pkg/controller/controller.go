@@ -16,6 +16,7 @@ import (
 	"github.com/bouncer-policy/bouncer/pkg/mutation"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -65,6 +66,18 @@ type Options struct {
 	// SyncVAP writes a ValidatingAdmissionPolicy per CEL template and a
 	// binding per constraint of it (leader only).
 	SyncVAP bool
+	// SyncMAP writes a MutatingAdmissionPolicy and binding per mutator
+	// mapgen can express (leader only; needs Mutators).
+	SyncMAP bool
+	// MAPFailurePolicy is the generated policies' failurePolicy (Fail when
+	// empty); MAPNamespaceSelector, when set, is every generated binding's
+	// namespaceSelector (Bouncer's exemptions).
+	MAPFailurePolicy     string
+	MAPNamespaceSelector *metav1.LabelSelector
+	// MutationWebhookOff says the mutating webhook is not served (Mutators
+	// are watched for SyncMAP only): a mutator's status then names only
+	// the generated policy as what applies it.
+	MutationWebhookOff bool
 }
 
 // Controllers are the reconcilers of one replica and what the webhook asks
@@ -269,6 +282,9 @@ func (l *leaderRunnable) Start(ctx context.Context) error {
 	l.c.constraints.resyncAll(ctx)
 	if l.c.mutators != nil {
 		l.c.mutators.resyncAll(ctx)
+		if l.c.opts.SyncMAP {
+			l.c.mutators.resyncMAPs(ctx)
+		}
 	}
 	<-ctx.Done()
 	l.c.leader.Store(false)

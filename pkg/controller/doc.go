@@ -13,11 +13,11 @@
 // stored version is broken enforces the last good one too.
 //
 // Work only one replica may do — generating constraint CRDs, syncing native
-// ValidatingAdmissionPolicies, writing the aggregated Ready condition — is
-// done by the leader; every replica loads its own engine and serves
-// admission. Readiness turns true once everything present at start is
-// loaded (templates, constraints, expansions, the Config, SyncSets and the
-// inventory they ask for).
+// ValidatingAdmissionPolicies and MutatingAdmissionPolicies, writing the
+// aggregated Ready condition — is done by the leader; every replica loads
+// its own engine and serves admission. Readiness turns true once everything
+// present at start is loaded (templates, constraints, expansions, the
+// Config, SyncSets and the inventory they ask for).
 //
 // The package depends on the engine and the API types, never on the
 // webhook or the server that wires it.

@@ -129,10 +129,13 @@ func (r *mutatorReconciler) Reconcile(ctx context.Context, id mutation.ID) (reco
 		r.c.log.Info("mutator removed", "mutator", id.String())
 		r.requeueChangedConflicts(ctx, id)
 		r.c.ready.observe(key)
+		if r.c.opts.SyncMAP && r.c.leader.Load() {
+			return reconcile.Result{}, r.c.deleteMAP(ctx, id)
+		}
 		return reconcile.Result{}, nil
 	}
 	gen := u.GetGeneration()
-	st := objectStatus{gen: gen, mutator: true}
+	st := objectStatus{gen: gen, mutator: true, syncMAP: r.c.opts.SyncMAP, webhookOff: r.c.opts.MutationWebhookOff}
 	m, err := mutation.Decode(u.Object)
 	if err == nil && m.ID() != id {
 		err = fmt.Errorf("decoded as %s, want %s", m.ID(), id)
@@ -156,12 +159,31 @@ func (r *mutatorReconciler) Reconcile(ctx context.Context, id mutation.ID) (reco
 	r.mu.Lock()
 	r.reported[id] = errString(st.conflict)
 	r.mu.Unlock()
+	// A broken update leaves the policy of the last good version, as the
+	// System keeps applying it. A failed write is retried after the status
+	// and readiness are done: admission must not wait on it.
+	var mapErr error
+	if r.c.opts.SyncMAP && st.problem == nil {
+		g, genErr := r.c.generateMAP(u)
+		if genErr != nil {
+			st.noMAP = mapProblem(genErr, r.c.opts.MutationWebhookOff)
+			g = nil
+		}
+		if st.conflict != nil {
+			g = nil
+		}
+		if r.c.leader.Load() {
+			if mapErr = r.c.syncMAP(ctx, id, g); mapErr != nil {
+				r.c.log.Warn("keeping the MutatingAdmissionPolicy", "mutator", id.String(), "err", mapErr)
+			}
+		}
+	}
 	if err := r.c.writeStatus(ctx, u, st); err != nil && !apierrors.IsNotFound(err) {
 		return reconcile.Result{}, fmt.Errorf("writing status of %s: %w", id, err)
 	}
 	r.requeueChangedConflicts(ctx, id)
 	r.c.ready.observe(key)
-	return reconcile.Result{}, nil
+	return reconcile.Result{}, mapErr
 }
 
 // keepLastGood returns the generation still applied after a broken update:
@@ -230,13 +252,24 @@ type mutatorStatusError struct {
 }
 
 func (s objectStatus) mutatorByPod(podID string) mutatorByPod {
-	e := mutatorByPod{ID: podID, ObservedGeneration: s.gen, Operations: []string{"mutation-webhook"},
-		Enforced: s.enforcedGen != 0 && s.conflict == nil}
+	var ops []string
+	if !s.webhookOff {
+		ops = append(ops, "mutation-webhook")
+	}
+	if s.syncMAP {
+		ops = append(ops, "mutating-admission-policy")
+	}
+	e := mutatorByPod{ID: podID, ObservedGeneration: s.gen, Operations: ops,
+		// Without the webhook, only a generated policy applies it.
+		Enforced: s.enforcedGen != 0 && s.conflict == nil && !(s.webhookOff && s.noMAP != nil)}
 	if s.problem != nil {
 		e.Errors = append(e.Errors, mutatorStatusError{Type: MutatorErrIngest, Message: s.message()})
 	}
 	if s.conflict != nil {
 		e.Errors = append(e.Errors, mutatorStatusError{Type: MutatorErrSchemaConflict, Message: s.conflict.Error()})
+	}
+	if s.noMAP != nil {
+		e.Errors = append(e.Errors, mutatorStatusError{Type: MutatorErrMAPUnsupported, Message: s.noMAP.Error()})
 	}
 	return e
 }

@@ -35,6 +35,11 @@ type objectStatus struct {
 	// conflict that keeps an otherwise good mutator from applying.
 	mutator  bool
 	conflict error
+	// noMAP says why --sync-map wrote no MutatingAdmissionPolicy for a
+	// mutator the webhook applies.
+	noMAP error
+	// syncMAP and webhookOff say which of the two applies mutators here.
+	syncMAP, webhookOff bool
 }
 
 // Condition reasons on Ready.
@@ -44,6 +49,9 @@ const (
 	ReasonInvalidUpdate  = "InvalidUpdate"
 	ReasonTemplateNotRdy = "TemplateNotReady"
 	ReasonSchemaConflict = "SchemaConflict"
+	// ReasonMAPUnsupported: with the mutating webhook off, a mutator with
+	// no generated MutatingAdmissionPolicy applies nowhere.
+	ReasonMAPUnsupported = "MAPUnsupported"
 )
 
 func (s objectStatus) byPod(podID string) apis.ByPodStatus {
@@ -76,6 +84,8 @@ func (s objectStatus) condition() metav1.Condition {
 	switch {
 	case s.conflict != nil:
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, ReasonSchemaConflict, "not applied: "+s.conflict.Error()
+	case s.webhookOff && s.noMAP != nil:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, ReasonMAPUnsupported, "not applied: "+s.noMAP.Error()
 	case s.problem == nil:
 		c.Status, c.Reason = metav1.ConditionTrue, ReasonEnforced
 	case s.notReadyReason != "":

@@ -97,6 +97,13 @@ type Options struct {
 	// SyncVAP also writes native ValidatingAdmissionPolicies and bindings
 	// for templates with CEL code.
 	SyncVAP bool
+	// SyncMAP also writes a native MutatingAdmissionPolicy and binding per
+	// mutator the generator (pkg/mapgen) can express, with the webhook's
+	// failure policy and namespace exemptions. It watches the mutators
+	// even with Mutation off; with both on, the apiserver and the webhook
+	// both apply the expressible mutators (harmless, as mutators are
+	// idempotent).
+	SyncMAP bool
 	// LeaderElect turns on leader election for singleton work; without it
 	// this replica does all of it (one replica only).
 	LeaderElect bool
@@ -260,7 +267,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	var mutators *mutation.System
-	if o.Mutation {
+	if o.Mutation || o.SyncMAP {
 		mutators = mutation.NewSystem()
 	}
 	applier := &objectApplier{apply: apply.NewWithClients(dyn, mgr.GetRESTMapper(), apply.FieldManager), client: mgr.GetClient()}
@@ -268,6 +275,8 @@ func Run(ctx context.Context, o Options) error {
 	ctrls, err := controller.Setup(mgr, controller.Options{
 		Engine: e, Namespace: o.Namespace, PodID: o.PodName, ExemptNamespaces: exempt,
 		Log: log, Metrics: m, SyncVAP: o.SyncVAP, Applier: applier, Mutators: mutators,
+		SyncMAP: o.SyncMAP, MAPFailurePolicy: o.FailurePolicy, MAPNamespaceSelector: o.exemptionSelector(),
+		MutationWebhookOff: !o.Mutation,
 	})
 	if err != nil {
 		return err
@@ -300,7 +309,11 @@ func Run(ctx context.Context, o Options) error {
 	h := &webhook.Handler{
 		Engine: e, Exempt: ctrls.Exempt, Namespace: ctrls.Namespace, Recorder: recorder, Metrics: m, Log: log,
 		Timeout: o.reviewTimeout(), FailurePolicy: o.FailurePolicy, Drift: syncFront.DriftDenial,
-		Mutators: mutators, MutationAnnotations: o.MutationAnnotations, LogMutations: o.LogMutations,
+		MutationAnnotations: o.MutationAnnotations, LogMutations: o.LogMutations,
+		ExpansionMutators: mutators,
+	}
+	if o.Mutation {
+		h.Mutators = mutators // the System alone (for --sync-map) serves no webhook
 	}
 	if err := mgr.Add(&webhookServer{addr: o.Addr, handler: h, receiver: syncFront, certs: certSrc, log: log, timeout: time.Duration(o.TimeoutSeconds) * time.Second}); err != nil {
 		return err

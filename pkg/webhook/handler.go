@@ -75,6 +75,11 @@ type Handler struct {
 	Drift func(oldObject map[string]any, user string) string
 	// Mutators, when set, are applied on PathMutate (the mutating webhook).
 	Mutators *mutation.System
+	// ExpansionMutators, when set, are applied to the resultants of
+	// expansion instead of Mutators: with mutation moved into the
+	// apiserver (serve --sync-map --mutation=false) the Pods are still
+	// stored mutated.
+	ExpansionMutators *mutation.System
 	// MutationAnnotations writes AnnotationMutations on mutated objects.
 	MutationAnnotations bool
 	// LogMutations logs every mutation and records an Event on the object.
@@ -225,10 +230,10 @@ func (h *Handler) reviewResource(ctx context.Context, _ map[string]any, r *engin
 		r.NamespaceObject = r.Object
 	}
 	opts := []engine.ReviewOption{engine.AtEnforcementPoint(apis.PointWebhook)}
-	if h.Mutators != nil {
+	if m := h.expansionMutators(); m != nil {
 		// The object itself arrives mutated (mutating webhooks run first);
 		// the Pods a Deployment will create must be judged mutated too.
-		opts = append(opts, engine.MutateExpanded(h.Mutators.MutateJSON))
+		opts = append(opts, engine.MutateExpanded(m.MutateJSON))
 	}
 	res, err := h.Engine.Review(ctx, r, opts...)
 	if err != nil {
@@ -403,4 +408,11 @@ func deny(err error) *admissionv1.AdmissionResponse {
 	return &admissionv1.AdmissionResponse{Allowed: false, Result: &metav1.Status{
 		Code: http.StatusUnprocessableEntity, Reason: metav1.StatusReasonInvalid, Message: err.Error(),
 	}}
+}
+
+func (h *Handler) expansionMutators() *mutation.System {
+	if h.ExpansionMutators != nil {
+		return h.ExpansionMutators
+	}
+	return h.Mutators
 }

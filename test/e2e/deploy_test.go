@@ -70,7 +70,7 @@ func TestHelmChartIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("helm template: %v", err)
 	}
-	if !strings.Contains(string(out), "--failure-policy=Fail") || !strings.Contains(string(out), "--exempt-namespaces=team-infra") || !strings.Contains(string(out), "--mutation=true") {
+	if !strings.Contains(string(out), "--failure-policy=Fail") || !strings.Contains(string(out), "--exempt-namespaces=team-infra") || !strings.Contains(string(out), "--mutation=true") || !strings.Contains(string(out), "--sync-map=false") {
 		t.Fatal("values are not rendered into the Deployment's arguments")
 	}
 	var docs []*load.Document
