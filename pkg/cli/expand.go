@@ -57,27 +57,7 @@ func runExpand(ctx context.Context, paths []string, o ExpandOptions) (int, error
 		return ExitInvalid, fmt.Errorf("--output %q: want yaml or json", o.Output)
 	}
 	lopts := load.Options{Stdin: o.Stdin, MaxDocumentBytes: int64(o.MaxDocumentSize), AllowRemote: o.AllowRemoteResources}
-	in := &mutateInput{namespaces: map[string]map[string]any{}}
-	err := load.WalkContext(ctx, o.Policies, lopts, func(d *load.Document) error {
-		if !in.set.Add(d) {
-			in.noteNamespace(d)
-		}
-		return nil
-	})
-	if err != nil {
-		return ExitInvalid, err
-	}
-	err = load.WalkContext(ctx, paths, lopts, func(d *load.Document) error {
-		if in.set.Add(d) {
-			return nil
-		}
-		if err := load.CheckObject(d); err != nil {
-			return err
-		}
-		in.noteNamespace(d)
-		in.docs = append(in.docs, d)
-		return nil
-	})
+	in, err := readMutateInput(ctx, o.Policies, paths, lopts)
 	if err != nil {
 		return ExitInvalid, err
 	}

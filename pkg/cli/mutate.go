@@ -99,29 +99,7 @@ func runMutate(ctx context.Context, paths []string, o MutateOptions) (int, error
 		o.Operation = "CREATE"
 	}
 	lopts := load.Options{Stdin: o.Stdin, MaxDocumentBytes: int64(o.MaxDocumentSize), AllowRemote: o.AllowRemoteResources}
-	in := &mutateInput{namespaces: map[string]map[string]any{}}
-	err := load.WalkContext(ctx, o.Policies, lopts, func(d *load.Document) error {
-		if !in.set.Add(d) {
-			in.noteNamespace(d)
-		}
-		return nil
-	})
-	if err != nil {
-		return ExitInvalid, err
-	}
-	// The objects are held until every mutator and Namespace is read: a
-	// Namespace may come after the objects in it.
-	err = load.WalkContext(ctx, paths, lopts, func(d *load.Document) error {
-		if in.set.Add(d) {
-			return nil
-		}
-		if err := load.CheckObject(d); err != nil {
-			return err
-		}
-		in.noteNamespace(d)
-		in.docs = append(in.docs, d)
-		return nil
-	})
+	in, err := readMutateInput(ctx, o.Policies, paths, lopts)
 	if err != nil {
 		return ExitInvalid, err
 	}
@@ -170,6 +148,38 @@ func runMutate(ctx context.Context, paths []string, o MutateOptions) (int, error
 		return ExitDenied, fmt.Errorf("%d of %d objects could not be mutated (the apiserver would refuse them)", failed, len(in.docs))
 	}
 	return ExitOK, nil
+}
+
+// readMutateInput reads the policies (mutators, ExpansionTemplates and
+// Namespaces under policies) and the objects under paths, whose policy
+// documents count too. The objects are held until everything is read: a
+// Namespace may come after the objects in it.
+func readMutateInput(ctx context.Context, policies, paths []string, lopts load.Options) (*mutateInput, error) {
+	in := &mutateInput{namespaces: map[string]map[string]any{}}
+	err := load.WalkContext(ctx, policies, lopts, func(d *load.Document) error {
+		if !in.set.Add(d) {
+			in.noteNamespace(d)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = load.WalkContext(ctx, paths, lopts, func(d *load.Document) error {
+		if in.set.Add(d) {
+			return nil
+		}
+		if err := load.CheckObject(d); err != nil {
+			return err
+		}
+		in.noteNamespace(d)
+		in.docs = append(in.docs, d)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return in, nil
 }
 
 func (in *mutateInput) noteNamespace(d *load.Document) {
