@@ -19,22 +19,31 @@ type Suite struct {
 
 // SuiteTest pairs a template and a constraint (paths relative to the suite).
 type SuiteTest struct {
-	Name       string      `json:"name,omitempty"`
-	Template   string      `json:"template,omitempty"`
-	Constraint string      `json:"constraint,omitempty"`
-	Expansion  string      `json:"expansion,omitempty"`
-	Policy     string      `json:"policy,omitempty"`
-	Binding    string      `json:"binding,omitempty"`
-	Cases      []SuiteCase `json:"cases,omitempty"`
-	Invalid    bool        `json:"invalid,omitempty"`
-	Skip       bool        `json:"skip,omitempty"`
+	Name       string `json:"name,omitempty"`
+	Template   string `json:"template,omitempty"`
+	Constraint string `json:"constraint,omitempty"`
+	Expansion  string `json:"expansion,omitempty"`
+	Policy     string `json:"policy,omitempty"`
+	Binding    string `json:"binding,omitempty"`
+	// Mutators (a Bouncer extension gator does not read) are files of
+	// Assign, AssignMetadata, ModifySet or AssignImage documents applied to
+	// each case's object before it is reviewed, as admission applies them
+	// before validating. A test with mutators may leave out the template
+	// and constraint: its cases then assert only the mutated object.
+	Mutators []string    `json:"mutators,omitempty"`
+	Cases    []SuiteCase `json:"cases,omitempty"`
+	Invalid  bool        `json:"invalid,omitempty"`
+	Skip     bool        `json:"skip,omitempty"`
 }
 
 // SuiteCase reviews one object and checks assertions on the result.
 type SuiteCase struct {
-	Name       string      `json:"name,omitempty"`
-	Object     string      `json:"object,omitempty"`
-	Inventory  []string    `json:"inventory,omitempty"`
+	Name      string   `json:"name,omitempty"`
+	Object    string   `json:"object,omitempty"`
+	Inventory []string `json:"inventory,omitempty"`
+	// Mutated (a Bouncer extension, with the test's mutators) is a file
+	// holding the object the mutators must make of Object, compared whole.
+	Mutated    string      `json:"mutated,omitempty"`
 	Assertions []Assertion `json:"assertions,omitempty"`
 	Skip       bool        `json:"skip,omitempty"`
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"github.com/bouncer-policy/bouncer/pkg/engine"
 	"github.com/bouncer-policy/bouncer/pkg/engine/cel"
 	"github.com/bouncer-policy/bouncer/pkg/load"
+	"github.com/bouncer-policy/bouncer/pkg/mutation"
 	"github.com/bouncer-policy/bouncer/pkg/policyset"
 	admissionv1 "k8s.io/api/admission/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
@@ -260,6 +262,10 @@ func runSuite(ctx context.Context, file string, s *apis.Suite, filter *regexp.Re
 			continue
 		}
 		e, loadErr := loadCaseEvaluator(ctx, dir, t, o, only)
+		var sys *mutation.System
+		if loadErr == nil && len(t.Mutators) > 0 {
+			sys, loadErr = loadSuiteMutators(dir, t.Mutators)
+		}
 		if t.Invalid {
 			sum.Cases++
 			if loadErr == nil {
@@ -293,7 +299,7 @@ func runSuite(ctx context.Context, file string, s *apis.Suite, filter *regexp.Re
 				fmt.Fprintf(o.Stdout, "SKIP %s\n", id)
 				continue
 			}
-			if err := runCase(ctx, e, dir, c); err != nil {
+			if err := runCase(ctx, e, sys, dir, c); err != nil {
 				sum.fail(o.Stdout, file, id, err)
 				continue
 			}
@@ -380,6 +386,9 @@ func loadCaseEvaluator(ctx context.Context, dir string, t apis.SuiteTest, o Veri
 	if t.Policy != "" || t.Binding != "" {
 		return loadVAPTest(dir, t, o, only)
 	}
+	if len(t.Mutators) > 0 && t.Template == "" && t.Constraint == "" && t.Expansion == "" {
+		return nil, nil // mutation only: the cases assert mutated objects
+	}
 	e, err := loadTest(ctx, dir, t, o, only)
 	if err != nil {
 		return nil, err
@@ -387,7 +396,69 @@ func loadCaseEvaluator(ctx context.Context, dir string, t apis.SuiteTest, o Veri
 	return engineEvaluator{e}, nil
 }
 
-func runCase(ctx context.Context, e caseEvaluator, dir string, c apis.SuiteCase) error {
+// loadSuiteMutators reads a test's mutators into one System.
+func loadSuiteMutators(dir string, files []string) (*mutation.System, error) {
+	set := &policyset.Set{}
+	for _, f := range files {
+		n := 0
+		err := load.Walk([]string{filepath.Join(dir, f)}, load.Options{}, func(d *load.Document) error {
+			n++
+			if policyset.Classify(d) != policyset.Mutator {
+				return &load.Error{File: d.File, Line: d.Line, Err: fmt.Errorf("%s %q is not a mutator", d.Kind(), d.Name())}
+			}
+			set.Add(d)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("%s: no document", f)
+		}
+	}
+	return set.LoadMutators()
+}
+
+// mutateCase applies the test's mutators to the case's object, in place,
+// and compares the result with the case's mutated file when it names one.
+func mutateCase(sys *mutation.System, dir string, c apis.SuiteCase, d *load.Document, namespaces map[string]map[string]any) error {
+	if sys == nil {
+		if c.Mutated != "" {
+			return errors.New("mutated is set, but the test has no mutators")
+		}
+		return nil
+	}
+	if d.Kind() == "AdmissionReview" {
+		return errors.New("mutators apply to objects: give the object, not an AdmissionReview")
+	}
+	var nsObj map[string]any
+	if ns := d.Namespace(); ns != "" && d.Kind() != "Namespace" {
+		nsObj = namespaceFor(ns, namespaces)
+	}
+	if err := sys.MutateJSON(d.Object, nsObj, "CREATE"); err != nil {
+		return fmt.Errorf("mutating %s: %w", c.Object, err)
+	}
+	if c.Mutated == "" {
+		return nil
+	}
+	var want []*load.Document
+	if err := load.Walk([]string{filepath.Join(dir, c.Mutated)}, load.Options{}, func(w *load.Document) error {
+		want = append(want, w)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if len(want) != 1 {
+		return fmt.Errorf("%s: want exactly one object, found %d", c.Mutated, len(want))
+	}
+	if diff := mutation.Patch(want[0].Object, d.Object); len(diff) > 0 {
+		b, _ := json.Marshal(diff)
+		return fmt.Errorf("the mutated object differs from %s; the JSON patch from it to what the mutators made: %s", c.Mutated, b)
+	}
+	return nil
+}
+
+func runCase(ctx context.Context, e caseEvaluator, sys *mutation.System, dir string, c apis.SuiteCase) error {
 	if c.Object == "" {
 		return errors.New("case has no object")
 	}
@@ -413,6 +484,18 @@ func runCase(ctx context.Context, e caseEvaluator, dir string, c apis.SuiteCase)
 		}); err != nil {
 			return err
 		}
+	}
+	if err := mutateCase(sys, dir, c, docs[0], namespaces); err != nil {
+		return err
+	}
+	if e == nil {
+		if c.Mutated == "" {
+			return errors.New("a test with mutators only needs mutated in each case (the object the mutators must make)")
+		}
+		if len(c.Assertions) > 0 {
+			return errors.New("assertions need a template and constraint in the test")
+		}
+		return nil
 	}
 	r, err := caseReview(docs[0], namespaces)
 	if err != nil {

@@ -27,8 +27,8 @@ func splitSuites(docs []*load.Document) (suites, rest []*load.Document) {
 	return suites, rest
 }
 
-// fixtures returns the files Suites name as test objects (a case's object
-// and inventory), less those a Suite also names as a policy, and the
+// fixtures returns the files Suites name as test objects (a case's object,
+// inventory and expected mutated object), less those a Suite also names as a policy, and the
 // Suites that may run. A Suite that does not decode, or names a file
 // outside the directory (which would read the host's files, not the
 // commit's), is a finding and does not run.
@@ -52,14 +52,16 @@ func (v *vetting) fixtures(suites []*load.Document) (map[string]bool, []*load.Do
 			return full
 		}
 		for _, t := range s.Tests {
-			for _, p := range []string{t.Template, t.Constraint, t.Expansion, t.Policy, t.Binding} {
+			for _, p := range append([]string{t.Template, t.Constraint, t.Expansion, t.Policy, t.Binding}, t.Mutators...) {
 				if p != "" {
 					policies[at(p)] = true
 				}
 			}
 			for _, c := range t.Cases {
-				if c.Object != "" {
-					fixtures[at(c.Object)] = true
+				for _, p := range []string{c.Object, c.Mutated} {
+					if p != "" {
+						fixtures[at(p)] = true
+					}
 				}
 				for _, p := range c.Inventory {
 					fixtures[at(p)] = true
