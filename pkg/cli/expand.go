@@ -94,7 +94,7 @@ func runExpand(ctx context.Context, paths []string, o ExpandOptions) (int, error
 		}
 		for _, r := range rs {
 			obj := &unstructured.Unstructured{Object: r.Review.Object}
-			if _, _, err := sys.Mutate(obj, ns, "CREATE"); err != nil {
+			if _, _, err := sys.MutateGenerated(obj, ns, "CREATE"); err != nil {
 				failed++
 				fmt.Fprintf(o.Stderr, "error: %s: the %s of ExpansionTemplate %s: %v\n", d.Location(), obj.GetKind(), r.Expansion, err)
 				continue

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -435,7 +436,11 @@ func mutateCase(sys *mutation.System, dir string, c apis.SuiteCase, d *load.Docu
 	if ns := d.Namespace(); ns != "" && d.Kind() != "Namespace" {
 		nsObj = namespaceFor(ns, namespaces)
 	}
-	if err := sys.MutateJSON(d.Object, nsObj, "CREATE"); err != nil {
+	var ns *unstructured.Unstructured
+	if nsObj != nil {
+		ns = &unstructured.Unstructured{Object: nsObj}
+	}
+	if _, _, err := sys.Mutate(&unstructured.Unstructured{Object: d.Object}, ns, "CREATE"); err != nil {
 		return fmt.Errorf("mutating %s: %w", c.Object, err)
 	}
 	if c.Mutated == "" {

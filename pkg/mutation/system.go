@@ -87,6 +87,17 @@ func (s *System) Conflicts() map[ID]error {
 // the order they first did. As Gatekeeper does, it gives up with
 // ErrNotConverging after one round more than there are mutators.
 func (s *System) Mutate(obj, ns *unstructured.Unstructured, operation string) (bool, []ID, error) {
+	return s.mutate(obj, ns, operation, false)
+}
+
+// MutateGenerated is Mutate for an object an ExpansionTemplate derived (a
+// Deployment's Pod): mutators with match.source Original skip it, those
+// with Generated apply to it alone.
+func (s *System) MutateGenerated(obj, ns *unstructured.Unstructured, operation string) (bool, []ID, error) {
+	return s.mutate(obj, ns, operation, true)
+}
+
+func (s *System) mutate(obj, ns *unstructured.Unstructured, operation string, generated bool) (bool, []ID, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if obj == nil || obj.Object == nil {
@@ -106,7 +117,7 @@ func (s *System) Mutate(obj, ns *unstructured.Unstructured, operation string) (b
 	original := deepCopy(obj.Object).(map[string]any)
 	before := original
 	var applied []ID
-	mt := matchTarget(obj, ns)
+	mt := matchTarget(obj, ns, generated)
 	for round := 0; round <= len(s.ordered); round++ {
 		changed := false
 		for _, m := range candidates {
@@ -124,7 +135,7 @@ func (s *System) Mutate(obj, ns *unstructured.Unstructured, operation string) (b
 			if c {
 				// Later mutators match against the object as it is now
 				// (an added label may make one match).
-				mt = matchTarget(obj, ns)
+				mt = matchTarget(obj, ns, generated)
 				changed = true
 				if !slices.Contains(applied, m.id) {
 					applied = append(applied, m.id)
@@ -145,14 +156,14 @@ func (s *System) Mutate(obj, ns *unstructured.Unstructured, operation string) (b
 	return false, applied, fmt.Errorf("%s: %w after %d rounds (mutators %s keep changing it)", describe(obj), ErrNotConverging, len(s.ordered)+1, idList(applied))
 }
 
-// MutateJSON is Mutate on JSON-shaped values, the form the engine's
-// expansion hands over (engine.MutateFunc).
+// MutateJSON is MutateGenerated on JSON-shaped values, the form the
+// engine's expansion hands over its generated objects (engine.MutateFunc).
 func (s *System) MutateJSON(obj, namespace map[string]any, operation string) error {
 	var ns *unstructured.Unstructured
 	if namespace != nil {
 		ns = &unstructured.Unstructured{Object: namespace}
 	}
-	_, _, err := s.Mutate(&unstructured.Unstructured{Object: obj}, ns, operation)
+	_, _, err := s.MutateGenerated(&unstructured.Unstructured{Object: obj}, ns, operation)
 	return err
 }
 
@@ -173,9 +184,10 @@ func idList(ids []ID) string {
 }
 
 // matchTarget is what spec.match needs to know of the object as it is now.
-func matchTarget(obj, ns *unstructured.Unstructured) *match.Target {
+func matchTarget(obj, ns *unstructured.Unstructured, generated bool) *match.Target {
 	group, _ := groupVersion(obj.GetAPIVersion())
 	t := &match.Target{
+		Generated: generated,
 		Group:     group,
 		Kind:      obj.GetKind(),
 		Name:      obj.GetName(),

@@ -310,3 +310,41 @@ func TestMutateConcurrently(t *testing.T) {
 		}
 	}
 }
+
+// TestMatchSource: match.source Original keeps a mutator off objects that
+// expansion generates, Generated keeps it on them alone, as in Gatekeeper.
+func TestMatchSource(t *testing.T) {
+	for _, tc := range []struct {
+		source              string
+		original, generated bool
+	}{
+		{"", true, true},
+		{"All", true, true},
+		{"Original", true, false},
+		{"Generated", false, true},
+	} {
+		m := assign("m", "spec.hostname", "    assign: {value: h}\n")
+		if tc.source != "" {
+			m = strings.Replace(m, "  location:", "  match:\n    source: "+tc.source+"\n  location:", 1)
+		}
+		s := NewSystem()
+		if err := s.Add(mustMutator(t, m)); err != nil {
+			t.Fatal(err)
+		}
+		for _, generated := range []bool{false, true} {
+			u := &unstructured.Unstructured{Object: decodeYAML(t, pod)}
+			mutate := s.Mutate
+			if generated {
+				mutate = s.MutateGenerated
+			}
+			changed, _, err := mutate(u, nil, "CREATE")
+			want := tc.original
+			if generated {
+				want = tc.generated
+			}
+			if err != nil || changed != want {
+				t.Errorf("source %q, generated %v: changed %v (err %v), want %v", tc.source, generated, changed, err, want)
+			}
+		}
+	}
+}
