@@ -336,7 +336,7 @@ func TestStoreKeepsFirstSeenAndDropsWhatAListingNoLongerHas(t *testing.T) {
 	if s.passed("a") != 3 {
 		t.Errorf("passes in a: %d, want 3", s.passed("a"))
 	}
-	fresh := s.replace("v1/pods", func(string) bool { return true }, map[ObjectKey]*Entry{k1: f(50)}, map[ObjectKey]int32{k1: 2})
+	fresh := s.replace("v1/pods", func(string) bool { return true }, map[ObjectKey]*Entry{k1: f(50)}, map[ObjectKey]int32{k1: 2}, true)
 	if len(fresh) != 0 {
 		t.Errorf("a finding seen before is reported as new: %v", fresh)
 	}

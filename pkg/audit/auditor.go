@@ -341,7 +341,7 @@ func (a *Auditor) listIn(ctx context.Context, res Resource, ns string) (string, 
 	if ns != "" {
 		inScope = func(n string) bool { return n == ns }
 	}
-	for _, it := range a.store.replace(res.String(), inScope, entries, passes) {
+	for _, it := range a.store.replace(res.String(), inScope, entries, passes, a.events() != nil) {
 		a.newFindings(it)
 	}
 	return rv, nil

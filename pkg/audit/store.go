@@ -166,6 +166,15 @@ func (s *store) put(k ObjectKey, e *Entry, pass int32) *Item {
 
 // newFindings returns the findings of e that old lacks, nil when none.
 func newFindings(k ObjectKey, old, e *Entry) *Item {
+	if old == nil {
+		if len(e.Findings) == 0 {
+			return nil
+		}
+		// All of them are new: share the entry rather than copy it (a
+		// first pass over 20,000 Pods would otherwise hold every finding
+		// twice until the listing is stored).
+		return &Item{Key: k, Entry: e}
+	}
 	var out []Finding
 	for _, f := range e.Findings {
 		if old == nil || !hasFinding(old, f) {
@@ -205,9 +214,10 @@ func (s *store) endListing(resource string) {
 // replace swaps every entry (and pass count) of one resource in the
 // namespaces inScope for a fresh listing's, so a pass leaves nothing stale
 // behind (objects deleted while no watch ran), except objects a watch
-// event changed while the listing ran. It returns the findings that are
-// new.
-func (s *store) replace(resource string, inScope func(ns string) bool, entries map[ObjectKey]*Entry, passes map[ObjectKey]int32) []Item {
+// event changed while the listing ran. With collect, it returns the
+// findings that are new (for Events; read-only: they may share the
+// stored entries).
+func (s *store) replace(resource string, inScope func(ns string) bool, entries map[ObjectKey]*Entry, passes map[ObjectKey]int32, collect bool) []Item {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	touched := s.listing[resource]
@@ -254,8 +264,10 @@ func (s *store) replace(resource string, inScope func(ns string) bool, entries m
 		if old == nil || !sameFindings(old, e) {
 			s.markLocked(k.Namespace, old)
 			s.markLocked(k.Namespace, e)
-			if it := newFindings(k, old, e); it != nil {
-				fresh = append(fresh, *it)
+			if collect {
+				if it := newFindings(k, old, e); it != nil {
+					fresh = append(fresh, *it)
+				}
 			}
 		}
 		m[k] = e
@@ -277,7 +289,7 @@ func sameFindings(a, b *Entry) bool {
 
 // dropResource forgets every entry of a resource no longer audited.
 func (s *store) dropResource(resource string) {
-	s.replace(resource, func(string) bool { return true }, nil, nil)
+	s.replace(resource, func(string) bool { return true }, nil, nil, false)
 }
 
 // dropConstraints removes the findings of constraints keep rejects (a
