@@ -318,20 +318,9 @@ func (an *analysis) field(v *val, name string) *val {
 // element is v[k] for a key the analysis does not know: any element of a
 // list, any value of a map.
 func (an *analysis) element(v *val) *val {
-	if v == nil {
+	out, ok := an.everyElement(v)
+	if !ok {
 		return nil
-	}
-	if v.root != "" {
-		an.unbounded = true
-		return nil
-	}
-	out := &val{}
-	for _, r := range v.refs {
-		// Indexing can fail (no such key, out of range) whether or not
-		// the element is used: that takes the keys or the length.
-		p := appendPath(r, engine.Every)
-		an.weak = append(an.weak, p)
-		out.refs = append(out.refs, p)
 	}
 	out = union(out, v.elems)
 	for _, f := range v.fields {
@@ -340,23 +329,35 @@ func (an *analysis) element(v *val) *val {
 	return mk(out)
 }
 
-// iterated is what a comprehension over v binds its variable to: an
-// element of a list or a key of a map (a key is digested with its entry
-// through Every, and keys of maps built here are constants). Iterating
-// reads the length of what it iterates.
-func (an *analysis) iterated(v *val) *val {
+// everyElement is the review paths of v's elements (v's paths followed by
+// Every). Indexing or iterating can fail or stop whether or not an element
+// is used, which takes the keys or the length: each path is also a weak
+// read. False when v is unbounded.
+func (an *analysis) everyElement(v *val) (*val, bool) {
 	if v == nil {
-		return nil
+		return nil, false
 	}
 	if v.root != "" {
 		an.unbounded = true
-		return nil
+		return nil, false
 	}
 	out := &val{}
 	for _, r := range v.refs {
 		p := appendPath(r, engine.Every)
 		an.weak = append(an.weak, p)
 		out.refs = append(out.refs, p)
+	}
+	return out, true
+}
+
+// iterated is what a comprehension over v binds its variable to: an
+// element of a list or a key of a map (a key is digested with its entry
+// through Every, and keys of maps built here are constants). Iterating
+// reads the length of what it iterates.
+func (an *analysis) iterated(v *val) *val {
+	out, ok := an.everyElement(v)
+	if !ok {
+		return nil
 	}
 	return mk(union(out, v.elems))
 }
