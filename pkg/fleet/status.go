@@ -156,23 +156,18 @@ func readCluster(ctx context.Context, t Target) (Detail, error) {
 		d.Templates = append(d.Templates, info)
 		byKind[strings.ToLower(info.Kind)] = info
 	}
-	kinds, err := disc.ServerResourcesForGroupVersion(constraintsGV.String())
-	if err != nil && !apierrors.IsNotFound(err) {
+	kinds, err := ConstraintResources(disc)
+	if err != nil {
 		return d, fmt.Errorf("discovering constraint kinds: %w", err)
 	}
-	if kinds != nil {
-		for _, r := range kinds.APIResources {
-			if strings.Contains(r.Name, "/") {
-				continue // a subresource
-			}
-			items, err := listIfServed(ctx, dyn, constraintsGV.WithResource(r.Name))
-			if err != nil {
-				return d, fmt.Errorf("listing %s: %w", r.Kind, err)
-			}
-			for _, c := range items {
-				st.addConstraint(c)
-				d.Constraints = append(d.Constraints, constraintInfo(c, r.Kind, byKind[strings.ToLower(r.Kind)]))
-			}
+	for _, r := range kinds {
+		items, err := listIfServed(ctx, dyn, constraintsGV.WithResource(r.Name))
+		if err != nil {
+			return d, fmt.Errorf("listing %s: %w", r.Kind, err)
+		}
+		for _, c := range items {
+			st.addConstraint(c)
+			d.Constraints = append(d.Constraints, constraintInfo(c, r.Kind, byKind[strings.ToLower(r.Kind)]))
 		}
 	}
 	slices.SortFunc(d.Constraints, func(a, b Constraint) int {
@@ -192,6 +187,27 @@ func readCluster(ctx context.Context, t Target) (Detail, error) {
 	}
 	d.Exempt = exemptNamespaces(configs)
 	return d, nil
+}
+
+// ConstraintResources lists the listable resources of
+// constraints.gatekeeper.sh (one per template kind), sorted by name; none
+// when the group is not served.
+func ConstraintResources(disc discovery.DiscoveryInterface) ([]metav1.APIResource, error) {
+	list, err := disc.ServerResourcesForGroupVersion(constraintsGV.String())
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []metav1.APIResource
+	for _, r := range list.APIResources {
+		if !strings.Contains(r.Name, "/") && slices.Contains(r.Verbs, "list") {
+			out = append(out, r)
+		}
+	}
+	slices.SortFunc(out, func(a, b metav1.APIResource) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
 }
 
 // listIfServed lists gvr in all namespaces; a resource the cluster does not

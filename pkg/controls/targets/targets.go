@@ -9,10 +9,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/bouncer-policy/bouncer/pkg/apis"
 	"github.com/bouncer-policy/bouncer/pkg/controls"
+	"github.com/bouncer-policy/bouncer/pkg/fleet"
 	"github.com/bouncer-policy/bouncer/pkg/load"
 	"github.com/bouncer-policy/bouncer/pkg/policyset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -116,17 +116,17 @@ func fromClients(ctx context.Context, name string, dyn dynamic.Interface, disc d
 			t.Templates = append(t.Templates, fromTemplate(&tmpl))
 		}
 	}
-	resources, err := constraintResources(disc)
+	resources, err := fleet.ConstraintResources(disc)
 	if err != nil {
 		return controls.Target{}, fmt.Errorf("cluster %s: discovering constraint kinds: %w", name, err)
 	}
 	for _, r := range resources {
-		list, err := dyn.Resource(schema.GroupVersionResource{Group: apis.ConstraintsGroup, Version: constraintsVersion, Resource: r}).List(ctx, metav1.ListOptions{})
+		list, err := dyn.Resource(schema.GroupVersionResource{Group: apis.ConstraintsGroup, Version: constraintsVersion, Resource: r.Name}).List(ctx, metav1.ListOptions{})
 		if apierrors.IsNotFound(err) {
 			continue // the template was deleted since discovery
 		}
 		if err != nil {
-			return controls.Target{}, fmt.Errorf("cluster %s: listing %s: %w", name, r, err)
+			return controls.Target{}, fmt.Errorf("cluster %s: listing %s: %w", name, r.Name, err)
 		}
 		for _, u := range list.Items {
 			var c apis.Constraint
@@ -149,26 +149,6 @@ func fromClients(ctx context.Context, name string, dyn dynamic.Interface, disc d
 		t.Exempt = append(t.Exempt, webhookExemptions(c)...)
 	}
 	return t, nil
-}
-
-// constraintResources lists the resources of constraints.gatekeeper.sh,
-// one per template kind; none when the group is not served.
-func constraintResources(disc discovery.DiscoveryInterface) ([]string, error) {
-	list, err := disc.ServerResourcesForGroupVersion(apis.ConstraintsGroup + "/" + constraintsVersion)
-	if apierrors.IsNotFound(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, r := range list.APIResources {
-		if !strings.Contains(r.Name, "/") && slices.Contains(r.Verbs, "list") {
-			out = append(out, r.Name)
-		}
-	}
-	slices.Sort(out)
-	return out, nil
 }
 
 func webhookExemptions(c apis.Config) []string {
