@@ -1,6 +1,8 @@
 // Package fleet reads the policy state of several clusters — what each
 // has synced from git, which templates and constraints it enforces and
-// what its audit found — for `bouncer fleet status`.
+// what its audit found — for `bouncer fleet status` and the dashboard;
+// `bouncer controls` shares its resolution of kubeconfigs and contexts and
+// its discovery of constraint kinds.
 package fleet
 
 import (
