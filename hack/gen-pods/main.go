@@ -27,6 +27,7 @@ func run() error {
 	namespaces := flag.Int("namespaces", 0, "number of namespaces (default: the mix's, 200 for engine, 100 for library)")
 	violating := flag.Int("violating", -1, "percent of Pods that break a policy (default: the mix's, 25 for engine, 30 for library)")
 	seed := flag.Uint64("seed", 0, "random seed (default: the mix's)")
+	templates := flag.Int("templates", 0, "stamp the Pods from this many pod templates, each with its own name, uid and token volume (library mix; 0: every Pod its own)")
 	out := flag.String("o", "-", "output file (- for standard output)")
 	flag.Parse()
 	o := podgen.DefaultOptions(podgen.Mix(*mix), *n)
@@ -36,6 +37,7 @@ func run() error {
 	if *violating >= 0 {
 		o.ViolatingPercent = *violating
 	}
+	o.Templates = *templates
 	if *seed != 0 {
 		o.Seed = *seed
 	}

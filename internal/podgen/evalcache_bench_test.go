@@ -42,7 +42,7 @@ func BenchmarkRepetitivePods(b *testing.B) {
 			if variant != "" {
 				stream = make([]map[string]any, pool)
 				for i := range stream {
-					stream[i] = replica(pods[i%templates], rnd, i)
+					stream[i] = podgen.Replica(pods[i%templates], rnd, i)
 				}
 			}
 			for _, cache := range []struct {

@@ -122,7 +122,16 @@ func generateLibrary(o Options, fn func(obj map[string]any) error) error {
 		}
 	}
 	rng := newRand(o, 0x6b6f756e636572)
+	var templates []map[string]any
+	stamped := o.Templates > 0 && o.Templates < o.Pods
+	replicas := newRand(o, 0x7265706c696361)
 	for i := 0; i < o.Pods; i++ {
+		if stamped && i >= o.Templates {
+			if err := fn(Replica(templates[i%o.Templates], replicas, i)); err != nil {
+				return err
+			}
+			continue
+		}
 		ns := NamespaceName(rng.IntN(o.Namespaces))
 		name := fmt.Sprintf("pod-%06d", i)
 		var p map[string]any
@@ -139,6 +148,10 @@ func generateLibrary(o Options, fn func(obj map[string]any) error) error {
 		if rng.IntN(4) == 0 { // a sidecar in a quarter of the Pods
 			s := spec(p)
 			s["containers"] = append(s["containers"].([]any), libraryContainer("proxy", "registry.example.com/mesh/proxy:2.1.0@"+digest))
+		}
+		if stamped {
+			templates = append(templates, p)
+			p = Replica(p, replicas, i)
 		}
 		if err := fn(p); err != nil {
 			return err

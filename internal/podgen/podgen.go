@@ -38,6 +38,12 @@ type Options struct {
 	// ViolatingPercent of the Pods break at least one policy.
 	ViolatingPercent int
 	Seed             uint64
+	// Templates, when above zero, stamps the Pods from that many pod
+	// templates (Library mix only), as a cluster's Pods come from a few
+	// hundred Deployments: the first Templates Pods are generated as usual,
+	// and every Pod is a Replica of one of them, with its own name, uid and
+	// random ServiceAccount token volume.
+	Templates int
 }
 
 // DefaultOptions is each mix's usual shape: Library as bench/run uses it

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -117,3 +118,41 @@ const (
 	engineDigest  = "a2e183d9fab66e631e38f682421add8463081fbe1623a548f899dd5d7040cc76"
 	libraryDigest = "aae2df313eadc89de7ff67794dd927412983d24523b9ad41176a8ba072e81794"
 )
+
+// TestTemplatesStampReplicas checks that Templates stamps every Pod from
+// that many pod templates: names and uids stay unique, and the containers'
+// images (what the templates differ in) come in at most Templates shapes.
+func TestTemplatesStampReplicas(t *testing.T) {
+	o := DefaultOptions(Library, 200)
+	o.Templates = 7
+	names := map[string]bool{}
+	uids := map[string]bool{}
+	shapes := map[string]bool{}
+	pods := 0
+	if err := Generate(o, func(obj map[string]any) error {
+		if obj["kind"] != "Pod" {
+			return nil
+		}
+		pods++
+		meta := obj["metadata"].(map[string]any)
+		name, uid := meta["name"].(string), meta["uid"].(string)
+		if names[name] || uids[uid] {
+			t.Errorf("Pod %s (uid %s) repeats a name or uid", name, uid)
+		}
+		names[name], uids[uid] = true, true
+		var shape []string
+		for _, c := range obj["spec"].(map[string]any)["containers"].([]any) {
+			shape = append(shape, fmt.Sprint(c.(map[string]any)["image"], c.(map[string]any)["securityContext"]))
+		}
+		shapes[meta["namespace"].(string)+fmt.Sprint(shape)] = true
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if pods != 200 {
+		t.Fatalf("generated %d Pods, want 200", pods)
+	}
+	if len(shapes) > 7 || len(shapes) < 2 {
+		t.Errorf("%d distinct pod shapes from 7 templates, want 2..7", len(shapes))
+	}
+}
