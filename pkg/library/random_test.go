@@ -53,14 +53,10 @@ func compareRandom(t *testing.T, policy string, params map[string]any, n int, ne
 		}
 		r := engine.ObjectReview(pod, "CREATE", nil)
 		want := violations(ctx, t, rego, r)
-		if len(want) > 8 {
-			// CEL reports eight and counts the rest.
-			continue
-		}
-		// (Past eight, which violations CEL lists follows map order, which
-		// varies from run to run with or without the cache.)
+		// The order of CEL's joined violations may follow map order, which
+		// varies from run to run with or without the cache.
 		for cached, plain := range uncached {
-			if got, want := violations(ctx, t, cached, r), violations(ctx, t, plain, r); !slices.Equal(got, want) {
+			if got, want := violations(ctx, t, cached, r), violations(ctx, t, plain, r); !slices.Equal(fragments(got), fragments(want)) {
 				t.Fatalf("containers %v: with the evaluation cache %q, without %q", containers, got, want)
 			}
 		}
@@ -68,7 +64,7 @@ func compareRandom(t *testing.T, policy string, params map[string]any, n int, ne
 		if len(want) > 0 {
 			violating++
 		}
-		if got := violations(ctx, t, cel, r); !slices.Equal(got, want) {
+		if got := violations(ctx, t, cel, r); !sameViolations(want, got) {
 			t.Fatalf("containers %v:\nrego: %q\ncel:  %q", containers, want, got)
 		}
 	}
