@@ -109,8 +109,6 @@ type compiledExpr struct {
 	// shareKey is set for expressions whose outcome depends on the review
 	// alone (share.go).
 	shareKey string
-	// size is set for size(variables.NAME) <= N and similar (sizecheck.go).
-	size *sizeCheck
 }
 
 // run evaluates the program; without comprehensions there is nothing to
@@ -387,16 +385,6 @@ func (e *evaluation) eval(c *compiledExpr, remaining int64) (val ref.Val, err er
 		}
 	}
 	e.pending = 0
-	if c.size != nil {
-		if val, cost, ok := e.sizeCheck(c.size); ok {
-			composition := e.pending
-			e.pending = 0
-			if composition > remaining || cost > remaining-composition {
-				return nil, nil, -1, errOutOfBudget()
-			}
-			return val, nil, remaining - composition - cost, nil
-		}
-	}
 	out, details, evalErr := c.run(e.ctx, e)
 	composition := e.pending
 	e.pending = 0
@@ -738,7 +726,6 @@ func compileProgram(p *Program, src *Source, asts map[string]*celast.AST) error 
 	for i, v := range src.Validations {
 		cv := compiledValidation{expression: v.Expression, message: v.Message}
 		cv.cond, _ = compiled(compiler.CompileCELExpression(&validating.ValidationCondition{Expression: v.Expression, Message: v.Message}, opts, environment.StoredExpressions), asts)
-		p.planSizeCheck(&cv.cond, asts[v.Expression])
 		if v.MessageExpression != "" {
 			r, _ := compiled(compiler.CompileCELExpression(&validating.MessageExpressionCondition{MessageExpression: v.MessageExpression}, opts, environment.StoredExpressions), asts)
 			cv.msg = &r
