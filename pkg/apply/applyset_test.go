@@ -350,6 +350,51 @@ spec: {replicas: 1}
 	}
 }
 
+// A Prechecked object is not sent in the atomic dry run: proved here with
+// an object the apiserver refuses, which the dry run would have caught, so
+// the rest of the set is written and only the real write reports it. That
+// is the price of a wrong Prechecked, and why only exact offline
+// validation may claim it.
+func TestApplySetAtomicSkipsPrecheckedInDryRun(t *testing.T) {
+	e := newEnv(t)
+	set := e.seeded(t)
+	docs := `
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: fine, namespace: NS}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: broken, namespace: NS}
+spec: {replicas: 1}
+`
+	prechecked := func(o *unstructured.Unstructured) bool { return o.GetKind() == "Deployment" }
+	res := e.apply(t, set, docs, Options{Atomic: true, Prechecked: prechecked})
+	if len(res.Errors) != 1 || res.Errors[0].Object.Name != "broken" {
+		t.Fatalf("want the broken Deployment's write error, got %v", res.Err())
+	}
+	if e.get(t, configMaps, e.ns, "fine") == nil {
+		t.Fatal("the dry run checked the Prechecked Deployment: nothing was written")
+	}
+}
+
+// A dry run the caller asks for checks every object, Prechecked or not.
+func TestApplySetDryRunIgnoresPrechecked(t *testing.T) {
+	e := newEnv(t)
+	set := e.seeded(t)
+	docs := `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: broken, namespace: NS}
+spec: {replicas: 1}
+`
+	all := func(*unstructured.Unstructured) bool { return true }
+	res := e.apply(t, set, docs, Options{DryRun: true, Prechecked: all})
+	if len(res.Errors) != 1 || res.Errors[0].Object.Name != "broken" {
+		t.Fatalf("want the broken Deployment's dry-run error, got %v", res.Err())
+	}
+}
+
 func TestApplySetPrunesDependentsFirst(t *testing.T) {
 	e := newEnv(t)
 	set := Set{Parent: SecretParent(e.ns, "set")}

@@ -403,6 +403,31 @@ func (s *syncer) knownTemplates(ctx context.Context, id string) (map[string]bool
 	return known, nil
 }
 
+// vettedConstraints says which objects the atomic dry run may skip: the
+// constraints whose template is in the commit. vet checked each against
+// what the apiserver checks for it: the constraint CRD Bouncer makes from
+// that template (controller.ConstraintCRD) validates parameters with the
+// template's schema, as vet does, and leaves spec.match open; vet also
+// checks the object metadata as the apiserver does. A constraint of a
+// template only in the cluster had its parameters unchecked, so it is
+// still dry-run, as is every other kind. Admission webhooks other than
+// Bouncer's on constraints are not foreseen; with one, a refusal would
+// leave part of the commit's constraints written.
+func vettedConstraints(objs []*unstructured.Unstructured) func(*unstructured.Unstructured) bool {
+	inCommit := map[string]bool{}
+	for _, o := range objs {
+		if o.GroupVersionKind().Group != apis.TemplatesGroup || o.GetKind() != apis.KindConstraintTemplate {
+			continue
+		}
+		if kind, _, _ := unstructured.NestedString(o.Object, "spec", "crd", "spec", "names", "kind"); kind != "" {
+			inCommit[kind] = true
+		}
+	}
+	return func(o *unstructured.Unstructured) bool {
+		return o.GroupVersionKind().Group == apis.ConstraintsGroup && inCommit[o.GetKind()]
+	}
+}
+
 // apply applies objs as the sync's ApplySet. Constraint kinds are served
 // only once Bouncer's template controller has made their CRD from the
 // template, which ApplySet cannot know of (it waits only for CRDs in the
@@ -442,6 +467,7 @@ func (s *syncer) apply(ctx context.Context, objs []*unstructured.Unstructured, p
 		s.c.Log.Debug("git sync: constraint kinds served", "policysync", s.key(), "kinds", len(constraintKinds), "took", time.Since(at).Round(time.Millisecond))
 		at = time.Now()
 	}
+	opts.Prechecked = vettedConstraints(objs)
 	res, err := s.c.applier.ApplySet(ctx, set, objs, opts)
 	s.c.Log.Debug("git sync: applied the set", "policysync", s.key(), "objects", len(objs), "prune", prune, "took", time.Since(at).Round(time.Millisecond))
 	return res, err

@@ -14,6 +14,8 @@ import (
 	"github.com/bouncer-policy/bouncer/pkg/vap"
 	"golang.org/x/sync/errgroup"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // configName is the only Config name Gatekeeper, and Bouncer, read.
@@ -132,6 +134,10 @@ func (v *vetting) checkConstraints(e *engine.Engine, docs []*load.Document, fail
 			v.addDoc(d, CodeInvalidObject, err)
 			continue
 		}
+		if err := constraintMeta(&c); err != nil {
+			v.addDoc(d, CodeConstraint, err)
+			continue
+		}
 		// Checked, not added: adding copies the engine's index each time,
 		// which for a commit of 10,000 constraints is most of the run, and
 		// vet evaluates nothing.
@@ -163,6 +169,33 @@ func (v *vetting) checkConstraints(e *engine.Engine, docs []*load.Document, fail
 	}
 	return nil
 }
+
+// constraintMeta refuses what the apiserver refuses in a constraint's
+// metadata and the engine does not check: the object-meta rules every
+// custom resource meets (name a DNS subdomain, valid labels, annotations,
+// finalizers; constraints are cluster-scoped) and the 63-character name
+// limit of the constraint CRD's schema (controller.ConstraintCRD).
+func constraintMeta(c *apis.Constraint) error {
+	if c.Name == "" {
+		return nil // the engine reports it, in its words
+	}
+	// A cluster-scoped object's namespace is dropped by the apiserver (and
+	// the applier), not refused.
+	om := c.ObjectMeta
+	om.Namespace = ""
+	var errs field.ErrorList
+	errs = append(errs, apimachineryvalidation.ValidateObjectMeta(&om, false, apimachineryvalidation.NameIsDNSSubdomain, field.NewPath("metadata"))...)
+	if len(c.Name) > maxConstraintName {
+		errs = append(errs, field.TooLong(field.NewPath("metadata", "name"), c.Name, maxConstraintName))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("constraint %s/%s: %w", c.Kind, c.Name, errs.ToAggregate())
+	}
+	return nil
+}
+
+// maxConstraintName is the constraint CRD schema's metadata.name maxLength.
+const maxConstraintName = 63
 
 // checkWithStub checks a constraint whose template is in the cluster
 // against a stand-in template of its kind that takes any parameters.

@@ -83,6 +83,12 @@ func TestBrokenCommits(t *testing.T) {
 		}},
 		{"orphan", []want{{CodeConstraint, "constraint.yaml", 1, con, "no template defines kind K8sRequiredLabels"}}},
 		{"bad-params", []want{{CodeConstraint, "constraint.yaml", 1, con, "spec.parameters.labels: Invalid value"}}},
+		// What the apiserver refuses in a constraint's metadata is refused
+		// offline too, so the sync need not dry-run constraints.
+		{"bad-constraint-meta", []want{
+			{CodeConstraint, "constraint.yaml", 1, "constraints.gatekeeper.sh/K8sRequiredLabels Need_Team", "a lowercase RFC 1123 subdomain"},
+			{CodeConstraint, "constraint.yaml", 11, "constraints.gatekeeper.sh/K8sRequiredLabels need-team-and-a-name-far-longer-than-the-sixty-three-characters-a-crd-allows", "may not be more than 63"},
+		}},
 		{"disallowed", []want{{CodeKindNotAllowed, "pods.yaml", 2, "Pod default/stray", "kind Pod is not allowed"}}},
 		{"bad-kustomize", []want{{CodeRender, "kustomization.yaml", 0, "", "accumulating resources from 'missing.yaml'"}}},
 		{"not-yaml", []want{{CodeRender, "notes.yaml", 1, "", "yaml: line 5: did not find expected ','"}}},
