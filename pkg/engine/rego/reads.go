@@ -10,41 +10,34 @@ var (
 	inputParameters = ast.StringTerm("parameters")
 )
 
-// readSet finds what the compiled modules read of input.review: for every
-// reference into input, the leading constant keys after input.review. The
+// readSet finds what the compiled modules read of input.review. The
 // compiler has already resolved imports and aliases to full references, so
 // a reference is the only way to reach input; one that uses input or
 // input.review as a whole value, or selects it with a computed key before
 // any constant one, is unbounded.
+//
+// A reference's constant keys are kept; a variable or number key becomes
+// engine.Every, since whatever value it takes it selects one of the
+// entries that Every digests. A reference that ends in such a key yields
+// an element: the path then stops at the collection (the element is read
+// whole), unless the element is bound to a variable whose every use is a
+// reference with a key after it (c.image), whose paths then extend the
+// element's — so templates that iterate containers read only the fields
+// they name, not every container whole.
 func readSet(modules map[string]*ast.Module) engine.ReadSet {
 	var out engine.ReadSet
 	for _, m := range modules {
-		ast.WalkRefs(m, func(r ast.Ref) bool {
-			if out.All || !r[0].Equal(ast.InputRootDocument) {
-				return false
-			}
-			if len(r) >= 2 && r[1].Equal(inputParameters) {
-				return false
-			}
-			if len(r) < 3 || !r[1].Equal(inputReview) {
-				out.All = true
-				return false
-			}
-			var path []string
-			for _, t := range r[2:] {
-				s, ok := t.Value.(ast.String)
-				if !ok {
-					break
+		for _, imp := range m.Imports {
+			ast.WalkRefs(imp, func(r ast.Ref) bool {
+				if p, ok := inputPath(r, &out); ok && len(p) > 0 {
+					out.Paths = append(out.Paths, dropTrailingEvery(p))
 				}
-				path = append(path, string(s))
-			}
-			if len(path) == 0 {
-				out.All = true
 				return false
-			}
-			out.Paths = append(out.Paths, path)
-			return false
-		})
+			})
+		}
+		for _, r := range m.Rules {
+			ruleReads(r, &out)
+		}
 	}
 	// input on its own is a variable, not a reference: more of them than
 	// references starting with one means input is used as a value.
@@ -68,6 +61,149 @@ func readSet(modules map[string]*ast.Module) engine.ReadSet {
 		return engine.ReadSet{All: true}
 	}
 	return out
+}
+
+// ruleReads adds the reads of one rule (its else chain included, which
+// only makes the variable analysis more conservative: a name shared with
+// the else branch counts its uses there too).
+func ruleReads(rule *ast.Rule, out *engine.ReadSet) {
+	a := ruleVars{occurrences: map[ast.Var]int{}, keyed: map[ast.Var][]*ast.Term{}, bindings: map[ast.Var]int{}, bound: map[*ast.Term]ast.Var{}}
+	// Every occurrence of each variable, and those that head a reference
+	// with at least one key after it.
+	ast.WalkTerms(rule, func(t *ast.Term) bool {
+		switch v := t.Value.(type) {
+		case ast.Var:
+			a.occurrences[v]++
+		case ast.Ref:
+			if head, ok := v[0].Value.(ast.Var); ok && len(v) >= 2 {
+				a.keyed[head] = append(a.keyed[head], t)
+			}
+		}
+		return false
+	})
+	// Bindings of a variable to a reference: v = ref, either side (:= is
+	// compiled to =), keyed by the reference term.
+	ast.WalkExprs(rule, func(e *ast.Expr) bool {
+		if e.Negated || !(e.IsEquality() || e.IsAssignment()) {
+			return false
+		}
+		ops := e.Operands()
+		if len(ops) != 2 {
+			return false
+		}
+		for i, o := range ops {
+			v, isVar := o.Value.(ast.Var)
+			_, isRef := ops[1-i].Value.(ast.Ref)
+			if !isVar || !isRef {
+				continue
+			}
+			a.bindings[v]++
+			a.bound[ops[1-i]] = v
+		}
+		return false
+	})
+	ast.WalkTerms(rule, func(t *ast.Term) bool {
+		r, ok := t.Value.(ast.Ref)
+		if !ok || out.All {
+			return false
+		}
+		if path, ok := inputPath(r, out); ok {
+			if _, complete := keys(r[2:]); complete {
+				a.follow(t, path, 0, out)
+			} else {
+				out.Paths = append(out.Paths, path)
+			}
+		}
+		return false
+	})
+}
+
+// ruleVars is what ruleReads knows of one rule's variables.
+type ruleVars struct {
+	occurrences map[ast.Var]int
+	keyed       map[ast.Var][]*ast.Term
+	bindings    map[ast.Var]int
+	bound       map[*ast.Term]ast.Var
+}
+
+// maxFollow bounds how many bindings in a chain (obj := input.review.object;
+// c := obj.spec.containers[_]; c.image) follow handles before it reads the
+// value whole.
+const maxFollow = 8
+
+// follow adds what the reference term t, which reads path, reads: path
+// itself, or, when t is bound to a variable used only as the head of
+// keyed references, the path each of those reads through it.
+func (a *ruleVars) follow(t *ast.Term, path []string, depth int, out *engine.ReadSet) {
+	v, isBound := a.bound[t]
+	// The binding itself plus one occurrence per keyed use: any other
+	// occurrence uses the value whole (an argument, a value, a
+	// comparison, a message).
+	if !isBound || depth >= maxFollow || a.bindings[v] != 1 || a.occurrences[v] != 1+len(a.keyed[v]) {
+		out.Paths = append(out.Paths, dropTrailingEvery(path))
+		return
+	}
+	for _, use := range a.keyed[v] {
+		suffix, complete := keys(use.Value.(ast.Ref)[1:])
+		p := append(append([]string(nil), path...), suffix...)
+		if !complete {
+			out.Paths = append(out.Paths, dropTrailingEvery(p))
+			continue
+		}
+		a.follow(use, p, depth+1, out)
+	}
+}
+
+// inputPath is the path a reference reads under input.review; ok is false
+// for references that are not into input or are into input.parameters. A
+// reference it cannot bound sets out.All.
+func inputPath(r ast.Ref, out *engine.ReadSet) ([]string, bool) {
+	if !r[0].Equal(ast.InputRootDocument) {
+		return nil, false
+	}
+	if len(r) >= 2 && r[1].Equal(inputParameters) {
+		return nil, false
+	}
+	if len(r) < 3 || !r[1].Equal(inputReview) {
+		out.All = true
+		return nil, false
+	}
+	if _, ok := r[2].Value.(ast.String); !ok {
+		out.All = true
+		return nil, false
+	}
+	path, complete := keys(r[2:])
+	if !complete {
+		// Nothing can follow a path that stopped early.
+		return dropTrailingEvery(path), true
+	}
+	return path, true
+}
+
+// keys turns reference keys into a path: constant strings as they are,
+// variables and numbers as engine.Every, stopping at anything else (then
+// complete is false: the path reads the value where it stopped whole).
+func keys(ts []*ast.Term) (path []string, complete bool) {
+	for _, t := range ts {
+		switch k := t.Value.(type) {
+		case ast.String:
+			path = append(path, string(k))
+		case ast.Var, ast.Number:
+			path = append(path, engine.Every)
+		default:
+			return path, false
+		}
+	}
+	return path, true
+}
+
+// dropTrailingEvery turns a path to every element into the path to the
+// collection, which reads the same values.
+func dropTrailingEvery(p []string) []string {
+	for len(p) > 0 && p[len(p)-1] == engine.Every {
+		p = p[:len(p)-1]
+	}
+	return p
 }
 
 // ReadSet implements engine.ReadSetter.
