@@ -35,9 +35,18 @@ func readSet(modules map[string]*ast.Module) engine.ReadSet {
 				return false
 			})
 		}
+	}
+	x := &exports{paths: map[string][][]string{}, refs: map[string]ast.Ref{}}
+	var rules []*ruleVars
+	for _, m := range modules {
 		for _, r := range m.Rules {
-			ruleReads(r, &out)
+			a := newRuleVars(r)
+			a.inputReads(&out, x)
+			rules = append(rules, a)
 		}
+	}
+	for _, a := range rules {
+		a.exportReads(&out, x)
 	}
 	// input on its own is a variable, not a reference: more of them than
 	// references starting with one means input is used as a value.
@@ -63,11 +72,26 @@ func readSet(modules map[string]*ast.Module) engine.ReadSet {
 	return out
 }
 
-// ruleReads adds the reads of one rule (its else chain included, which
-// only makes the variable analysis more conservative: a name shared with
-// the else branch counts its uses there too).
-func ruleReads(rule *ast.Rule, out *engine.ReadSet) {
-	a := ruleVars{occurrences: map[ast.Var]int{}, keyed: map[ast.Var][]*ast.Term{}, bindings: map[ast.Var]int{}, bound: map[*ast.Term]ast.Var{}}
+// exports are the element sets that partial set rules build from
+// input.review (input_containers[c] { c := input.review.object.spec.containers[_] }):
+// the producing rule reads nothing of the elements it does not use
+// itself, so each reference to the set must read what it uses of them.
+type exports struct {
+	paths map[string][][]string // by the set's ref: paths of its elements
+	refs  map[string]ast.Ref
+}
+
+// newRuleVars indexes one rule's variables (its else chain included, which
+// only makes the analysis more conservative: a name shared with the else
+// branch counts its uses there too).
+func newRuleVars(rule *ast.Rule) *ruleVars {
+	a := &ruleVars{occurrences: map[ast.Var]int{}, keyed: map[ast.Var][]*ast.Term{}, bindings: map[ast.Var]int{}, bound: map[*ast.Term]ast.Var{}, inArray: map[*ast.Term]bool{}, rule: rule}
+	// violation is read whole by the engine's query, outside the modules.
+	if rule.Head.DocKind() == ast.PartialSetDoc && rule.Head.Ref().IsGround() && rule.Module != nil && !rule.Head.Ref()[0].Equal(ast.VarTerm("violation")) {
+		if k, ok := rule.Head.Key.Value.(ast.Var); ok {
+			a.headKey, a.set = k, rule.Ref()
+		}
+	}
 	// Every occurrence of each variable, and those that head a reference
 	// with at least one key after it.
 	ast.WalkTerms(rule, func(t *ast.Term) bool {
@@ -78,6 +102,13 @@ func ruleReads(rule *ast.Rule, out *engine.ReadSet) {
 			if head, ok := v[0].Value.(ast.Var); ok && len(v) >= 2 {
 				a.keyed[head] = append(a.keyed[head], t)
 			}
+		case *ast.ArrayComprehension:
+			// An array comprehension over a set's elements sees their
+			// order and multiplicity, which depend on the whole elements.
+			ast.WalkTerms(v, func(in *ast.Term) bool {
+				a.inArray[in] = true
+				return false
+			})
 		}
 		return false
 	})
@@ -102,14 +133,20 @@ func ruleReads(rule *ast.Rule, out *engine.ReadSet) {
 		}
 		return false
 	})
-	ast.WalkTerms(rule, func(t *ast.Term) bool {
+	return a
+}
+
+// inputReads adds the rule's reads through references into input, and
+// records the element sets it exports.
+func (a *ruleVars) inputReads(out *engine.ReadSet, x *exports) {
+	ast.WalkTerms(a.rule, func(t *ast.Term) bool {
 		r, ok := t.Value.(ast.Ref)
 		if !ok || out.All {
 			return false
 		}
 		if path, ok := inputPath(r, out); ok {
 			if _, complete := keys(r[2:]); complete {
-				a.follow(t, path, 0, out)
+				a.follow(t, path, 0, out, x)
 			} else {
 				out.Paths = append(out.Paths, path)
 			}
@@ -118,12 +155,69 @@ func ruleReads(rule *ast.Rule, out *engine.ReadSet) {
 	})
 }
 
+// exportReads adds the rule's reads through references to exported
+// element sets: a reference set[v] whose element is bound to a variable
+// used only with keys reads those keys of every exported element; any
+// other reference to the set, or to a document above it, reads the
+// elements whole.
+func (a *ruleVars) exportReads(out *engine.ReadSet, x *exports) {
+	if len(x.paths) == 0 {
+		return
+	}
+	ast.WalkTerms(a.rule, func(t *ast.Term) bool {
+		r, ok := t.Value.(ast.Ref)
+		if !ok || !r[0].Equal(ast.DefaultRootDocument) {
+			return false
+		}
+		for name, set := range x.refs {
+			if !overlaps(r, set) {
+				continue
+			}
+			elem, isVar := ast.Var(""), false
+			var rest []string
+			complete := false
+			if len(r) > len(set) {
+				elem, isVar = r[len(set)].Value.(ast.Var)
+				rest, complete = keys(r[len(set)+1:])
+			}
+			for _, p := range x.paths[name] {
+				switch {
+				case len(r) <= len(set) || !isVar || a.occurrences[elem] != 1 || !complete || a.inArray[t]:
+					out.Paths = append(out.Paths, dropTrailingEvery(p))
+				default:
+					a.follow(t, append(append([]string(nil), p...), rest...), 0, out, nil)
+				}
+			}
+		}
+		return false
+	})
+}
+
+// overlaps reports whether reference r can reach into the document at
+// set: every key of r up to set's length is a variable or equals set's.
+func overlaps(r, set ast.Ref) bool {
+	for i := 1; i < len(r) && i < len(set); i++ {
+		if _, isVar := r[i].Value.(ast.Var); isVar {
+			continue
+		}
+		if !r[i].Equal(set[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 // ruleVars is what ruleReads knows of one rule's variables.
 type ruleVars struct {
 	occurrences map[ast.Var]int
 	keyed       map[ast.Var][]*ast.Term
 	bindings    map[ast.Var]int
 	bound       map[*ast.Term]ast.Var
+	inArray     map[*ast.Term]bool
+	rule        *ast.Rule
+	// headKey is the key variable of a partial set rule, set its ref.
+	headKey ast.Var
+	set     ast.Ref
 }
 
 // maxFollow bounds how many bindings in a chain (obj := input.review.object;
@@ -134,14 +228,24 @@ const maxFollow = 8
 // follow adds what the reference term t, which reads path, reads: path
 // itself, or, when t is bound to a variable used only as the head of
 // keyed references, the path each of those reads through it.
-func (a *ruleVars) follow(t *ast.Term, path []string, depth int, out *engine.ReadSet) {
+func (a *ruleVars) follow(t *ast.Term, path []string, depth int, out *engine.ReadSet, x *exports) {
 	v, isBound := a.bound[t]
 	// The binding itself plus one occurrence per keyed use: any other
 	// occurrence uses the value whole (an argument, a value, a
-	// comparison, a message).
-	if !isBound || depth >= maxFollow || a.bindings[v] != 1 || a.occurrences[v] != 1+len(a.keyed[v]) {
+	// comparison, a message) — but for the key of a partial set rule,
+	// whose references then read what they use of it.
+	exported := 0
+	if isBound && x != nil && a.set != nil && v == a.headKey {
+		exported = 1
+	}
+	if !isBound || depth >= maxFollow || a.bindings[v] != 1 || a.occurrences[v] != 1+len(a.keyed[v])+exported {
 		out.Paths = append(out.Paths, dropTrailingEvery(path))
 		return
+	}
+	if exported == 1 {
+		name := a.set.String()
+		x.paths[name] = append(x.paths[name], path)
+		x.refs[name] = a.set
 	}
 	for _, use := range a.keyed[v] {
 		suffix, complete := keys(use.Value.(ast.Ref)[1:])
@@ -150,7 +254,7 @@ func (a *ruleVars) follow(t *ast.Term, path []string, depth int, out *engine.Rea
 			out.Paths = append(out.Paths, dropTrailingEvery(p))
 			continue
 		}
-		a.follow(use, p, depth+1, out)
+		a.follow(use, p, depth+1, out, x)
 	}
 }
 

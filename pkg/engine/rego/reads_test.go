@@ -54,12 +54,25 @@ func TestReadSetElements(t *testing.T) {
 			[]string{containers}},
 		{"element as a rule's value", `x := input.review.object.spec.containers[_]; x.name == "a"; y := x; y.image == "b"`,
 			[]string{containers}},
+		{"element of a set rule, keyed uses", `c := cs[_]; c.image == "x"`,
+			[]string{containers + ".*.image"}},
+		{"element of a set rule in a message", `c := cs[_]; msg := sprintf("%v", [c]); msg != ""`,
+			[]string{containers}},
+		{"set rule counted", `count(cs) > 1`,
+			[]string{containers}},
+		{"set rule in an array comprehension", `images := [c.image | c := cs[_]]; count(images) > 1`,
+			[]string{containers}},
+		{"set rule membership", `cs[{"image": "x"}]`,
+			[]string{containers}},
+		{"set rule as a value", `x := data.k8sreads.cs; count(x) > 0`,
+			[]string{containers}},
 		{"input as a value", `x := input; x.review.object.kind == "Pod"`, []string{"ALL"}},
 		{"computed top-level key", `k := "object"; input.review[k].kind == "Pod"`, []string{"ALL"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := "package k8sreads\nimport future.keywords.in\nimport future.keywords.every\n" +
 				"f(x) { x.image == \"x\" }\n" +
+				"cs[c] { c := input.review.object.spec.containers[_] }\n" +
 				"violation[{\"msg\": \"m\"}] {\n" + tc.body + "\n}\n"
 			ct := template(t, "K8sReads", src)
 			p, err := rego.New().Compile(ct, legacy(ct))
