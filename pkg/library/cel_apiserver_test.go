@@ -2,8 +2,10 @@ package library_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -31,15 +33,7 @@ import (
 // an expansion are left out: the apiserver has no expansion, so there the
 // two would differ by design.
 func TestCELMatchesApiserverValidatorOnEveryK8sUpgrade(t *testing.T) {
-	var pods []map[string]any
-	if err := podgen.Generate(podgen.DefaultOptions(podgen.Library, 300), func(obj map[string]any) error {
-		if obj["kind"] == "Pod" {
-			pods = append(pods, obj)
-		}
-		return nil
-	}); err != nil {
-		t.Fatalf("generating Pods: %v", err)
-	}
+	pods := generatedPods(t, 300)
 	compared, denied := 0, 0
 	for _, p := range policies(t) {
 		if !hasCEL(t, p) {
@@ -150,4 +144,82 @@ func messageList(resp *engine.Response) ([]string, bool) {
 	}
 	slices.Sort(out)
 	return out, len(resp.Errors) > 0
+}
+
+// generatedPods returns n of the benchmark's generated Pods.
+func generatedPods(t *testing.T, n int) []map[string]any {
+	t.Helper()
+	var pods []map[string]any
+	if err := podgen.Generate(podgen.DefaultOptions(podgen.Library, n), func(obj map[string]any) error {
+		if obj["kind"] == "Pod" {
+			pods = append(pods, obj)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("generating Pods: %v", err)
+	}
+	return pods
+}
+
+// TestGatekeeperCELMatchesApiserverValidator is the same comparison on
+// Gatekeeper's own library (the templates users bring), for every template
+// with K8sNativeValidation code and each of its sample constraints, over
+// generated Pods. It must keep passing on every k8s.io upgrade too.
+func TestGatekeeperCELMatchesApiserverValidator(t *testing.T) {
+	lib := ""
+	for _, dir := range []string{"../../../shared/bench/gatekeeper-library", "/work/shared/bench/gatekeeper-library"} {
+		if _, err := os.Stat(filepath.Join(dir, "templates")); err == nil {
+			lib = dir
+			break
+		}
+	}
+	if lib == "" {
+		t.Fatal("Gatekeeper's library not found in ../../../shared/bench or /work/shared/bench")
+	}
+	pods := generatedPods(t, 200)
+	templates, err := filepath.Glob(filepath.Join(lib, "templates", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	compared, denied, pairs := 0, 0, 0
+	for _, tplPath := range templates {
+		src, err := os.ReadFile(tplPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(src), "K8sNativeValidation") {
+			continue
+		}
+		constraints, err := filepath.Glob(filepath.Join(lib, "constraints", strings.TrimSuffix(filepath.Base(tplPath), ".yaml")+"__*.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, conPath := range constraints {
+			pairs++
+			t.Run(filepath.Base(conPath), func(t *testing.T) {
+				e := suiteEngine(t, "", apis.SuiteTest{Template: tplPath, Constraint: conPath}, apis.EngineCEL)
+				vs := apiserverSet(t, tplPath, conPath)
+				for i, pod := range pods {
+					r := engine.ObjectReview(pod, "CREATE", nil)
+					resp, err := e.Review(context.Background(), r)
+					if err != nil {
+						t.Fatalf("review %d: engine: %v", i, err)
+					}
+					want, wantErr := messageList(resp)
+					got, gotErr := messageList(vs.Evaluate(context.Background(), r, false))
+					if wantErr != gotErr || !slices.Equal(got, want) {
+						t.Errorf("Pod %d (%v): apiserver %q (error %v), engine %q (error %v)", i, pod["metadata"], got, gotErr, want, wantErr)
+					}
+					compared++
+					if len(want) > 0 {
+						denied++
+					}
+				}
+			})
+		}
+	}
+	t.Logf("%d (template, constraint) pairs, %d reviews compared, %d denied", pairs, compared, denied)
+	if pairs == 0 || denied == 0 || denied == compared {
+		t.Fatalf("%d pairs, %d reviews compared, %d denied: the comparison proves nothing", pairs, compared, denied)
+	}
 }
