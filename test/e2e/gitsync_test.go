@@ -519,6 +519,29 @@ func TestGitSync(t *testing.T) {
 		}
 	})
 
+	// Constraints whose template is in the commit are written without a
+	// server-side dry run, because vet checks them as the apiserver would:
+	// one the apiserver would refuse must still keep the whole commit out.
+	t.Run("a constraint the apiserver would refuse keeps the whole commit out", func(t *testing.T) {
+		bad := strings.Replace(readFile(t, "test/e2e/testdata/gitsync/constraint.yaml"), "name: drop-net-raw", "name: Drop_Net_Raw", 1)
+		extra := strings.Replace(readFile(t, "test/e2e/testdata/gitsync/constraint.yaml"), "name: drop-net-raw", "name: drop-net-raw-second", 1)
+		good := getPolicySync(t).Status.LastSyncedCommit
+		work.commit("a constraint with an invalid name plus a good one", map[string]string{"policies/constraint-bad.yaml": bad, "policies/constraint-second.yaml": extra})
+		e := waitSyncError(t, "constraint", "Drop_Net_Raw")
+		t.Logf("status error: %+v", e)
+		if ps := getPolicySync(t); ps.Status.LastSyncedCommit != good {
+			t.Errorf("lastSyncedCommit moved to %s with a broken commit", ps.Status.LastSyncedCommit)
+		}
+		if _, err := dynClient(t).Resource(netRawGVR).Get(ctx, "drop-net-raw-second", getOpts); !apierrors.IsNotFound(err) {
+			t.Errorf("the good constraint of a broken commit was applied: %v", err)
+		}
+		fixed := work.commit("drop the invalid constraint", map[string]string{"policies/constraint-bad.yaml": ""})
+		waitSynced(t, fixed)
+		if _, err := dynClient(t).Resource(netRawGVR).Get(ctx, "drop-net-raw-second", getOpts); err != nil {
+			t.Errorf("the fixing commit's constraint is not applied: %v", err)
+		}
+		waitSynced(t, work.commit("remove the second constraint again", map[string]string{"policies/constraint-second.yaml": ""}))
+	})
 	t.Run("drift is restored, refused with preventDrift, and prune spares others", func(t *testing.T) {
 		before, err := dynClient(t).Resource(netRawGVR).Get(ctx, "drop-net-raw", getOpts)
 		if err != nil {
