@@ -10,8 +10,6 @@ import (
 	"github.com/bouncer-policy/bouncer/internal/podgen"
 	"github.com/bouncer-policy/bouncer/pkg/apis"
 	"github.com/bouncer-policy/bouncer/pkg/engine"
-	"github.com/bouncer-policy/bouncer/pkg/load"
-	"github.com/bouncer-policy/bouncer/pkg/policyset"
 )
 
 // libraryEngine loads every library template with its sample constraint,
@@ -23,21 +21,7 @@ func libraryEngine(t testing.TB, only string, cacheBytes int64) *engine.Engine {
 	if len(templates) == 0 {
 		t.Fatal("no library templates found")
 	}
-	set := &policyset.Set{}
-	if err := load.Walk(append(templates, constraints...), load.Options{}, func(d *load.Document) error {
-		set.Add(d)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	e, err := policyset.NewEngineCaching(0, only, cacheBytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := set.LoadInto(e); err != nil {
-		t.Fatal(err)
-	}
-	return e
+	return policyEngine(t, append(templates, constraints...), only, cacheBytes)
 }
 
 // TestEvalCacheOnBenchmarkPods reviews the benchmark's generated Pods (and

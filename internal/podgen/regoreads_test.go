@@ -1,14 +1,11 @@
 package podgen_test
 
 import (
-	"context"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 
-	"github.com/bouncer-policy/bouncer/internal/podgen"
 	"github.com/bouncer-policy/bouncer/pkg/apis"
 	"github.com/bouncer-policy/bouncer/pkg/engine"
 	"github.com/bouncer-policy/bouncer/pkg/load"
@@ -59,7 +56,6 @@ func policyEngine(t testing.TB, files []string, only string, cacheBytes int64) *
 // most evaluations of later replicas must be answered from the cache, now
 // that Rego read sets follow iterated containers into the fields they name.
 func TestRegoEvalCacheOnReplicas(t *testing.T) {
-	ctx := context.Background()
 	gk := gatekeeperLibrary(t)
 	bouncerFiles, _ := filepath.Glob("../../library/*/*.yaml")
 	gkFiles, _ := filepath.Glob(filepath.Join(gk, "templates", "*.yaml"))
@@ -78,44 +74,11 @@ func TestRegoEvalCacheOnReplicas(t *testing.T) {
 		{"gatekeeper", append(gkFiles, gkConstraints...), 0.90},
 	} {
 		t.Run(lib.name, func(t *testing.T) {
-			var pods []map[string]any
-			namespaces := map[string]map[string]any{}
-			if err := podgen.Generate(podgen.DefaultOptions(podgen.Library, 60), func(obj map[string]any) error {
-				meta := obj["metadata"].(map[string]any)
-				if obj["kind"] == "Namespace" {
-					namespaces[meta["name"].(string)] = obj
-					return nil
-				}
-				pods = append(pods, obj)
-				return nil
-			}); err != nil {
-				t.Fatal(err)
-			}
-			const replicas = 4
 			cached := policyEngine(t, lib.files, apis.EngineRego, 0)
 			plain := policyEngine(t, lib.files, apis.EngineRego, -1)
-			rnd := rand.New(rand.NewPCG(23, 5))
-			var first engine.EvalCacheStats
-			for i, p := range pods {
-				ns, _ := p["metadata"].(map[string]any)["namespace"].(string)
-				for n := range replicas {
-					r := engine.ObjectReview(podgen.Replica(p, rnd, i*replicas+n), "CREATE", namespaces[ns])
-					before := cached.EvalCacheStats()
-					got, want := results(ctx, t, cached, r), results(ctx, t, plain, r)
-					if !slices.Equal(got, want) {
-						t.Errorf("pod %d replica %d: with the cache %q, without %q", i, n, got, want)
-					}
-					if n == 0 {
-						after := cached.EvalCacheStats()
-						first.Hits += after.Hits - before.Hits
-						first.Misses += after.Misses - before.Misses
-					}
-				}
-			}
-			all := cached.EvalCacheStats()
-			later := engine.EvalCacheStats{Hits: all.Hits - first.Hits, Misses: all.Misses - first.Misses}
+			first, later := replicaRun(t, cached, plain, 60, 4, rand.New(rand.NewPCG(23, 5)))
 			rate := float64(later.Hits) / float64(later.Hits+later.Misses)
-			t.Logf("%d pods × %d replicas: first replicas %+v, later replicas %+v (hit rate %.2f)", len(pods), replicas, first, later, rate)
+			t.Logf("first replicas %+v, later replicas %+v (hit rate %.2f)", first, later, rate)
 			if later.Hits+later.Misses == 0 || rate < lib.minRate {
 				t.Errorf("later replicas: %d hits, %d misses; want a hit rate of at least %.2f", later.Hits, later.Misses, lib.minRate)
 			}
