@@ -55,21 +55,8 @@ func TestCELMatchesApiserverValidatorOnEveryK8sUpgrade(t *testing.T) {
 					for _, pod := range pods {
 						reviews = append(reviews, engine.ObjectReview(pod, "CREATE", nil))
 					}
-					for i, r := range reviews {
-						resp, err := e.Review(context.Background(), r)
-						if err != nil {
-							t.Fatalf("review %d: engine: %v", i, err)
-						}
-						want, wantErr := messageList(resp)
-						got, gotErr := messageList(vs.Evaluate(context.Background(), r, false))
-						if wantErr != gotErr || !slices.Equal(got, want) {
-							t.Errorf("review %d (%v): apiserver %q (error %v), engine %q (error %v)", i, r.Object["metadata"], got, gotErr, want, wantErr)
-						}
-						compared++
-						if len(want) > 0 {
-							denied++
-						}
-					}
+					c, d := compareWithApiserver(t, e, vs, reviews)
+					compared, denied = compared+c, denied+d
 				})
 			}
 		}
@@ -199,22 +186,12 @@ func TestGatekeeperCELMatchesApiserverValidator(t *testing.T) {
 			t.Run(filepath.Base(conPath), func(t *testing.T) {
 				e := suiteEngine(t, "", apis.SuiteTest{Template: tplPath, Constraint: conPath}, apis.EngineCEL)
 				vs := apiserverSet(t, tplPath, conPath)
-				for i, pod := range pods {
-					r := engine.ObjectReview(pod, "CREATE", nil)
-					resp, err := e.Review(context.Background(), r)
-					if err != nil {
-						t.Fatalf("review %d: engine: %v", i, err)
-					}
-					want, wantErr := messageList(resp)
-					got, gotErr := messageList(vs.Evaluate(context.Background(), r, false))
-					if wantErr != gotErr || !slices.Equal(got, want) {
-						t.Errorf("Pod %d (%v): apiserver %q (error %v), engine %q (error %v)", i, pod["metadata"], got, gotErr, want, wantErr)
-					}
-					compared++
-					if len(want) > 0 {
-						denied++
-					}
+				var reviews []*engine.Review
+				for _, pod := range pods {
+					reviews = append(reviews, engine.ObjectReview(pod, "CREATE", nil))
 				}
+				c, d := compareWithApiserver(t, e, vs, reviews)
+				compared, denied = compared+c, denied+d
 			})
 		}
 	}
@@ -222,4 +199,28 @@ func TestGatekeeperCELMatchesApiserverValidator(t *testing.T) {
 	if pairs == 0 || denied == 0 || denied == compared {
 		t.Fatalf("%d pairs, %d reviews compared, %d denied: the comparison proves nothing", pairs, compared, denied)
 	}
+}
+
+// compareWithApiserver reviews each object with the engine and with the
+// apiserver's validator and reports every difference in messages or in
+// whether evaluation failed; it returns how many reviews it compared and
+// how many the engine denied.
+func compareWithApiserver(t *testing.T, e *engine.Engine, vs *vap.Set, reviews []*engine.Review) (compared, denied int) {
+	t.Helper()
+	for i, r := range reviews {
+		resp, err := e.Review(context.Background(), r)
+		if err != nil {
+			t.Fatalf("review %d: engine: %v", i, err)
+		}
+		want, wantErr := messageList(resp)
+		got, gotErr := messageList(vs.Evaluate(context.Background(), r, false))
+		if wantErr != gotErr || !slices.Equal(got, want) {
+			t.Errorf("review %d (%v): apiserver %q (error %v), engine %q (error %v)", i, r.Object["metadata"], got, gotErr, want, wantErr)
+		}
+		compared++
+		if len(want) > 0 {
+			denied++
+		}
+	}
+	return compared, denied
 }
