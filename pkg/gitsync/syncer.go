@@ -396,11 +396,18 @@ func (s *syncer) knownTemplates(ctx context.Context, id string) (map[string]bool
 		if t.GetLabels()[apply.LabelPartOf] == id {
 			continue
 		}
-		if kind, _, _ := unstructured.NestedString(t.Object, "spec", "crd", "spec", "names", "kind"); kind != "" {
+		if kind := constraintKindOf(&t); kind != "" {
 			known[kind] = true
 		}
 	}
 	return known, nil
+}
+
+// constraintKindOf is the constraint kind a ConstraintTemplate defines, or
+// "" when it names none.
+func constraintKindOf(t *unstructured.Unstructured) string {
+	kind, _, _ := unstructured.NestedString(t.Object, "spec", "crd", "spec", "names", "kind")
+	return kind
 }
 
 // vettedConstraints says which objects the atomic dry run may skip: the
@@ -419,7 +426,7 @@ func vettedConstraints(objs []*unstructured.Unstructured) func(*unstructured.Uns
 		if o.GroupVersionKind().Group != apis.TemplatesGroup || o.GetKind() != apis.KindConstraintTemplate {
 			continue
 		}
-		if kind, _, _ := unstructured.NestedString(o.Object, "spec", "crd", "spec", "names", "kind"); kind != "" {
+		if kind := constraintKindOf(o); kind != "" {
 			inCommit[kind] = true
 		}
 	}
