@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -133,6 +134,12 @@ func sameVerdicts(t *testing.T, mode string) {
 				t.Fatalf("%s: frameworks: %v", name, err)
 			}
 			f = append(f, got...)
+		}
+		if mode == ModeAuto {
+			// The library's CEL variants join every message of a review
+			// into one violation (one validation), where Rego reports one
+			// per violation: the constraints must agree, not the count.
+			b, f = slices.Compact(names(b)), slices.Compact(names(f))
 		}
 		if !reflect.DeepEqual(names(b), names(f)) {
 			t.Errorf("%s: bouncer %v, frameworks %v", name, names(b), names(f))

@@ -53,8 +53,9 @@ func policyEngine(t testing.TB, files []string, only string, cacheBytes int64) *
 // with a random token volume and mount and other unread random fields)
 // against Bouncer's and Gatekeeper's libraries in Rego alone, with the
 // cache on and off: the results must be identical, messages included, and
-// most evaluations of later replicas must be answered from the cache, now
-// that Rego read sets follow iterated containers into the fields they name.
+// a share of the evaluations of later replicas must be answered from the
+// cache, now that Rego read sets follow iterated containers into the
+// fields they name and values into the helper functions they are passed to.
 func TestRegoEvalCacheOnReplicas(t *testing.T) {
 	gk := gatekeeperLibrary(t)
 	bouncerFiles, _ := filepath.Glob("../../library/*/*.yaml")
@@ -63,15 +64,19 @@ func TestRegoEvalCacheOnReplicas(t *testing.T) {
 	for _, lib := range []struct {
 		name  string
 		files []string
-		// minRate is hits / evaluations of later replicas; read sets that
-		// stopped at [_] gave 0.03 (Bouncer) and 0.50 (Gatekeeper), these
-		// give 0.15 and 1.00. Most of the rest read spec whole (spec[f]
-		// with f from a list) or, in Gatekeeper's, pass input.review
-		// whole to a function and so are never cached.
+		// minRate is hits / evaluations of later replicas. Read sets that
+		// stopped at [_] gave 0.03 (Bouncer) and, on Gatekeeper's, 360
+		// hits of 6,660 (0.05: the other templates were unbounded); the
+		// elements' fields give Bouncer 0.15, and following input.review
+		// into helper functions (is_update(input.review)) and
+		// object.get(input, "parameters", {}) bounds all but two of
+		// Gatekeeper's 49 and gives it 0.14. Most of the rest read
+		// metadata.name (for messages), spec whole or spec[field][_],
+		// which takes in each replica's own token volume.
 		minRate float64
 	}{
 		{"bouncer", bouncerFiles, 0.10},
-		{"gatekeeper", append(gkFiles, gkConstraints...), 0.90},
+		{"gatekeeper", append(gkFiles, gkConstraints...), 0.12},
 	} {
 		t.Run(lib.name, func(t *testing.T) {
 			cached := policyEngine(t, lib.files, apis.EngineRego, 0)

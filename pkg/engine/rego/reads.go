@@ -30,7 +30,7 @@ func readSet(modules map[string]*ast.Module) engine.ReadSet {
 		for _, imp := range m.Imports {
 			ast.WalkRefs(imp, func(r ast.Ref) bool {
 				if p, ok := inputPath(r, &out); ok && len(p) > 0 {
-					out.Paths = append(out.Paths, dropTrailingEvery(p))
+					readWhole(&out, p)
 				}
 				return false
 			})
@@ -38,12 +38,19 @@ func readSet(modules map[string]*ast.Module) engine.ReadSet {
 	}
 	x := &exports{paths: map[string][][]string{}, refs: map[string]ast.Ref{}}
 	var rules []*ruleVars
+	funcs := map[string][]*ruleVars{}
 	for _, m := range modules {
 		for _, r := range m.Rules {
 			a := newRuleVars(r)
-			a.inputReads(&out, x)
 			rules = append(rules, a)
+			if len(r.Head.Args) > 0 && r.Module != nil {
+				funcs[r.Ref().String()] = append(funcs[r.Ref().String()], a)
+			}
 		}
+	}
+	for _, a := range rules {
+		a.funcs = funcs
+		a.inputReads(&out, x)
 	}
 	for _, a := range rules {
 		a.exportReads(&out, x)
@@ -85,7 +92,8 @@ type exports struct {
 // only makes the analysis more conservative: a name shared with the else
 // branch counts its uses there too).
 func newRuleVars(rule *ast.Rule) *ruleVars {
-	a := &ruleVars{occurrences: map[ast.Var]int{}, keyed: map[ast.Var][]*ast.Term{}, bindings: map[ast.Var]int{}, bound: map[*ast.Term]ast.Var{}, inArray: map[*ast.Term]bool{}, rule: rule}
+	a := &ruleVars{occurrences: map[ast.Var]int{}, keyed: map[ast.Var][]*ast.Term{}, bindings: map[ast.Var]int{}, bound: map[*ast.Term]ast.Var{}, inArray: map[*ast.Term]bool{},
+		args: map[*ast.Term]callArg{}, passed: map[ast.Var][]callArg{}, gets: map[ast.Var][]callArg{}, rule: rule}
 	// violation is read whole by the engine's query, outside the modules.
 	if rule.Head.DocKind() == ast.PartialSetDoc && rule.Head.Ref().IsGround() && rule.Module != nil && !rule.Head.Ref()[0].Equal(ast.VarTerm("violation")) {
 		if k, ok := rule.Head.Key.Value.(ast.Var); ok {
@@ -102,6 +110,8 @@ func newRuleVars(rule *ast.Rule) *ruleVars {
 			if head, ok := v[0].Value.(ast.Var); ok && len(v) >= 2 {
 				a.keyed[head] = append(a.keyed[head], t)
 			}
+		case ast.Call:
+			a.callArgs(v[0], v[1:])
 		case *ast.ArrayComprehension:
 			// An array comprehension over a set's elements sees their
 			// order and multiplicity, which depend on the whole elements.
@@ -115,6 +125,9 @@ func newRuleVars(rule *ast.Rule) *ruleVars {
 	// Bindings of a variable to a reference: v = ref, either side (:= is
 	// compiled to =), keyed by the reference term.
 	ast.WalkExprs(rule, func(e *ast.Expr) bool {
+		if e.IsCall() {
+			a.callArgs(e.OperatorTerm(), e.Operands())
+		}
 		if e.Negated || !(e.IsEquality() || e.IsAssignment()) {
 			return false
 		}
@@ -136,6 +149,146 @@ func newRuleVars(rule *ast.Rule) *ruleVars {
 	return a
 }
 
+// callArgs records the arguments of a call by position. A call of a
+// function defined in the modules reads of an argument what the
+// function's body reads of the parameter, which follow and inputReads
+// look up (Gatekeeper's templates pass input.review whole to helpers
+// such as is_update(review), which read one field of it).
+func (a *ruleVars) callArgs(op *ast.Term, args []*ast.Term) {
+	ref, ok := op.Value.(ast.Ref)
+	if !ok {
+		return
+	}
+	fn := ref.String()
+	for i, arg := range args {
+		c := callArg{fn: fn, idx: i, args: args}
+		a.args[arg] = c
+		if v, isVar := arg.Value.(ast.Var); isVar {
+			if _, ok := objectGetKeys(c); ok {
+				a.gets[v] = append(a.gets[v], c)
+				continue
+			}
+			a.passed[v] = append(a.passed[v], c)
+		}
+	}
+}
+
+// callArg is one argument of a call: the function's reference and the
+// argument's position.
+type callArg struct {
+	fn   string
+	idx  int
+	args []*ast.Term
+}
+
+// objectGet is the builtin object.get(x, key, default), which reads x's
+// value at a constant key (or key path) and nothing else of x.
+const objectGet = "object.get"
+
+// objectGetKeys are the constant keys object.get(x, key, _) reads x at:
+// a string key or an array of them (a key path); ok is false for any
+// other call or key.
+func objectGetKeys(c callArg) ([]*ast.Term, bool) {
+	if c.fn != objectGet || c.idx != 0 || len(c.args) < 3 {
+		return nil, false
+	}
+	switch k := c.args[1].Value.(type) {
+	case ast.String:
+		return c.args[1:2], true
+	case *ast.Array:
+		out := make([]*ast.Term, k.Len())
+		for i := range out {
+			if _, ok := k.Elem(i).Value.(ast.String); !ok {
+				return nil, false
+			}
+			out[i] = k.Elem(i)
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+// readGets adds the reads of the object.get calls on v, whose value is at
+// path: each reads the value at its key whole.
+func (a *ruleVars) readGets(v ast.Var, path []string, out *engine.ReadSet) {
+	for _, c := range a.gets[v] {
+		ks, _ := objectGetKeys(c)
+		p, _ := keys(ks)
+		readWhole(out, append(append([]string(nil), path...), p...))
+	}
+}
+
+// followCall adds what the function fn reads of the argument at idx,
+// which is the value at path: each definition's parameter, when it is a
+// variable used only as the head of keyed references or passed on to
+// another such function, reads those keys; otherwise the value whole. It
+// reports false when fn is not a function of the modules (a builtin).
+func (a *ruleVars) followCall(c callArg, path []string, depth int, out *engine.ReadSet) bool {
+	defs := a.funcs[c.fn]
+	if len(defs) == 0 {
+		return false
+	}
+	for _, d := range defs {
+		if c.idx >= len(d.rule.Head.Args) {
+			// The output of a call written with its result as the last
+			// argument: not an input of the function.
+			return false
+		}
+		param, isVar := d.rule.Head.Args[c.idx].Value.(ast.Var)
+		if !isVar || depth >= maxFollow || d.bindings[param] != 0 || d.occurrences[param] != 1+len(d.keyed[param])+d.knownCalls(param)+len(d.gets[param]) {
+			readWhole(out, path)
+			continue
+		}
+		if d.occurrences[param] == 1 {
+			// An argument the function ignores still has to be defined
+			// for the call to be.
+			readWhole(out, path)
+			continue
+		}
+		for _, use := range d.keyed[param] {
+			suffix, complete := keys(use.Value.(ast.Ref)[1:])
+			p := append(append([]string(nil), path...), suffix...)
+			if !complete {
+				readWhole(out, p)
+				continue
+			}
+			d.follow(use, p, depth+1, out, nil)
+		}
+		for _, pc := range d.passed[param] {
+			d.followCall(pc, path, depth+1, out)
+		}
+		d.readGets(param, path, out)
+	}
+	return true
+}
+
+// knownCalls counts the calls that pass v to a function of the modules
+// as one of its parameters.
+func (a *ruleVars) knownCalls(v ast.Var) int {
+	n := 0
+	for _, c := range a.passed[v] {
+		if defs := a.funcs[c.fn]; len(defs) > 0 && c.idx < len(defs[0].rule.Head.Args) {
+			n++
+		}
+	}
+	return n
+}
+
+// reviewPath is the path of a reference to input.review or below it by
+// constant keys only; ok is false for anything else.
+func reviewPath(r ast.Ref) ([]string, bool) {
+	if len(r) < 2 || !r[0].Equal(ast.InputRootDocument) || !r[1].Equal(inputReview) {
+		return nil, false
+	}
+	for _, k := range r[2:] {
+		if _, ok := k.Value.(ast.String); !ok {
+			return nil, false
+		}
+	}
+	p, _ := keys(r[2:])
+	return p, true
+}
+
 // inputReads adds the rule's reads through references into input, and
 // records the element sets it exports.
 func (a *ruleVars) inputReads(out *engine.ReadSet, x *exports) {
@@ -143,6 +296,32 @@ func (a *ruleVars) inputReads(out *engine.ReadSet, x *exports) {
 		r, ok := t.Value.(ast.Ref)
 		if !ok || out.All {
 			return false
+		}
+		// input.review whole is bounded when it goes only to functions
+		// of the modules: directly, or through the variable the compiler
+		// binds it to (is_update(input.review) compiles to
+		// __local0__ = input.review; is_update(__local0__)).
+		// Gatekeeper's exemption library reads its parameters with
+		// object.get(object.get(input, "parameters", {}), ...): input as
+		// a value (bound to a variable by the compiler), but read only
+		// at constant keys.
+		if v, isBound := a.bound[t]; isBound && len(r) == 1 && a.bindings[v] == 1 && a.occurrences[v] == 1+len(a.gets[v]) {
+			for _, c := range a.gets[v] {
+				ks, _ := objectGetKeys(c)
+				if path, ok := inputPath(r.Concat(ks), out); ok {
+					readWhole(out, path)
+				}
+			}
+			return false
+		}
+		if path, ok := reviewPath(r); ok {
+			if c, isArg := a.args[t]; isArg && a.followCall(c, path, 0, out) {
+				return false
+			}
+			if _, isBound := a.bound[t]; isBound && len(r) == 2 {
+				a.follow(t, path, 0, out, x)
+				return false
+			}
 		}
 		if path, ok := inputPath(r, out); ok {
 			if _, complete := keys(r[2:]); complete {
@@ -183,7 +362,7 @@ func (a *ruleVars) exportReads(out *engine.ReadSet, x *exports) {
 			for _, p := range x.paths[name] {
 				switch {
 				case len(r) <= len(set) || !isVar || a.occurrences[elem] != 1 || !complete || a.inArray[t]:
-					out.Paths = append(out.Paths, dropTrailingEvery(p))
+					readWhole(out, p)
 				default:
 					a.follow(t, append(append([]string(nil), p...), rest...), 0, out, nil)
 				}
@@ -214,7 +393,15 @@ type ruleVars struct {
 	bindings    map[ast.Var]int
 	bound       map[*ast.Term]ast.Var
 	inArray     map[*ast.Term]bool
-	rule        *ast.Rule
+	// args are the call arguments by term, passed the calls each
+	// variable is an argument of; funcs the modules' functions by
+	// reference, shared by every rule.
+	args   map[*ast.Term]callArg
+	passed map[ast.Var][]callArg
+	// gets are the object.get calls with a constant key on each variable.
+	gets  map[ast.Var][]callArg
+	funcs map[string][]*ruleVars
+	rule  *ast.Rule
 	// headKey is the key variable of a partial set rule, set its ref.
 	headKey ast.Var
 	set     ast.Ref
@@ -238,8 +425,14 @@ func (a *ruleVars) follow(t *ast.Term, path []string, depth int, out *engine.Rea
 	if isBound && x != nil && a.set != nil && v == a.headKey {
 		exported = 1
 	}
-	if !isBound || depth >= maxFollow || a.bindings[v] != 1 || a.occurrences[v] != 1+len(a.keyed[v])+exported {
-		out.Paths = append(out.Paths, dropTrailingEvery(path))
+	if !isBound || depth >= maxFollow || a.bindings[v] != 1 || a.occurrences[v] != 1+len(a.keyed[v])+exported+a.knownCalls(v)+len(a.gets[v]) {
+		readWhole(out, path)
+		return
+	}
+	if a.occurrences[v] == 1 {
+		// Bound and never used: the binding still needs the value to
+		// exist (_ = p[k] is "p has a key"), which only the value shows.
+		readWhole(out, path)
 		return
 	}
 	if exported == 1 {
@@ -251,11 +444,15 @@ func (a *ruleVars) follow(t *ast.Term, path []string, depth int, out *engine.Rea
 		suffix, complete := keys(use.Value.(ast.Ref)[1:])
 		p := append(append([]string(nil), path...), suffix...)
 		if !complete {
-			out.Paths = append(out.Paths, dropTrailingEvery(p))
+			readWhole(out, p)
 			continue
 		}
 		a.follow(use, p, depth+1, out, x)
 	}
+	for _, c := range a.passed[v] {
+		a.followCall(c, path, depth+1, out)
+	}
+	a.readGets(v, path, out)
 }
 
 // inputPath is the path a reference reads under input.review; ok is false
@@ -299,6 +496,17 @@ func keys(ts []*ast.Term) (path []string, complete bool) {
 		}
 	}
 	return path, true
+}
+
+// readWhole adds a read of the whole value at path; the empty path is
+// input.review itself, which bounds nothing.
+func readWhole(out *engine.ReadSet, path []string) {
+	p := dropTrailingEvery(path)
+	if len(p) == 0 {
+		out.All = true
+		return
+	}
+	out.Paths = append(out.Paths, p)
 }
 
 // dropTrailingEvery turns a path to every element into the path to the

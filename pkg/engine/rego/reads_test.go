@@ -35,7 +35,24 @@ func TestReadSetElements(t *testing.T) {
 		{"element in a message", `c := input.review.object.spec.containers[_]; c.image == "x"; msg := sprintf("%v", [c]); msg != ""`,
 			[]string{containers}},
 		{"element passed to a function", `c := input.review.object.spec.containers[_]; f(c)`,
-			[]string{containers}},
+			[]string{containers + ".*.image"}},
+		{"review passed to a function", `not is_update(input.review)`, []string{"operation"}},
+		{"object passed to a function", `is_pod(input.review.object)`, []string{"object.kind"}},
+		{"passed on to another function", `not update_again(input.review)`, []string{"operation"}},
+		{"function uses its parameter whole", `whole(input.review.object)`, []string{"object"}},
+		{"review passed to a function that uses it whole", `whole(input.review)`, []string{"ALL"}},
+		{"review passed to a builtin", `is_object(input.review)`, []string{"ALL"}},
+		{"element bound to an unused variable", `c := input.review.object.spec.containers[_]; _ = c[k]`, []string{containers}},
+		{"argument the function ignores", `ignores(input.review.object.spec)`, []string{"object.spec"}},
+		{"object.get on input", `x := object.get(input, "parameters", {}); x.a; input.review.object.kind == "Pod"`, []string{"object.kind"}},
+		{"object.get with a key path on the object", `o := input.review.object; object.get(o, ["spec", "hostPID"], false)`, []string{"object.spec.hostPID"}},
+		{"object.get with a computed key", `o := input.review.object; k := "spec"; object.get(o, k, false)`, []string{"object"}},
+		{"object.get on input at review", `r := object.get(input, "review", {}); r.kind.kind == "Pod"`, []string{"ALL"}},
+		{"review bound, keyed uses", `r := input.review; r.operation == "CREATE"; r.object.kind == "Pod"`, []string{"object.kind", "operation"}},
+		{"review bound, used whole", `r := input.review; is_object(r)`, []string{"ALL"}},
+		{"review bound, variable key (every entry read)", `r := input.review; k := "object"; r[k].kind == "Pod"`, []string{"*.kind"}},
+		{"element passed to a function of two definitions", `c := input.review.object.spec.containers[_]; two(c)`,
+			[]string{containers + ".*.image", containers + ".*.name"}},
 		{"element passed to a builtin", `c := input.review.object.spec.containers[_]; is_object(c)`,
 			[]string{containers}},
 		{"element compared whole", `c := input.review.object.spec.containers[_]; c == {"image": "x"}`,
@@ -72,6 +89,13 @@ func TestReadSetElements(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			src := "package k8sreads\nimport future.keywords.in\nimport future.keywords.every\n" +
 				"f(x) { x.image == \"x\" }\n" +
+				"is_update(r) { r.operation == \"UPDATE\" }\n" +
+				"update_again(r) { is_update(r) }\n" +
+				"is_pod(o) { o.kind == \"Pod\" }\n" +
+				"whole(o) { o.kind == \"Pod\"; is_object(o) }\n" +
+				"two(c) { c.image == \"x\" }\n" +
+				"two(c) { c.name == \"y\" }\n" +
+				"ignores(x) { true }\n" +
 				"cs[c] { c := input.review.object.spec.containers[_] }\n" +
 				"violation[{\"msg\": \"m\"}] {\n" + tc.body + "\n}\n"
 			ct := template(t, "K8sReads", src)
