@@ -245,19 +245,7 @@ func (a *ruleVars) followCall(c callArg, path []string, depth int, out *engine.R
 			readWhole(out, path)
 			continue
 		}
-		for _, use := range d.keyed[param] {
-			suffix, complete := keys(use.Value.(ast.Ref)[1:])
-			p := append(append([]string(nil), path...), suffix...)
-			if !complete {
-				readWhole(out, p)
-				continue
-			}
-			d.follow(use, p, depth+1, out, nil)
-		}
-		for _, pc := range d.passed[param] {
-			d.followCall(pc, path, depth+1, out)
-		}
-		d.readGets(param, path, out)
+		d.readUses(param, path, depth, out, nil)
 	}
 	return true
 }
@@ -440,6 +428,13 @@ func (a *ruleVars) follow(t *ast.Term, path []string, depth int, out *engine.Rea
 		x.paths[name] = append(x.paths[name], path)
 		x.refs[name] = a.set
 	}
+	a.readUses(v, path, depth, out, x)
+}
+
+// readUses adds what the uses of v, whose value is at path, read: each
+// keyed reference (followed further when it is bound in turn), each call
+// of a function of the modules it is passed to, and each object.get.
+func (a *ruleVars) readUses(v ast.Var, path []string, depth int, out *engine.ReadSet, x *exports) {
 	for _, use := range a.keyed[v] {
 		suffix, complete := keys(use.Value.(ast.Ref)[1:])
 		p := append(append([]string(nil), path...), suffix...)
