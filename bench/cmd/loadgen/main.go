@@ -28,6 +28,7 @@ import (
 
 	"github.com/bouncer-policy/bouncer/internal/controlplane"
 	"github.com/bouncer-policy/bouncer/internal/podgen"
+	"github.com/bouncer-policy/bouncer/internal/proc"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -173,13 +174,13 @@ func run(o options) error {
 // servePID is not 0, bouncer serve spent meanwhile: CPU time is what a
 // shared machine does not distort the way wall latency is.
 func measureCPU(ctx context.Context, c kubernetes.Interface, o options, phase string, rate, apiPID, servePID int) (*result, error) {
-	api0, err := cpuSeconds(apiPID)
+	api0, err := proc.CPUSeconds(apiPID)
 	if err != nil {
 		return nil, err
 	}
 	var serve0 float64
 	if servePID != 0 {
-		if serve0, err = cpuSeconds(servePID); err != nil {
+		if serve0, err = proc.CPUSeconds(servePID); err != nil {
 			return nil, err
 		}
 	}
@@ -187,51 +188,19 @@ func measureCPU(ctx context.Context, c kubernetes.Interface, o options, phase st
 	if err != nil {
 		return nil, err
 	}
-	api1, err := cpuSeconds(apiPID)
+	api1, err := proc.CPUSeconds(apiPID)
 	if err != nil {
 		return nil, err
 	}
 	r.apiCPU = api1 - api0
 	if servePID != 0 {
-		serve1, err := cpuSeconds(servePID)
+		serve1, err := proc.CPUSeconds(servePID)
 		if err != nil {
 			return nil, err
 		}
 		r.bouncerCPU = serve1 - serve0
 	}
 	return r, nil
-}
-
-// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times; it is 100 on
-// every Linux architecture Go supports, and reading it needs cgo.
-const clockTicks = 100
-
-// cpuSeconds is the user+system CPU time of process pid so far.
-func cpuSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("reading CPU time of process %d: %w", pid, err)
-	}
-	// The command name (field 2) may hold spaces and parentheses; the
-	// fields after its closing parenthesis start at field 3 (state), so
-	// utime and stime (fields 14, 15) are at indexes 11 and 12.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, fmt.Errorf("process %d: malformed /proc stat", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("process %d: /proc stat has %d fields after the name, want at least 13", pid, len(f))
-	}
-	utime, err := strconv.ParseUint(f[11], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("process %d: utime: %w", pid, err)
-	}
-	stime, err := strconv.ParseUint(f[12], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("process %d: stime: %w", pid, err)
-	}
-	return float64(utime+stime) / clockTicks, nil
 }
 
 // perOp is CPU milliseconds per request, "" when nothing was sent.
