@@ -115,11 +115,22 @@ func (c *Controllers) writeStatus(ctx context.Context, obj *unstructured.Unstruc
 		return err
 	}
 	leader := c.leader.Load()
+	fromCache := obj.GetResourceVersion() != ""
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cur := &unstructured.Unstructured{}
-		cur.SetGroupVersionKind(obj.GroupVersionKind())
-		if err := c.api.Get(ctx, types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()}, cur); err != nil {
-			return err
+		// The first attempt builds on the reconciled object, read from the
+		// informer's cache: a live read before every write doubled the
+		// requests a big sync leaves behind. A stale copy fails the write
+		// with a conflict (its resourceVersion), and the retries read live.
+		var cur *unstructured.Unstructured
+		if fromCache {
+			fromCache = false
+			cur = obj.DeepCopy()
+		} else {
+			cur = &unstructured.Unstructured{}
+			cur.SetGroupVersionKind(obj.GroupVersionKind())
+			if err := c.api.Get(ctx, types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()}, cur); err != nil {
+				return err
+			}
 		}
 		if cur.GetGeneration() != s.gen {
 			return nil // a newer generation is on its way to this reconciler
