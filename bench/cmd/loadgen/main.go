@@ -366,6 +366,9 @@ func startBouncer(ctx context.Context, cluster *controlplane.Cluster, kubectl st
 		"--pod-name", name,
 		"--failure-policy", "Fail",
 		"--log-level", "warn",
+		// The default drain (15 s) outlasts stop's 10 s grace, and a
+		// killed serve writes no --cpuprofile.
+		"--shutdown-drain", "1s",
 	}, o.serveFlags...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
