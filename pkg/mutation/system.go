@@ -68,6 +68,22 @@ func (s *System) Mutators() []ID {
 	return out
 }
 
+// AppliesTo reports whether any mutator outside a schema conflict applies
+// to objects of group, version and kind under operation. When none does,
+// Mutate changes nothing, so a caller can answer without decoding the
+// object (most requests a mutating webhook receives, and all of them in a
+// cluster with no mutators).
+func (s *System) AppliesTo(group, version, kind, operation string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, m := range s.ordered {
+		if s.conflicts[m.id] == nil && m.appliesTo(group, version, kind, operation) {
+			return true
+		}
+	}
+	return false
+}
+
 // Conflicts returns, for every mutator in a schema conflict, the error
 // naming the mutators it conflicts with.
 func (s *System) Conflicts() map[ID]error {

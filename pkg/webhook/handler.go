@@ -88,17 +88,34 @@ type Handler struct {
 
 // Routes registers the handler's paths on mux.
 func (h *Handler) Routes(mux *http.ServeMux) {
-	mux.HandleFunc(PathResources, h.serve(h.reviewResource, "resources"))
-	mux.HandleFunc(PathPolicies, h.serve(h.reviewPolicy, "policies"))
-	mux.HandleFunc(PathDrift, h.serve(h.reviewDrift, "drift"))
+	mux.HandleFunc(PathResources, h.serve(h.reviewResource, nil, "resources"))
+	mux.HandleFunc(PathPolicies, h.serve(h.reviewPolicy, nil, "policies"))
+	mux.HandleFunc(PathDrift, h.serve(h.reviewDrift, nil, "drift"))
 	if h.Mutators != nil {
-		mux.HandleFunc(PathMutate, h.serve(h.reviewMutation, "mutation"))
+		mux.HandleFunc(PathMutate, h.serve(h.reviewMutation, h.mutationNotNeeded, "mutation"))
 	}
 }
 
 type reviewFunc func(ctx context.Context, req map[string]any, r *engine.Review) (*admissionv1.AdmissionResponse, string)
 
-func (h *Handler) serve(review reviewFunc, webhook string) http.HandlerFunc {
+// requestHead is the part of an AdmissionReview that says what a request
+// is about, without its objects.
+type requestHead struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Request    *struct {
+		UID       string                  `json:"uid"`
+		Kind      metav1.GroupVersionKind `json:"kind"`
+		Operation string                  `json:"operation"`
+	} `json:"request"`
+}
+
+// shortcutFunc answers a request from its head alone, or says (ok false)
+// that it needs the whole review. Decoding the objects into maps is most
+// of what a request that no policy concerns costs.
+type shortcutFunc func(head *requestHead) (resp *admissionv1.AdmissionResponse, verdict string, ok bool)
+
+func (h *Handler) serve(review reviewFunc, shortcut shortcutFunc, webhook string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		verdict := "error"
@@ -124,6 +141,18 @@ func (h *Handler) serve(review reviewFunc, webhook string) http.HandlerFunc {
 		if len(body) > MaxBodyBytes {
 			http.Error(w, fmt.Sprintf("body larger than %d bytes", MaxBodyBytes), http.StatusRequestEntityTooLarge)
 			return
+		}
+		if shortcut != nil {
+			var head requestHead
+			// A head that does not decode falls through to the full
+			// decode, which reports what is wrong.
+			if json.Unmarshal(body, &head) == nil && head.APIVersion == "admission.k8s.io/v1" && head.Kind == "AdmissionReview" && head.Request != nil {
+				if resp, v, ok := shortcut(&head); ok {
+					verdict = v
+					h.respond(w, head.Request.UID, resp)
+					return
+				}
+			}
 		}
 		var doc map[string]any
 		if err := utiljson.Unmarshal(body, &doc); err != nil {
@@ -156,15 +185,20 @@ func (h *Handler) serve(review reviewFunc, webhook string) http.HandlerFunc {
 			}
 			resp, verdict = review(ctx, req, er)
 		}
-		resp.UID = types.UID(uid)
-		out := admissionv1.AdmissionReview{
-			TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-			Response: resp,
-		}
-		w.Header().Set("Content-Type", "application/json")
-		if err := json.NewEncoder(w).Encode(out); err != nil && h.Log != nil {
-			h.Log.Error("writing admission response", "err", err)
-		}
+		h.respond(w, uid, resp)
+	}
+}
+
+// respond writes resp as the AdmissionReview answering request uid.
+func (h *Handler) respond(w http.ResponseWriter, uid string, resp *admissionv1.AdmissionResponse) {
+	resp.UID = types.UID(uid)
+	out := admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Response: resp,
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if err := json.NewEncoder(w).Encode(out); err != nil && h.Log != nil {
+		h.Log.Error("writing admission response", "err", err)
 	}
 }
 

@@ -258,3 +258,41 @@ func FuzzMutationReview(f *testing.F) {
 		}
 	})
 }
+
+// A request no mutator applies to is answered from the review's head: its
+// object is never decoded, which an object the full decode refuses shows.
+func TestMutateAnswersUnconcernedKindsFromTheHead(t *testing.T) {
+	h, _ := newHandler(t)
+	h.Mutators = mutators(t, dropAll)
+	unreadable := func(body []byte) []byte {
+		return []byte(strings.Replace(string(body), string(mustRawObject(t, body)), `"not an object"`, 1))
+	}
+	_, out := post(t, mux(h), PathMutate, unreadable(deploymentBody("nginx")), "application/json")
+	if out == nil || !out.Response.Allowed || out.Response.Patch != nil || out.Response.UID != "u-2" {
+		t.Fatalf("a Deployment, which no mutator applies to: %+v, want admitted unchanged with uid u-2", out)
+	}
+	if n := counterValue(t, h.Metrics.MutationRequests.WithLabelValues("unchanged")); n != 1 {
+		t.Errorf("unchanged requests = %v, want 1", n)
+	}
+	// A Pod is decoded whole: the same unreadable object is refused.
+	_, out = post(t, mux(h), PathMutate, unreadable(reviewBody("apps", "nginx", "")), "application/json")
+	if out == nil || out.Response.Allowed {
+		t.Fatalf("a Pod with an unreadable object: %+v, want refused", out)
+	}
+	// With no mutators at all, every request is answered from its head.
+	h.Mutators = mutation.NewSystem()
+	_, out = post(t, mux(h), PathMutate, unreadable(reviewBody("apps", "nginx", "")), "application/json")
+	if out == nil || !out.Response.Allowed || out.Response.Patch != nil {
+		t.Fatalf("no mutators: %+v, want admitted unchanged", out)
+	}
+	// A DELETE is never mutated.
+	h.Mutators = mutators(t, teamLabel)
+	del := strings.Replace(string(reviewBody("apps", "nginx", "")), `"operation":"CREATE"`, `"operation":"DELETE"`, 1)
+	if !strings.Contains(del, "DELETE") {
+		t.Fatal("test body has no CREATE operation to replace")
+	}
+	_, out = post(t, mux(h), PathMutate, unreadable([]byte(del)), "application/json")
+	if out == nil || !out.Response.Allowed || out.Response.Patch != nil {
+		t.Fatalf("DELETE: %+v, want admitted unchanged", out)
+	}
+}
