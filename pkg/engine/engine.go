@@ -654,6 +654,25 @@ func AtEnforcementPoint(p string) ReviewOption {
 	return func(c *reviewConfig) { c.point = p }
 }
 
+// Concerns reports whether a review of an object of kind k can have any
+// result: a constraint whose match names the kind (or every kind), an
+// expansion template that applies to it, or a native policy. When it says
+// no, Review answers nothing whatever the object, so a webhook can admit
+// the request without decoding it (most writes in a cluster are of kinds
+// no policy names).
+func (e *Engine) Concerns(k GVK) bool {
+	s := e.snap.Load()
+	if len(s.policies) > 0 || len(s.candidates(k.Group, k.Kind)) > 0 {
+		return true
+	}
+	for _, x := range s.expansions {
+		if x.appliesTo(k) {
+			return true
+		}
+	}
+	return false
+}
+
 // maxExpansionDepth bounds nested expansion (CronJob → Job → Pod is 2).
 const maxExpansionDepth = 4
 

@@ -881,3 +881,29 @@ func TestReviewFromRequestFillsFromObject(t *testing.T) {
 		}
 	}
 }
+
+func TestConcerns(t *testing.T) {
+	e := newEngine(t)
+	pod, cm := engine.GVK{Version: "v1", Kind: "Pod"}, engine.GVK{Version: "v1", Kind: "ConfigMap"}
+	deploy := engine.GVK{Group: "apps", Version: "v1", Kind: "Deployment"}
+	if e.Concerns(pod) {
+		t.Error("an empty engine concerns Pods")
+	}
+	mustAddTemplate(t, e, legacyTemplate(t, "K8sAlways", alwaysRego, ""))
+	mustAddConstraint(t, e, constraint(t, "K8sAlways", "pods", "match:\n  kinds:\n  - apiGroups: [\"\"]\n    kinds: [\"Pod\"]\n"))
+	if !e.Concerns(pod) || e.Concerns(cm) || e.Concerns(deploy) {
+		t.Errorf("a Pod constraint: Pod %v, ConfigMap %v, Deployment %v; want only Pod", e.Concerns(pod), e.Concerns(cm), e.Concerns(deploy))
+	}
+	// A Deployment expands into a Pod the constraint judges.
+	if err := e.AddExpansion(deploymentExpansion(t, "")); err != nil {
+		t.Fatal(err)
+	}
+	if !e.Concerns(deploy) || e.Concerns(cm) {
+		t.Errorf("with the Deployment expansion: Deployment %v, ConfigMap %v; want Deployment only", e.Concerns(deploy), e.Concerns(cm))
+	}
+	// A constraint without kinds matches every kind.
+	mustAddConstraint(t, e, constraint(t, "K8sAlways", "everything", ""))
+	if !e.Concerns(cm) {
+		t.Error("a constraint that matches every kind does not concern ConfigMaps")
+	}
+}

@@ -88,7 +88,7 @@ type Handler struct {
 
 // Routes registers the handler's paths on mux.
 func (h *Handler) Routes(mux *http.ServeMux) {
-	mux.HandleFunc(PathResources, h.serve(h.reviewResource, nil, "resources"))
+	mux.HandleFunc(PathResources, h.serve(h.reviewResource, h.resourceNotConcerned, "resources"))
 	mux.HandleFunc(PathPolicies, h.serve(h.reviewPolicy, nil, "policies"))
 	mux.HandleFunc(PathDrift, h.serve(h.reviewDrift, nil, "drift"))
 	if h.Mutators != nil {
@@ -144,9 +144,10 @@ func (h *Handler) serve(review reviewFunc, shortcut shortcutFunc, webhook string
 		}
 		if shortcut != nil {
 			var head requestHead
-			// A head that does not decode falls through to the full
-			// decode, which reports what is wrong.
-			if json.Unmarshal(body, &head) == nil && head.APIVersion == "admission.k8s.io/v1" && head.Kind == "AdmissionReview" && head.Request != nil {
+			// A head that does not decode, or names no kind, falls
+			// through to the full decode, which reports what is wrong.
+			if json.Unmarshal(body, &head) == nil && head.APIVersion == "admission.k8s.io/v1" && head.Kind == "AdmissionReview" &&
+				head.Request != nil && head.Request.Kind.Kind != "" {
 				if resp, v, ok := shortcut(&head); ok {
 					verdict = v
 					h.respond(w, head.Request.UID, resp)
@@ -246,6 +247,16 @@ func (h *Handler) countError(ctx context.Context, denied bool) {
 	if h.Metrics != nil {
 		h.Metrics.EvalErrors.WithLabelValues(outcome).Inc()
 	}
+}
+
+// resourceNotConcerned admits, from its head alone, a request for a kind
+// no constraint, expansion template or native policy concerns.
+func (h *Handler) resourceNotConcerned(head *requestHead) (*admissionv1.AdmissionResponse, string, bool) {
+	k := head.Request.Kind
+	if h.Engine.Concerns(engine.GVK{Group: k.Group, Version: k.Version, Kind: k.Kind}) {
+		return nil, "", false
+	}
+	return allowed(), "allow", true
 }
 
 // reviewResource evaluates an ordinary object.

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/bouncer-policy/bouncer/pkg/engine"
 	"github.com/bouncer-policy/bouncer/pkg/load"
 	"github.com/bouncer-policy/bouncer/pkg/metrics"
 	"github.com/bouncer-policy/bouncer/pkg/policyset"
@@ -226,4 +227,28 @@ func BenchmarkHandlerDeny(b *testing.B) {
 func BenchmarkHandlerAllowUnmatchedKind(b *testing.B) {
 	h, _ := newHandler(b)
 	benchPost(b, h, []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"c","kind":{"group":"","version":"v1","kind":"ConfigMap"},"namespace":"shop","operation":"CREATE","object":{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"},"data":{"k":"v"}}}}`))
+}
+
+// A request for a kind no policy concerns is admitted from the review's
+// head: its object is never decoded (an object the full decode refuses
+// shows it). A kind a constraint names is decoded whole and, unreadable,
+// refused.
+func TestUnconcernedKindsAnsweredFromTheHead(t *testing.T) {
+	h, _ := newHandler(t)
+	m := mux(h)
+	body := func(kind string) []byte {
+		return []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"k","kind":{"group":"","version":"v1","kind":"` +
+			kind + `"},"namespace":"shop","operation":"CREATE","object":"not an object"}}`)
+	}
+	_, out := post(t, m, PathResources, body("ConfigMap"), "application/json")
+	if out == nil || !out.Response.Allowed || out.Response.UID != "k" {
+		t.Fatalf("ConfigMap, which no constraint names: %+v, want admitted with uid k", out)
+	}
+	_, out = post(t, m, PathResources, body("Pod"), "application/json")
+	if out == nil || out.Response.Allowed || !strings.Contains(out.Response.Result.Message, "could not read") {
+		t.Fatalf("Pod with an unreadable object: %+v, want refused as unreadable", out)
+	}
+	if !h.Engine.Concerns(engine.GVK{Version: "v1", Kind: "Pod"}) || h.Engine.Concerns(engine.GVK{Version: "v1", Kind: "ConfigMap"}) {
+		t.Error("Concerns: want Pod concerned and ConfigMap not")
+	}
 }
