@@ -441,7 +441,10 @@ func vettedConstraints(objs []*unstructured.Unstructured) func(*unstructured.Uns
 // set, and refuses a kind it cannot resolve). So the rest goes first, the
 // constraint kinds are waited for, then the whole set is applied (and
 // pruned, with prune). Each phase is atomic: a dry run of it must pass before anything
-// of it is written.
+// of it is written. The constraints of templates already in the cluster,
+// whose parameters vet cannot check, are dry-run before the first phase,
+// so that a refusal of one leaves nothing of the commit written; those of
+// the commit's own templates vet checked as the apiserver would.
 func (s *syncer) apply(ctx context.Context, objs []*unstructured.Unstructured, prune bool) (*apply.Result, error) {
 	set := apply.Set{Parent: apply.SecretParent(s.namespace, s.name), Version: "v1"}
 	first := make([]*unstructured.Unstructured, 0, len(objs))
@@ -454,8 +457,29 @@ func (s *syncer) apply(ctx context.Context, objs []*unstructured.Unstructured, p
 		first = append(first, o)
 	}
 	opts := apply.Options{Force: true, Atomic: true, NoPrune: !prune, Workers: s.c.ApplyWorkers}
+	vetted := vettedConstraints(objs)
+	checked := map[apply.ObjectRef]bool{}
 	at := time.Now()
 	if len(constraintKinds) > 0 {
+		var served []*unstructured.Unstructured
+		for _, o := range objs {
+			if o.GroupVersionKind().Group == apis.ConstraintsGroup && !vetted(o) {
+				served = append(served, o)
+			}
+		}
+		if len(served) > 0 {
+			res, err := s.c.applier.ApplySet(ctx, set, served, apply.Options{Force: true, DryRun: true, NoPrune: true, Workers: s.c.ApplyWorkers})
+			s.c.Log.Debug("git sync: checked the constraints of templates in the cluster", "policysync", s.key(), "objects", len(served), "took", time.Since(at).Round(time.Millisecond))
+			if err != nil || len(res.Errors) > 0 {
+				if res != nil {
+					res = &apply.Result{Errors: res.Errors}
+				}
+				return res, err
+			}
+			for _, o := range served {
+				checked[apply.RefOf(o)] = true
+			}
+		}
 		pre := opts
 		pre.NoPrune = true
 		res, err := s.c.applier.ApplySet(ctx, set, first, pre)
@@ -474,7 +498,9 @@ func (s *syncer) apply(ctx context.Context, objs []*unstructured.Unstructured, p
 		s.c.Log.Debug("git sync: constraint kinds served", "policysync", s.key(), "kinds", len(constraintKinds), "took", time.Since(at).Round(time.Millisecond))
 		at = time.Now()
 	}
-	opts.Prechecked = vettedConstraints(objs)
+	// Checked just now, or by vet: the atomic dry run need not send them
+	// again.
+	opts.Prechecked = func(o *unstructured.Unstructured) bool { return vetted(o) || checked[apply.RefOf(o)] }
 	res, err := s.c.applier.ApplySet(ctx, set, objs, opts)
 	s.c.Log.Debug("git sync: applied the set", "policysync", s.key(), "objects", len(objs), "prune", prune, "took", time.Since(at).Round(time.Millisecond))
 	return res, err

@@ -544,6 +544,35 @@ func TestGitSync(t *testing.T) {
 		}
 		waitSynced(t, work.commit("remove the second constraint again", map[string]string{"policies/constraint-second.yaml": ""}))
 	})
+	t.Run("a refused constraint of a template the sync did not apply keeps the commit's templates out", func(t *testing.T) {
+		// A template applied by hand: vet knows its kind, not its schema,
+		// so only the apiserver can refuse the constraint's parameters,
+		// and it must do so before the commit's new template is written.
+		tpl := readFile(t, "library/disallowed-tags/template.yaml")
+		mustKubectl(t, tpl, "apply", "-f", "-")
+		t.Cleanup(func() { _, _ = kubectl(t, tpl, "delete", "--ignore-not-found", "-f", "-") })
+		tagsGVR := schema.GroupVersionResource{Group: apis.ConstraintsGroup, Version: "v1beta1", Resource: "k8sdisallowedtags"}
+		eventually(t, 60*time.Second, func() error {
+			_, err := dynClient(t).Resource(tagsGVR).List(ctx, metav1.ListOptions{})
+			return err
+		})
+		bad := "apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sDisallowedTags\nmetadata:\n  name: tags-as-a-string\nspec:\n  parameters:\n    tags: latest\n"
+		good := getPolicySync(t).Status.LastSyncedCommit
+		work.commit("a new template plus a constraint the cluster's template refuses", map[string]string{
+			"policies/labels-template.yaml": readFile(t, "library/required-labels/template.yaml"),
+			"policies/tags-bad.yaml":        bad,
+		})
+		e := waitSyncError(t, gitsync.CodeApply, "tags-as-a-string")
+		t.Logf("status error: %+v", e)
+		if ps := getPolicySync(t); ps.Status.LastSyncedCommit != good {
+			t.Errorf("lastSyncedCommit moved to %s with a refused commit", ps.Status.LastSyncedCommit)
+		}
+		templates := dynClient(t).Resource(schema.GroupVersionResource{Group: apis.TemplatesGroup, Version: "v1", Resource: "constrainttemplates"})
+		if _, err := templates.Get(ctx, "k8srequiredlabels", getOpts); !apierrors.IsNotFound(err) {
+			t.Errorf("the refused commit's template was written: %v", err)
+		}
+		waitSynced(t, work.commit("drop both again", map[string]string{"policies/labels-template.yaml": "", "policies/tags-bad.yaml": ""}))
+	})
 	t.Run("drift is restored, refused with preventDrift, and prune spares others", func(t *testing.T) {
 		before, err := dynClient(t).Resource(netRawGVR).Get(ctx, "drop-net-raw", getOpts)
 		if err != nil {
