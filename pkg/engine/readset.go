@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"math"
 	"sort"
+	"sync"
 	"sync/atomic"
 )
 
@@ -149,146 +150,179 @@ const Every = "*"
 
 // hashReads digests the value (or absence) at every path of s.
 func hashReads(r *Review, s ReadSet) readKey {
-	var hs [2]maphash.Hash
-	for i := range hs {
-		hs[i].SetSeed(readSeeds[i])
-	}
+	d := getDigester()
+	defer putDigester(d)
 	for _, p := range s.Paths {
 		v, ok := reviewField(r, p[0])
-		for i := range hs {
-			// A template's paths are always digested in the same order
-			// and every value digests self-delimited, so a separator
-			// stands for the path: its name would be the same bytes on
-			// every review (it was a fifth of a webhook review's CPU).
-			hs[i].WriteByte('P')
-			writeAt(&hs[i], v, ok, p[1:], readSeeds[i])
-		}
+		// A template's paths are always digested in the same order and
+		// every value digests self-delimited, so a separator stands for
+		// the path: its name would be the same bytes on every review.
+		d.byte('P')
+		d.at(v, ok, p[1:])
 	}
-	return readKey{hs[0].Sum64(), hs[1].Sum64()}
+	return d.sum()
 }
 
-// writeAt digests what rest reads of v (absent unless ok). It also writes
-// how many segments it followed before stopping, so that a path which
-// stops at a non-object early never digests like one that stops late.
-func writeAt(h *maphash.Hash, v any, ok bool, rest []string, seed maphash.Seed) {
+// hashValue digests one JSON-shaped value (a constraint's parameters).
+func hashValue(v any) readKey {
+	d := getDigester()
+	defer putDigester(d)
+	d.value(v)
+	return d.sum()
+}
+
+// digester writes the parts of a review a template reads into one byte
+// string, in one walk of the object, and digests it with both seeds at
+// the end: walking the object once per seed doubled the map lookups, and
+// hashing a contiguous buffer is cheaper than feeding a hash piece by
+// piece (digesting read parts was as costly as running the CEL programs
+// in the webhook under load).
+type digester struct{ buf []byte }
+
+var digesters = sync.Pool{New: func() any { return &digester{buf: make([]byte, 0, 1024)} }}
+
+func getDigester() *digester { return digesters.Get().(*digester) }
+
+// putDigester returns d to the pool, unless one huge object grew it: the
+// pool must not keep megabytes alive for every later review.
+func putDigester(d *digester) {
+	if cap(d.buf) > 64<<10 {
+		return
+	}
+	d.buf = d.buf[:0]
+	digesters.Put(d)
+}
+
+func (d *digester) sum() readKey {
+	return readKey{maphash.Bytes(readSeeds[0], d.buf), maphash.Bytes(readSeeds[1], d.buf)}
+}
+
+func (d *digester) byte(b byte) { d.buf = append(d.buf, b) }
+
+func (d *digester) uint(u uint64) { d.buf = binary.LittleEndian.AppendUint64(d.buf, u) }
+
+func (d *digester) string(s string) {
+	d.uint(uint64(len(s)))
+	d.buf = append(d.buf, s...)
+}
+
+// at writes what rest reads of v (absent unless ok). It also writes how
+// many segments it followed before stopping, so that a path which stops
+// at a non-object early never digests like one that stops late.
+func (d *digester) at(v any, ok bool, rest []string) {
 	depth := 0
 	for ; ok && depth < len(rest); depth++ {
 		if rest[depth] == Every {
-			writeUint(h, uint64(depth))
-			writeEvery(h, v, rest[depth+1:], seed)
+			d.uint(uint64(depth))
+			d.every(v, rest[depth+1:])
 			return
 		}
 		m, isMap := v.(map[string]any)
 		if !isMap {
 			// Reading a field of a non-object is undefined whatever the
-			// value, but the value decides that: hash it whole.
+			// value, but the value decides that: write it whole.
 			break
 		}
 		v, ok = m[rest[depth]]
 	}
-	writeUint(h, uint64(depth))
+	d.uint(uint64(depth))
 	if !ok {
-		h.WriteByte('!')
+		d.byte('!')
 		return
 	}
-	writeValue(h, v, seed)
+	d.value(v)
 }
 
-// writeEvery digests rest on every element of a list, in order, or on the
-// value of every entry of a map together with its key, in any order; any
-// other value is digested whole, as iterating it is an error it decides.
-func writeEvery(h *maphash.Hash, v any, rest []string, seed maphash.Seed) {
+// every writes rest on every element of a list, in order, or on the value
+// of every entry of a map together with its key, in any order; any other
+// value is written whole, as iterating it is an error it decides.
+func (d *digester) every(v any, rest []string) {
 	switch x := v.(type) {
 	case []any:
-		h.WriteByte('*')
-		h.WriteByte('[')
-		writeUint(h, uint64(len(x)))
+		d.byte('*')
+		d.byte('[')
+		d.uint(uint64(len(x)))
 		for _, e := range x {
-			writeAt(h, e, true, rest, seed)
+			d.at(e, true, rest)
 		}
 	case map[string]any:
-		h.WriteByte('*')
-		h.WriteByte('{')
-		writeUint(h, uint64(len(x)))
-		var sum uint64
-		var eh maphash.Hash
-		eh.SetSeed(seed)
+		d.byte('*')
+		d.byte('{')
+		d.uint(uint64(len(x)))
+		var sums readKey
 		for k, e := range x {
-			eh.Reset()
-			writeString(&eh, k)
-			writeAt(&eh, e, true, rest, seed)
-			sum += eh.Sum64()
+			start := len(d.buf)
+			d.string(k)
+			d.at(e, true, rest)
+			d.addEntry(&sums, start)
 		}
-		writeUint(h, sum)
+		d.uint(sums[0])
+		d.uint(sums[1])
 	default:
-		writeValue(h, v, seed)
+		d.value(v)
 	}
 }
 
-func writeString(h *maphash.Hash, s string) {
-	var n [8]byte
-	binary.LittleEndian.PutUint64(n[:], uint64(len(s)))
-	h.Write(n[:])
-	h.WriteString(s)
+// addEntry adds the digests of the bytes written since start (one map
+// entry) to sums and drops those bytes: summing makes a map's digest
+// independent of the order its entries are visited in.
+func (d *digester) addEntry(sums *readKey, start int) {
+	entry := d.buf[start:]
+	sums[0] += maphash.Bytes(readSeeds[0], entry)
+	sums[1] += maphash.Bytes(readSeeds[1], entry)
+	d.buf = d.buf[:start]
 }
 
-func writeUint(h *maphash.Hash, u uint64) {
-	var n [8]byte
-	binary.LittleEndian.PutUint64(n[:], u)
-	h.Write(n[:])
-}
-
-// writeValue digests a JSON-shaped value. Map entries are digested each on
+// value writes a JSON-shaped value. Map entries are digested each on
 // their own and summed, so that the order of iteration does not matter.
-// Values of other Go types are digested by their type name only when they
-// cannot be told apart, so they are refused (see cacheable).
-func writeValue(h *maphash.Hash, v any, seed maphash.Seed) {
+// Values of other Go types cannot be told apart, so they are refused (see
+// cacheable).
+func (d *digester) value(v any) {
 	switch x := v.(type) {
 	case nil:
-		h.WriteByte('n')
+		d.byte('n')
 	case bool:
 		if x {
-			h.WriteByte('t')
+			d.byte('t')
 		} else {
-			h.WriteByte('f')
+			d.byte('f')
 		}
 	case string:
-		h.WriteByte('s')
-		writeString(h, x)
+		d.byte('s')
+		d.string(x)
 	case int64:
-		h.WriteByte('i')
-		writeUint(h, uint64(x))
+		d.byte('i')
+		d.uint(uint64(x))
 	case int:
-		h.WriteByte('i')
-		writeUint(h, uint64(x))
+		d.byte('i')
+		d.uint(uint64(x))
 	case float64:
-		h.WriteByte('d')
-		writeUint(h, math.Float64bits(x))
+		d.byte('d')
+		d.uint(math.Float64bits(x))
 	case []any:
-		h.WriteByte('[')
-		writeUint(h, uint64(len(x)))
+		d.byte('[')
+		d.uint(uint64(len(x)))
 		for _, e := range x {
-			writeValue(h, e, seed)
+			d.value(e)
 		}
 	case map[string]any:
-		h.WriteByte('{')
-		writeUint(h, uint64(len(x)))
-		var sum uint64
-		var eh maphash.Hash
-		eh.SetSeed(seed)
+		d.byte('{')
+		d.uint(uint64(len(x)))
+		var sums readKey
 		for k, e := range x {
-			eh.Reset()
-			writeString(&eh, k)
-			writeValue(&eh, e, seed)
-			sum += eh.Sum64()
+			start := len(d.buf)
+			d.string(k)
+			d.value(e)
+			d.addEntry(&sums, start)
 		}
-		writeUint(h, sum)
+		d.uint(sums[0])
+		d.uint(sums[1])
 	default:
-		// Not a JSON value (a typed struct from a caller): digest its
-		// identity as "unknown" together with a fresh random number, so it
-		// never matches anything.
-		h.WriteByte('?')
-		writeUint(h, uncacheable())
+		// Not a JSON value (a typed struct from a caller): write it as
+		// "unknown" together with a fresh number, so it never matches
+		// anything.
+		d.byte('?')
+		d.uint(uncacheable())
 	}
 }
 
@@ -296,18 +330,6 @@ var uncacheableSeq atomic.Uint64
 
 // uncacheable returns a number never returned before.
 func uncacheable() uint64 { return uncacheableSeq.Add(1) }
-
-// hashValue digests one JSON-shaped value (a constraint's parameters).
-func hashValue(v any) readKey {
-	var k readKey
-	for i := range k {
-		var h maphash.Hash
-		h.SetSeed(readSeeds[i])
-		writeValue(&h, v, readSeeds[i])
-		k[i] = h.Sum64()
-	}
-	return k
-}
 
 // Reads returns what the template's code reads of a review, and false when
 // that is unbounded or unknown (the template is then never answered from
