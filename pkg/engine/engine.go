@@ -774,7 +774,7 @@ func (e *Engine) evaluate(ctx context.Context, r *Review, c *Constraint, prepare
 			dk := key
 			dk.reads, dk.decision = templateReadKey(r, t, true, readKeys), true
 			decisionKey = &dk
-			if vs, ok := e.cache.get(dk); ok && len(vs) == 0 {
+			if e.cache.passes(dk) {
 				return nil, nil
 			}
 		}

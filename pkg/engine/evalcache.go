@@ -103,6 +103,25 @@ func (c *evalCache) get(k evalKey) ([]Violation, bool) {
 	return e.violations, true
 }
 
+// passes reports whether the decision key k holds a passing result. It
+// counts a hit only then: otherwise the review's full key is looked up
+// next and counts, so that every evaluation counts once.
+func (c *evalCache) passes(k evalKey) bool {
+	s := c.shard(k)
+	s.mu.Lock()
+	e, ok := s.m[k]
+	if ok {
+		s.unlink(e)
+		s.pushFront(e)
+	}
+	s.mu.Unlock()
+	if !ok || len(e.violations) != 0 {
+		return false
+	}
+	c.hits.Add(1)
+	return true
+}
+
 func (c *evalCache) put(k evalKey, vs []Violation) {
 	e := &evalEntry{key: k, violations: vs, size: entrySize(vs)}
 	s := c.shard(k)

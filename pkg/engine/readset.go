@@ -148,6 +148,13 @@ var readSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
 // else of the containers.
 const Every = "*"
 
+// Present is the last segment of a path that reads only whether a value is
+// there, not what it is: an argument a function ignores, a binding never
+// used, still has to be defined for the rule to hold. Its NUL byte keeps it
+// apart from any key a policy names in practice; a driver maps a key equal
+// to it to Every, which reads more.
+const Present = "\x00present"
+
 // hashReads digests the value (or absence) at every path of s.
 func hashReads(r *Review, s ReadSet) readKey {
 	d := getDigester()
@@ -212,6 +219,11 @@ func (d *digester) string(s string) {
 func (d *digester) at(v any, ok bool, rest []string) {
 	depth := 0
 	for ; ok && depth < len(rest); depth++ {
+		if rest[depth] == Present {
+			d.uint(uint64(depth))
+			d.byte('p')
+			return
+		}
 		if rest[depth] == Every {
 			d.uint(uint64(depth))
 			d.every(v, rest[depth+1:])

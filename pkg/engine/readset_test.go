@@ -117,3 +117,39 @@ func TestNormalizeEvery(t *testing.T) {
 		t.Error("a path starting with Every is bounded")
 	}
 }
+
+// TestHashReadsPresent: a path ending in Present digests whether the value
+// is there (null counts as there), not the value.
+func TestHashReadsPresent(t *testing.T) {
+	named := func(name any) *Review {
+		meta := map[string]any{}
+		if name != "absent" {
+			meta["name"] = name
+		}
+		return &Review{Operation: "CREATE", Object: map[string]any{"kind": "Pod", "metadata": meta}}
+	}
+	present := ReadSet{Paths: [][]string{{"object", "metadata", "name", Present}}}.normalize()
+	base := named("web-1")
+	cases := []struct {
+		name  string
+		other *Review
+		equal bool
+	}{
+		{"another value", named("web-2"), true},
+		{"another type", named(int64(3)), true},
+		{"null", named(nil), true},
+		{"absent", named("absent"), false},
+		{"the parent is not an object", &Review{Operation: "CREATE", Object: map[string]any{"kind": "Pod", "metadata": "x"}}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := hashReads(base, present) == hashReads(c.other, present); got != c.equal {
+				t.Errorf("digests equal: %v, want %v", got, c.equal)
+			}
+		})
+	}
+	whole := ReadSet{Paths: [][]string{{"object", "metadata", "name", Present}, {"object", "metadata"}}}.normalize()
+	if len(whole.Paths) != 1 || len(whole.Paths[0]) != 2 {
+		t.Errorf("presence under a path read whole: normalized to %q, want only object.metadata", whole.Paths)
+	}
+}

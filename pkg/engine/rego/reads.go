@@ -1,6 +1,9 @@
 package rego
 
 import (
+	"fmt"
+	"strings"
+
 	"github.com/bouncer-policy/bouncer/pkg/engine"
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -25,6 +28,16 @@ var (
 // element's — so templates that iterate containers read only the fields
 // they name, not every container whole.
 func readSet(modules map[string]*ast.Module) engine.ReadSet {
+	return analyseReads(modules, false)
+}
+
+// decisionReadSet is readSet with the references that only shape the
+// violations' messages (messageTerms) read for whether they are there.
+func decisionReadSet(modules map[string]*ast.Module) engine.ReadSet {
+	return analyseReads(modules, true)
+}
+
+func analyseReads(modules map[string]*ast.Module, decision bool) engine.ReadSet {
 	var out engine.ReadSet
 	for _, m := range modules {
 		for _, imp := range m.Imports {
@@ -39,17 +52,27 @@ func readSet(modules map[string]*ast.Module) engine.ReadSet {
 	x := &exports{paths: map[string][][]string{}, refs: map[string]ast.Ref{}}
 	var rules []*ruleVars
 	funcs := map[string][]*ruleVars{}
+	domains := keyDomains(modules)
 	for _, m := range modules {
 		for _, r := range m.Rules {
-			a := newRuleVars(r)
-			rules = append(rules, a)
-			if len(r.Head.Args) > 0 && r.Module != nil {
-				funcs[r.Ref().String()] = append(funcs[r.Ref().String()], a)
+			for _, sr := range specialised(r, domains[r]) {
+				a := newRuleVars(sr)
+				if decision {
+					a.messageOnly = messageTerms(sr)
+				}
+				rules = append(rules, a)
+				if len(sr.Head.Args) > 0 && sr.Module != nil {
+					funcs[sr.Ref().String()] = append(funcs[sr.Ref().String()], a)
+				}
 			}
 		}
 	}
+	// Every rule knows the functions before any is followed into one.
+	specs := map[string]*ruleVars{}
 	for _, a := range rules {
-		a.funcs = funcs
+		a.funcs, a.specs = funcs, specs
+	}
+	for _, a := range rules {
 		a.inputReads(&out, x)
 	}
 	for _, a := range rules {
@@ -229,6 +252,7 @@ func (a *ruleVars) followCall(c callArg, path []string, depth int, out *engine.R
 		return false
 	}
 	for _, d := range defs {
+		d = d.withConstants(c)
 		if c.idx >= len(d.rule.Head.Args) {
 			// The output of a call written with its result as the last
 			// argument: not an input of the function.
@@ -241,13 +265,55 @@ func (a *ruleVars) followCall(c callArg, path []string, depth int, out *engine.R
 		}
 		if d.occurrences[param] == 1 {
 			// An argument the function ignores still has to be defined
-			// for the call to be.
-			readWhole(out, path)
+			// for the call to be, whatever its value.
+			readPresence(out, path)
 			continue
 		}
 		d.readUses(param, path, depth, out, nil)
 	}
 	return true
+}
+
+// withConstants is the function definition d with the constant
+// arguments of call c in place of the parameters they bind, other than
+// the one being followed: has_field(c, "securityContext") with
+// has_field(o, f) { o[f] } reads c.securityContext, where o[f] alone
+// would read every field of c. Arguments are bound before the body is
+// evaluated, so the copy reads what the call does.
+func (d *ruleVars) withConstants(c callArg) *ruleVars {
+	subst := map[ast.Var]*ast.Term{}
+	var key strings.Builder
+	for i, arg := range c.args {
+		if i == c.idx || i >= len(d.rule.Head.Args) {
+			continue
+		}
+		param, isVar := d.rule.Head.Args[i].Value.(ast.Var)
+		if !isVar || param.IsWildcard() || !ast.IsScalar(arg.Value) {
+			continue
+		}
+		subst[param] = arg
+		fmt.Fprintf(&key, "%d=%v;", i, arg)
+	}
+	if len(subst) == 0 || d.specs == nil {
+		return d
+	}
+	id := fmt.Sprintf("%p|%s", d.rule, key.String())
+	if s, ok := d.specs[id]; ok {
+		return s
+	}
+	cp := d.rule.Copy()
+	if _, err := ast.TransformVars(cp, func(v ast.Var) (ast.Value, error) {
+		if t, ok := subst[v]; ok {
+			return t.Value, nil
+		}
+		return v, nil
+	}); err != nil {
+		return d
+	}
+	s := newRuleVars(cp)
+	s.funcs, s.specs = d.funcs, d.specs
+	d.specs[id] = s
+	return s
 }
 
 // knownCalls counts the calls that pass v to a function of the modules
@@ -293,12 +359,18 @@ func (a *ruleVars) inputReads(out *engine.ReadSet, x *exports) {
 		// object.get(object.get(input, "parameters", {}), ...): input as
 		// a value (bound to a variable by the compiler), but read only
 		// at constant keys.
-		if v, isBound := a.bound[t]; isBound && len(r) == 1 && a.bindings[v] == 1 && a.occurrences[v] == 1+len(a.gets[v]) {
+		// Passed whole to a function of the modules
+		// (get_allowed_proc_mount(input)), it reads what the function's
+		// body reads of the parameter, from input's root.
+		if v, isBound := a.bound[t]; isBound && len(r) == 1 && a.bindings[v] == 1 && a.occurrences[v] == 1+len(a.gets[v])+a.knownCalls(v) {
 			for _, c := range a.gets[v] {
 				ks, _ := objectGetKeys(c)
 				if path, ok := inputPath(r.Concat(ks), out); ok {
 					readWhole(out, path)
 				}
+			}
+			for _, c := range a.passed[v] {
+				a.followCall(c, []string{inputRoot}, 0, out)
 			}
 			return false
 		}
@@ -389,7 +461,13 @@ type ruleVars struct {
 	// gets are the object.get calls with a constant key on each variable.
 	gets  map[ast.Var][]callArg
 	funcs map[string][]*ruleVars
-	rule  *ast.Rule
+	// specs are the functions' copies with constant arguments in place
+	// of their parameters (withConstants), shared by every rule.
+	specs map[string]*ruleVars
+	// messageOnly are the references whose values only shape the
+	// messages, read for whether they are there (decisionReadSet).
+	messageOnly map[*ast.Term]bool
+	rule        *ast.Rule
 	// headKey is the key variable of a partial set rule, set its ref.
 	headKey ast.Var
 	set     ast.Ref
@@ -404,7 +482,16 @@ const maxFollow = 8
 // itself, or, when t is bound to a variable used only as the head of
 // keyed references, the path each of those reads through it.
 func (a *ruleVars) follow(t *ast.Term, path []string, depth int, out *engine.ReadSet, x *exports) {
+	if a.messageOnly[t] {
+		readPresence(out, path)
+		return
+	}
 	v, isBound := a.bound[t]
+	if c, isArg := a.args[t]; !isBound && isArg && depth < maxFollow && a.followCall(c, path, depth+1, out) {
+		// A keyed use passed to a function of the modules
+		// (get_field(review.object.spec)) reads what the function does.
+		return
+	}
 	// The binding itself plus one occurrence per keyed use: any other
 	// occurrence uses the value whole (an argument, a value, a
 	// comparison, a message) — but for the key of a partial set rule,
@@ -419,8 +506,8 @@ func (a *ruleVars) follow(t *ast.Term, path []string, depth int, out *engine.Rea
 	}
 	if a.occurrences[v] == 1 {
 		// Bound and never used: the binding still needs the value to
-		// exist (_ = p[k] is "p has a key"), which only the value shows.
-		readWhole(out, path)
+		// exist (_ = p[k] is "p has a key"), whatever it is.
+		readPresence(out, path)
 		return
 	}
 	if exported == 1 {
@@ -483,6 +570,12 @@ func keys(ts []*ast.Term) (path []string, complete bool) {
 	for _, t := range ts {
 		switch k := t.Value.(type) {
 		case ast.String:
+			if string(k) == engine.Present {
+				// The marker's own name as a key: reading every entry
+				// reads it too.
+				path = append(path, engine.Every)
+				continue
+			}
 			path = append(path, string(k))
 		case ast.Var, ast.Number:
 			path = append(path, engine.Every)
@@ -493,15 +586,62 @@ func keys(ts []*ast.Term) (path []string, complete bool) {
 	return path, true
 }
 
+// inputRoot heads a path from input itself rather than from
+// input.review: that of a function's parameter when input was passed
+// whole. The review's input holds review and parameters only.
+const inputRoot = "\x00input"
+
+// fromInput turns a path from input's root into one under input.review:
+// ok is false when the path reads nothing of the review (the parameters,
+// which key the cache already, or a key input does not have), whole when
+// it is input itself or every entry of it.
+func fromInput(path []string) (p []string, ok, whole bool) {
+	switch {
+	case len(path) == 1 || path[1] == engine.Every:
+		return nil, true, true
+	case path[1] == "review":
+		return path[2:], true, false
+	}
+	return nil, false, false
+}
+
 // readWhole adds a read of the whole value at path; the empty path is
 // input.review itself, which bounds nothing.
 func readWhole(out *engine.ReadSet, path []string) {
+	if len(path) > 0 && path[0] == inputRoot {
+		p, ok, whole := fromInput(path)
+		if !ok {
+			return
+		}
+		if whole {
+			out.All = true
+			return
+		}
+		path = p
+	}
 	p := dropTrailingEvery(path)
 	if len(p) == 0 {
 		out.All = true
 		return
 	}
 	out.Paths = append(out.Paths, p)
+}
+
+// readPresence adds a read of whether a value is at path. input.review
+// itself always is.
+func readPresence(out *engine.ReadSet, path []string) {
+	if len(path) > 0 && path[0] == inputRoot {
+		// input, its review and its parameters are always there.
+		p, ok, whole := fromInput(path)
+		if !ok || whole {
+			return
+		}
+		path = p
+	}
+	if len(path) == 0 {
+		return
+	}
+	out.Paths = append(out.Paths, append(append([]string(nil), path...), engine.Present))
 }
 
 // dropTrailingEvery turns a path to every element into the path to the
@@ -515,3 +655,6 @@ func dropTrailingEvery(p []string) []string {
 
 // ReadSet implements engine.ReadSetter.
 func (p *Program) ReadSet() engine.ReadSet { return p.reads }
+
+// DecisionReadSet implements engine.DecisionReadSetter.
+func (p *Program) DecisionReadSet() engine.ReadSet { return p.decisionReads }

@@ -42,8 +42,13 @@ func TestReadSetElements(t *testing.T) {
 		{"function uses its parameter whole", `whole(input.review.object)`, []string{"object"}},
 		{"review passed to a function that uses it whole", `whole(input.review)`, []string{"ALL"}},
 		{"review passed to a builtin", `is_object(input.review)`, []string{"ALL"}},
-		{"element bound to an unused variable", `c := input.review.object.spec.containers[_]; _ = c[k]`, []string{containers}},
-		{"argument the function ignores", `ignores(input.review.object.spec)`, []string{"object.spec"}},
+		{"element bound to an unused variable", `c := input.review.object.spec.containers[_]; _ = c[k]`, []string{containers + ".*.*." + engine.Present}},
+		{"argument the function ignores", `ignores(input.review.object.spec)`, []string{"object.spec." + engine.Present}},
+		{"element passed with a constant key argument", `c := input.review.object.spec.containers[_]; has_field(c, "securityContext")`, []string{containers + ".*.securityContext"}},
+		{"element passed with a variable key argument", `c := input.review.object.spec.containers[_]; f := ["a", "b"][_]; has_field(c, f)`, []string{containers}},
+		{"input passed whole to a function", `from_input(input)`, []string{"object.kind"}},
+		{"input passed whole to a function with a computed key", `input_keys(input)`, []string{"ALL"}},
+		{"review passed to a function that ignores it", `ignores(input.review); input.review.operation == "CREATE"`, []string{"operation"}},
 		{"object.get on input", `x := object.get(input, "parameters", {}); x.a; input.review.object.kind == "Pod"`, []string{"object.kind"}},
 		{"object.get with a key path on the object", `o := input.review.object; object.get(o, ["spec", "hostPID"], false)`, []string{"object.spec.hostPID"}},
 		{"object.get with a computed key", `o := input.review.object; k := "spec"; object.get(o, k, false)`, []string{"object"}},
@@ -96,6 +101,9 @@ func TestReadSetElements(t *testing.T) {
 				"two(c) { c.image == \"x\" }\n" +
 				"two(c) { c.name == \"y\" }\n" +
 				"ignores(x) { true }\n" +
+				"has_field(o, f) { o[f] }\n" +
+				"from_input(i) { i.parameters.x; i.review.object.kind == \"Pod\" }\n" +
+				"input_keys(i) { i[k] }\n" +
 				"cs[c] { c := input.review.object.spec.containers[_] }\n" +
 				"violation[{\"msg\": \"m\"}] {\n" + tc.body + "\n}\n"
 			ct := template(t, "K8sReads", src)

@@ -73,6 +73,7 @@ type Program struct {
 	query         ast.Body
 	usesInventory bool
 	reads         engine.ReadSet
+	decisionReads engine.ReadSet
 }
 
 // noMetrics spares topdown a metrics collection per query.
@@ -157,7 +158,7 @@ func (d *Driver) Compile(t *apis.ConstraintTemplate, code apis.Code) (engine.Pro
 	if err != nil {
 		return nil, fmt.Errorf("compiling rego query: %w", located(err))
 	}
-	return &Program{template: name, store: d.store, compiler: compiler, queryCompiler: qc, query: query, usesInventory: usesInventory, reads: readSet(compiler.Modules)}, nil
+	return &Program{template: name, store: d.store, compiler: compiler, queryCompiler: qc, query: query, usesInventory: usesInventory, reads: readSet(compiler.Modules), decisionReads: decisionReadSet(compiler.Modules)}, nil
 }
 
 func checkViolationRule(m *ast.Module) error {
