@@ -122,8 +122,8 @@ func findingErrors(fs []vet.Finding, root string) []apis.SyncError {
 		file := f.File
 		if fi, err := os.Stat(file); err == nil && fi.IsDir() {
 			file = "" // a finding about the whole directory; its message names the file
-		} else if rel, err := filepath.Rel(root, f.File); err == nil && !strings.HasPrefix(rel, "..") {
-			file = rel
+		} else {
+			file = relativeFile(root, f.File)
 		}
 		if file != "" || f.Object != "" {
 			e.Resources = []apis.SyncResource{{File: file, Line: f.Line, Object: f.Object}}
@@ -133,13 +133,25 @@ func findingErrors(fs []vet.Finding, root string) []apis.SyncError {
 	return out
 }
 
-// applyErrors turns the applier's object errors into status errors.
-func applyErrors(res *apply.Result) []apis.SyncError {
+// applyErrors turns the applier's object errors into status errors, with
+// the file and line of each object the commit holds.
+func applyErrors(res *apply.Result, origins map[apply.ObjectRef]apis.SyncResource) []apis.SyncError {
 	var out []apis.SyncError
 	for _, e := range res.Errors {
-		out = append(out, apis.SyncError{Code: CodeApply, Message: e.Err.Error(), Resources: []apis.SyncResource{{Object: e.Object.String()}}})
+		r := origins[e.Object]
+		r.Object = e.Object.String()
+		out = append(out, apis.SyncError{Code: CodeApply, Message: e.Err.Error(), Resources: []apis.SyncResource{r}})
 	}
 	return out
+}
+
+// relativeFile is file relative to the repository's root, or as it is when
+// it lies outside.
+func relativeFile(root, file string) string {
+	if rel, err := filepath.Rel(root, file); err == nil && !strings.HasPrefix(rel, "..") {
+		return filepath.ToSlash(rel)
+	}
+	return file
 }
 
 // setConditions records the pass: Ready True with no error, otherwise

@@ -39,6 +39,10 @@ type syncer struct {
 	fullAt   time.Time                    // when all of it was last applied, with prune
 	failures int
 	watches  *driftWatches
+	// origins are the file and line of each object of the commit being
+	// applied, so that an object the apiserver refuses is reported where
+	// it is written.
+	origins map[apply.ObjectRef]apis.SyncResource
 }
 
 // trigger wakes the loop; fetch asks for a fetch even before the period
@@ -270,7 +274,7 @@ func (s *syncer) applyStep(ctx context.Context, objs []*unstructured.Unstructure
 	if err != nil {
 		errs = []apis.SyncError{{Code: CodeApply, Message: err.Error()}}
 	} else {
-		errs = applyErrors(res)
+		errs = applyErrors(res, s.origins)
 	}
 	return apis.SyncApplyStep{SyncStep: step(old.SyncStep, commit, errs, t), ObjectCount: old.ObjectCount}, errs
 }
@@ -350,6 +354,10 @@ func (s *syncer) validate(ctx context.Context, ps *apis.PolicySync, co gitsource
 		} else {
 			source = append(source, f)
 		}
+	}
+	s.origins = make(map[apply.ObjectRef]apis.SyncResource, len(res.Objects))
+	for i, o := range res.Objects {
+		s.origins[apply.RefOf(o)] = apis.SyncResource{File: relativeFile(co.Dir, res.Documents[i].File), Line: res.Documents[i].Line}
 	}
 	// vet's objects are what to apply: Suites and their fixtures are left out.
 	return res.Objects, findingErrors(render, co.Dir), findingErrors(source, co.Dir)

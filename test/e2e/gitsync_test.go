@@ -564,6 +564,9 @@ func TestGitSync(t *testing.T) {
 		})
 		e := waitSyncError(t, gitsync.CodeApply, "tags-as-a-string")
 		t.Logf("status error: %+v", e)
+		if len(e.Resources) != 1 || e.Resources[0].File != "policies/tags-bad.yaml" || e.Resources[0].Line != 1 {
+			t.Errorf("the error names %+v, want the constraint's file policies/tags-bad.yaml, line 1", e.Resources)
+		}
 		if ps := getPolicySync(t); ps.Status.LastSyncedCommit != good {
 			t.Errorf("lastSyncedCommit moved to %s with a refused commit", ps.Status.LastSyncedCommit)
 		}
