@@ -56,3 +56,29 @@ func TestReadSetKeyDomains(t *testing.T) {
 		})
 	}
 }
+
+// TestReadSetPartialObject: a partial object rule built from containers
+// by name exports its values as a partial set does its elements.
+func TestReadSetPartialObject(t *testing.T) {
+	const byName = "by_name[c.name] = c { c := input.review.object.spec.containers[_] }\n"
+	for _, tc := range []struct {
+		name, body string
+		want       []string
+	}{
+		{"a value by its key", `c := by_name[n]; c.image == "x"; n != "y"`, []string{"object.spec.containers.*.image", "object.spec.containers.*.name"}},
+		{"a value at a constant key", `by_name["app"].image == "x"`, []string{"object.spec.containers.*.image", "object.spec.containers.*.name"}},
+		{"a value used whole", `c := by_name[_]; is_object(c)`, []string{"object.spec.containers"}},
+		{"the object used whole", `count(by_name) > 1`, []string{"object.spec.containers"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ct := template(t, "K8sObjects", "package k8sobjects\n"+byName+"violation[{\"msg\": \"m\"}] {\n"+tc.body+"\n}\n")
+			p, err := rego.New().Compile(ct, legacy(ct))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := dotted(p.(engine.ReadSetter).ReadSet()); !slices.Equal(got, tc.want) {
+				t.Errorf("reads %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

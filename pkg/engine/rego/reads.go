@@ -49,7 +49,7 @@ func analyseReads(modules map[string]*ast.Module, decision bool) engine.ReadSet 
 			})
 		}
 	}
-	x := &exports{paths: map[string][][]string{}, refs: map[string]ast.Ref{}}
+	x := &exports{paths: map[string][][]string{}, refs: map[string]ast.Ref{}, objects: map[string]bool{}}
 	var rules []*ruleVars
 	funcs := map[string][]*ruleVars{}
 	domains := keyDomains(modules)
@@ -109,6 +109,9 @@ func analyseReads(modules map[string]*ast.Module, decision bool) engine.ReadSet 
 type exports struct {
 	paths map[string][][]string // by the set's ref: paths of its elements
 	refs  map[string]ast.Ref
+	// objects are the partial object rules among them: a reference
+	// obj[k] is to one value, whatever the key.
+	objects map[string]bool
 }
 
 // newRuleVars indexes one rule's variables (its else chain included, which
@@ -121,6 +124,16 @@ func newRuleVars(rule *ast.Rule) *ruleVars {
 	if rule.Head.DocKind() == ast.PartialSetDoc && rule.Head.Ref().IsGround() && rule.Module != nil && !rule.Head.Ref()[0].Equal(ast.VarTerm("violation")) {
 		if k, ok := rule.Head.Key.Value.(ast.Var); ok {
 			a.headKey, a.set = k, rule.Ref()
+		}
+	}
+	// A partial object rule's value likewise (input_containers[c.name] = c
+	// { c := input.review.object.spec.containers[_] }): its key is read
+	// here, through the variable's keyed use.
+	if h := rule.Head; h.DocKind() == ast.PartialObjectDoc && h.Value != nil && h.Key != nil && rule.Module != nil &&
+		len(h.Reference) == 2 && h.Reference[1].Equal(h.Key) && h.Reference[:1].IsGround() {
+		if v, ok := h.Value.Value.(ast.Var); ok {
+			ref := rule.Ref()
+			a.headKey, a.set, a.objectDoc = v, ref[:len(ref)-1], true
 		}
 	}
 	// Every occurrence of each variable, and those that head a reference
@@ -419,9 +432,12 @@ func (a *ruleVars) exportReads(out *engine.ReadSet, x *exports) {
 				elem, isVar = r[len(set)].Value.(ast.Var)
 				rest, complete = keys(r[len(set)+1:])
 			}
+			// A set's element is its key, read whole by any other use of
+			// the key's variable; an object's key is not its value.
+			element := x.objects[name] || (isVar && a.occurrences[elem] == 1)
 			for _, p := range x.paths[name] {
 				switch {
-				case len(r) <= len(set) || !isVar || a.occurrences[elem] != 1 || !complete || a.inArray[t]:
+				case len(r) <= len(set) || !element || !complete || a.inArray[t]:
 					readWhole(out, p)
 				default:
 					a.follow(t, append(append([]string(nil), p...), rest...), 0, out, nil)
@@ -471,6 +487,8 @@ type ruleVars struct {
 	// headKey is the key variable of a partial set rule, set its ref.
 	headKey ast.Var
 	set     ast.Ref
+	// objectDoc says headKey is the value of a partial object rule.
+	objectDoc bool
 }
 
 // maxFollow bounds how many bindings in a chain (obj := input.review.object;
@@ -514,6 +532,9 @@ func (a *ruleVars) follow(t *ast.Term, path []string, depth int, out *engine.Rea
 		name := a.set.String()
 		x.paths[name] = append(x.paths[name], path)
 		x.refs[name] = a.set
+		if a.objectDoc {
+			x.objects[name] = true
+		}
 	}
 	a.readUses(v, path, depth, out, x)
 }

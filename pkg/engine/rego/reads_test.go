@@ -105,6 +105,7 @@ func TestReadSetElements(t *testing.T) {
 				"from_input(i) { i.parameters.x; i.review.object.kind == \"Pod\" }\n" +
 				"input_keys(i) { i[k] }\n" +
 				"cs[c] { c := input.review.object.spec.containers[_] }\n" +
+
 				"violation[{\"msg\": \"m\"}] {\n" + tc.body + "\n}\n"
 			ct := template(t, "K8sReads", src)
 			p, err := rego.New().Compile(ct, legacy(ct))
