@@ -164,7 +164,11 @@ func appendNew(list []ast.String, s ast.String) []ast.String {
 // them, or rule alone when it has no domains: what the copies read
 // together is what the rule can read.
 func specialised(rule *ast.Rule, domains map[ast.Var][]ast.String) []*ast.Rule {
-	if len(domains) == 0 {
+	product := 1
+	for _, consts := range domains {
+		product *= len(consts)
+	}
+	if len(domains) == 0 || product > maxSpecialised {
 		return []*ast.Rule{rule}
 	}
 	copies := []*ast.Rule{rule}
@@ -187,4 +191,140 @@ func specialised(rule *ast.Rule, domains map[ast.Var][]ast.String) []*ast.Rule {
 		copies = next
 	}
 	return copies
+}
+
+// constantRules are the complete rules whose value is a constant list of
+// strings (container_lists := ["containers", "initContainers",
+// "ephemeralContainers"]), by reference, when a module defines them once.
+func constantRules(modules map[string]*ast.Module) map[string][]ast.String {
+	out := map[string][]ast.String{}
+	seen := map[string]int{}
+	for _, m := range modules {
+		for _, r := range m.Rules {
+			if r.Module == nil {
+				continue
+			}
+			name := r.Ref().String()
+			seen[name]++
+			if r.Head.DocKind() != ast.CompleteDoc || len(r.Head.Args) > 0 || r.Else != nil || r.Default || r.Head.Value == nil || !trivialBody(r.Body) {
+				continue
+			}
+			if consts, ok := stringConstants(r.Head.Value); ok {
+				out[name] = consts
+			}
+		}
+	}
+	for name := range out {
+		if seen[name] != 1 {
+			delete(out, name)
+		}
+	}
+	return out
+}
+
+// trivialBody reports whether b is the body the parser gives a rule
+// written without one: true.
+func trivialBody(b ast.Body) bool {
+	if len(b) != 1 || b[0].Negated || len(b[0].With) > 0 {
+		return false
+	}
+	t, ok := b[0].Terms.(*ast.Term)
+	return ok && ast.BooleanTerm(true).Equal(t)
+}
+
+// stringConstants are the elements of a literal array or set of strings.
+func stringConstants(t *ast.Term) ([]ast.String, bool) {
+	var elems []*ast.Term
+	switch v := t.Value.(type) {
+	case *ast.Array:
+		for i := range v.Len() {
+			elems = append(elems, v.Elem(i))
+		}
+	case ast.Set:
+		elems = v.Slice()
+	default:
+		return nil, false
+	}
+	var out []ast.String
+	for _, e := range elems {
+		s, ok := e.Value.(ast.String)
+		if !ok {
+			return nil, false
+		}
+		out = appendNew(out, s)
+	}
+	return out, len(out) > 0
+}
+
+// iterationDomains finds the variables of rule that iterate a constant
+// list of strings — field := fields[_] after fields := ["runAsUser", ...],
+// or f := container_lists[_] over a constantRules rule — so that a
+// reference keyed by them (spec[f][_]) reads those fields only. The
+// iteration must be a statement of the rule's own body that comes before
+// any other use of the variable: every solution of the body then binds the
+// variable to one of the constants before anything reads with it.
+func iterationDomains(rule *ast.Rule, consts map[string][]ast.String) map[ast.Var][]ast.String {
+	if rule.Else != nil {
+		return nil
+	}
+	bindings := map[ast.Var]int{}
+	for _, e := range rule.Body {
+		if e.IsEquality() || e.IsAssignment() {
+			for _, o := range e.Operands() {
+				if v, ok := o.Value.(ast.Var); ok {
+					bindings[v]++
+				}
+			}
+		}
+	}
+	literals := map[ast.Var][]ast.String{}
+	out := map[ast.Var][]ast.String{}
+	for i, e := range rule.Body {
+		if e.Negated || len(e.With) > 0 || !(e.IsEquality() || e.IsAssignment()) || len(e.Operands()) != 2 {
+			continue
+		}
+		for side, o := range e.Operands() {
+			v, isVar := o.Value.(ast.Var)
+			other := e.Operands()[1-side]
+			if !isVar || v.IsWildcard() || bindings[v] != 1 {
+				continue
+			}
+			if cs, ok := stringConstants(other); ok {
+				literals[v] = cs
+				continue
+			}
+			r, isRef := other.Value.(ast.Ref)
+			if !isRef || len(r) < 2 {
+				continue
+			}
+			if _, iterates := r[len(r)-1].Value.(ast.Var); !iterates {
+				continue
+			}
+			var domain []ast.String
+			if head, ok := r[0].Value.(ast.Var); ok && len(r) == 2 && literals[head] != nil {
+				domain = literals[head]
+			} else if r[0].Equal(ast.DefaultRootDocument) {
+				domain = consts[r[:len(r)-1].String()]
+			}
+			if domain == nil || usedBefore(rule.Body[:i], v) {
+				continue
+			}
+			out[v] = domain
+		}
+	}
+	return out
+}
+
+// usedBefore reports whether v occurs in any of the statements.
+func usedBefore(stmts ast.Body, v ast.Var) bool {
+	found := false
+	for _, e := range stmts {
+		ast.WalkVars(e, func(x ast.Var) bool {
+			if x.Equal(v) {
+				found = true
+			}
+			return found
+		})
+	}
+	return found
 }

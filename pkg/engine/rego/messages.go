@@ -14,9 +14,13 @@ import (
 // rule holds, but not its value: a passing result is therefore the same
 // for every review equal in the other reads and in whether these values
 // are there (see DecisionReadSet).
-func messageTerms(rule *ast.Rule) map[*ast.Term]bool {
+//
+// It also counts each variable's occurrences as a value in those
+// statements (sprintf("%v", [volume])): bound elsewhere, a variable needs
+// no read there at all.
+func messageTerms(rule *ast.Rule) (refs map[*ast.Term]bool, vars map[ast.Var]int) {
 	if rule.Module == nil || rule.Head.Key == nil || rule.Head.DocKind() != ast.PartialSetDoc || !rule.Head.Ref()[0].Equal(ast.VarTerm("violation")) || rule.Else != nil {
-		return nil
+		return nil, nil
 	}
 	occurrences := map[ast.Var]int{}
 	ast.WalkVars(rule, func(v ast.Var) bool {
@@ -126,25 +130,27 @@ func messageTerms(rule *ast.Rule) map[*ast.Term]bool {
 			}
 		}
 	}
-	out := map[*ast.Term]bool{}
+	refs, vars = map[*ast.Term]bool{}, map[ast.Var]int{}
 	for _, s := range stmts {
 		if !message[s.out] {
 			continue
 		}
 		for _, in := range s.inputs {
 			ast.WalkTerms(in, func(t *ast.Term) bool {
-				if _, isRef := t.Value.(ast.Ref); isRef {
-					out[t] = true
+				switch v := t.Value.(type) {
+				case ast.Ref:
+					refs[t] = true
 					return true
+				case ast.Var:
+					if !message[v] {
+						vars[v]++
+					}
 				}
 				return false
 			})
 		}
 	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
+	return refs, vars
 }
 
 // varsIn counts the occurrences of each variable in e.

@@ -24,6 +24,8 @@ func TestDecisionReadSet(t *testing.T) {
 			[]string{"object.metadata.name" + p, "object.spec.hostPID"}},
 		{"an element's field in the message", `c := input.review.object.spec.containers[_]; c.privileged; msg := sprintf("container %v", [c.name])`,
 			[]string{"object.spec.containers.*.name" + p, "object.spec.containers.*.privileged"}},
+		{"an element whole in the message", `c := input.review.object.spec.containers[_]; c.privileged; msg := sprintf("container %v", [c])`,
+			[]string{"object.spec.containers.*.privileged"}},
 		{"the name also decides", `n := input.review.object.metadata.name; startswith(n, "x"); msg := sprintf("pod %v", [n])`,
 			[]string{"object.metadata.name"}},
 		{"the message compared", `msg := sprintf("pod %v", [input.review.object.metadata.name]); msg != "pod x"`,

@@ -52,13 +52,24 @@ func analyseReads(modules map[string]*ast.Module, decision bool) engine.ReadSet 
 	x := &exports{paths: map[string][][]string{}, refs: map[string]ast.Ref{}, objects: map[string]bool{}}
 	var rules []*ruleVars
 	funcs := map[string][]*ruleVars{}
-	domains := keyDomains(modules)
+	domains, consts := keyDomains(modules), constantRules(modules)
 	for _, m := range modules {
 		for _, r := range m.Rules {
-			for _, sr := range specialised(r, domains[r]) {
+			doms := iterationDomains(r, consts)
+			for v, d := range domains[r] {
+				if doms == nil {
+					doms = map[ast.Var][]ast.String{}
+				}
+				doms[v] = d
+			}
+			for _, sr := range specialised(r, doms) {
 				a := newRuleVars(sr)
 				if decision {
-					a.messageOnly = messageTerms(sr)
+					var inMessages map[ast.Var]int
+					a.messageOnly, inMessages = messageTerms(sr)
+					for v, n := range inMessages {
+						a.occurrences[v] -= n
+					}
 				}
 				rules = append(rules, a)
 				if len(sr.Head.Args) > 0 && sr.Module != nil {

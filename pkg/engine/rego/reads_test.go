@@ -45,7 +45,11 @@ func TestReadSetElements(t *testing.T) {
 		{"element bound to an unused variable", `c := input.review.object.spec.containers[_]; _ = c[k]`, []string{containers + ".*.*." + engine.Present}},
 		{"argument the function ignores", `ignores(input.review.object.spec)`, []string{"object.spec." + engine.Present}},
 		{"element passed with a constant key argument", `c := input.review.object.spec.containers[_]; has_field(c, "securityContext")`, []string{containers + ".*.securityContext"}},
-		{"element passed with a variable key argument", `c := input.review.object.spec.containers[_]; f := ["a", "b"][_]; has_field(c, f)`, []string{containers}},
+		{"element passed with an iterated constant key argument", `c := input.review.object.spec.containers[_]; f := ["a", "b"][_]; has_field(c, f)`, []string{containers + ".*.a", containers + ".*.b"}},
+		{"element passed with a variable key argument", `c := input.review.object.spec.containers[_]; f := input.review.object.kind; has_field(c, f)`, []string{"object.kind", containers}},
+		{"computed key iterating a constant list", `fs := ["containers", "initContainers"]; f := fs[_]; c := input.review.object.spec[f][_]; c.image == "x"`, []string{containers + ".*.image", "object.spec.initContainers.*.image"}},
+		{"computed key from a list used before", `c := input.review.object.spec[k][_]; k = ["containers", "initContainers"][_]; c.image == "x"`, []string{"object.spec.*.*.image"}},
+		{"computed key iterating a constant rule", `c := input.review.object.spec[lists[_]][_]; c.image == "x"`, []string{containers + ".*.image", "object.spec.ephemeralContainers.*.image"}},
 		{"input passed whole to a function", `from_input(input)`, []string{"object.kind"}},
 		{"input passed whole to a function with a computed key", `input_keys(input)`, []string{"ALL"}},
 		{"review passed to a function that ignores it", `ignores(input.review); input.review.operation == "CREATE"`, []string{"operation"}},
@@ -102,6 +106,7 @@ func TestReadSetElements(t *testing.T) {
 				"two(c) { c.name == \"y\" }\n" +
 				"ignores(x) { true }\n" +
 				"has_field(o, f) { o[f] }\n" +
+				"lists := [\"containers\", \"ephemeralContainers\"]\n" +
 				"from_input(i) { i.parameters.x; i.review.object.kind == \"Pod\" }\n" +
 				"input_keys(i) { i[k] }\n" +
 				"cs[c] { c := input.review.object.spec.containers[_] }\n" +
