@@ -353,6 +353,15 @@ func (t *Template) Reads() (ReadSet, bool) {
 	return *t.reads, true
 }
 
+// DecisionReads returns the reads that decide whether the template passes,
+// when they are fewer than Reads (see DecisionReadSetter); otherwise Reads.
+func (t *Template) DecisionReads() (ReadSet, bool) {
+	if t.decisionReads != nil {
+		return *t.decisionReads, true
+	}
+	return t.Reads()
+}
+
 // equalPaths reports whether two normalized path lists are the same.
 func equalPaths(a, b [][]string) bool {
 	if len(a) != len(b) {
