@@ -200,6 +200,21 @@ func constantRules(modules map[string]*ast.Module) map[string][]ast.String {
 	out := map[string][]ast.String{}
 	seen := map[string]int{}
 	for _, m := range modules {
+		// with data.p.lists as [...] would give a rule another value.
+		replaced := false
+		ast.WalkExprs(m, func(e *ast.Expr) bool {
+			for _, w := range e.With {
+				if r, ok := w.Target.Value.(ast.Ref); ok && r[0].Equal(ast.DefaultRootDocument) {
+					replaced = true
+				}
+			}
+			return replaced
+		})
+		if replaced {
+			return nil
+		}
+	}
+	for _, m := range modules {
 		for _, r := range m.Rules {
 			if r.Module == nil {
 				continue

@@ -50,6 +50,7 @@ func TestReadSetElements(t *testing.T) {
 		{"computed key iterating a constant list", `fs := ["containers", "initContainers"]; f := fs[_]; c := input.review.object.spec[f][_]; c.image == "x"`, []string{containers + ".*.image", "object.spec.initContainers.*.image"}},
 		{"computed key from a list used before", `c := input.review.object.spec[k][_]; k = ["containers", "initContainers"][_]; c.image == "x"`, []string{"object.spec.*.*.image"}},
 		{"computed key iterating a constant rule", `c := input.review.object.spec[lists[_]][_]; c.image == "x"`, []string{containers + ".*.image", "object.spec.ephemeralContainers.*.image"}},
+		{"computed key iterating a constant rule another rule replaces", `c := input.review.object.spec[lists[_]][_]; c.image == "x"; pick with lists as ["volumes"]`, []string{"object.spec.*.*.image"}},
 		{"input passed whole to a function", `from_input(input)`, []string{"object.kind"}},
 		{"input passed whole to a function with a computed key", `input_keys(input)`, []string{"ALL"}},
 		{"review passed to a function that ignores it", `ignores(input.review); input.review.operation == "CREATE"`, []string{"operation"}},
@@ -107,6 +108,7 @@ func TestReadSetElements(t *testing.T) {
 				"ignores(x) { true }\n" +
 				"has_field(o, f) { o[f] }\n" +
 				"lists := [\"containers\", \"ephemeralContainers\"]\n" +
+				"pick { count(lists) > 0 }\n" +
 				"from_input(i) { i.parameters.x; i.review.object.kind == \"Pod\" }\n" +
 				"input_keys(i) { i[k] }\n" +
 				"cs[c] { c := input.review.object.spec.containers[_] }\n" +
