@@ -43,6 +43,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzMutate -fuzztime 30s ./pkg/mutation/
 	$(GO) test -run '^$$' -fuzz FuzzGenerate -fuzztime 30s ./pkg/mapgen/
 	$(GO) test -run '^$$' -fuzz '^FuzzMutationReview$$' -fuzztime 30s ./pkg/webhook/
+	$(GO) test -run '^$$' -fuzz FuzzReadSet -fuzztime 30s ./pkg/engine/cel/
+	$(GO) test -run '^$$' -fuzz FuzzRegoReadSet -fuzztime 30s ./pkg/engine/rego/
 
 # image builds the container deploy/ refers to (needs a container runtime).
 image:
