@@ -87,14 +87,7 @@ func (c *evalCache) shard(k evalKey) *evalShard {
 // get returns the violations recorded for k. They are shared: callers copy
 // them into results and must not modify them.
 func (c *evalCache) get(k evalKey) ([]Violation, bool) {
-	s := c.shard(k)
-	s.mu.Lock()
-	e, ok := s.m[k]
-	if ok {
-		s.unlink(e)
-		s.pushFront(e)
-	}
-	s.mu.Unlock()
+	e, ok := c.lookup(k)
 	if !ok {
 		c.misses.Add(1)
 		return nil, false
@@ -107,19 +100,25 @@ func (c *evalCache) get(k evalKey) ([]Violation, bool) {
 // counts a hit only then: otherwise the review's full key is looked up
 // next and counts, so that every evaluation counts once.
 func (c *evalCache) passes(k evalKey) bool {
-	s := c.shard(k)
-	s.mu.Lock()
-	e, ok := s.m[k]
-	if ok {
-		s.unlink(e)
-		s.pushFront(e)
-	}
-	s.mu.Unlock()
+	e, ok := c.lookup(k)
 	if !ok || len(e.violations) != 0 {
 		return false
 	}
 	c.hits.Add(1)
 	return true
+}
+
+// lookup finds k's entry and marks it the most recently used.
+func (c *evalCache) lookup(k evalKey) (*evalEntry, bool) {
+	s := c.shard(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.m[k]
+	if ok {
+		s.unlink(e)
+		s.pushFront(e)
+	}
+	return e, ok
 }
 
 func (c *evalCache) put(k evalKey, vs []Violation) {
