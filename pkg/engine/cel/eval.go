@@ -51,6 +51,16 @@ import (
 // evaluated here only when that cannot change the outcome, that is when the
 // remaining budget could be exhausted by them (see needAllMessages).
 
+// Test-only switches (export_test.go, flag -cel.apiserver), each turning
+// one of the driver's own optimisations off so that a benchmark can show
+// what it pays for.
+var (
+	noShare        bool // share.go: review-only results not shared
+	noValues       bool // values.go: objects bound as the apiserver binds them
+	noEvalShortcut bool // compiledExpr.run: always ContextEval
+	noMessageSkip  bool // needAllMessages: every message expression evaluated
+)
+
 // reviewValues are a review's CEL values, built once per review and shared
 // by every template evaluated for it.
 type reviewValues struct {
@@ -94,6 +104,9 @@ func (r *Request) values() (*reviewValues, error) {
 // objectValue is LazyObject.CELValue with an unstructured object's fields
 // memoised (see wrapValue).
 func objectValue(l *admission.LazyObject) (ref.Val, error) {
+	if noValues {
+		return l.CELValue()
+	}
 	if u, ok := l.Object().(*unstructured.Unstructured); ok && u != nil {
 		return wrapValue(u.Object), nil
 	}
@@ -114,7 +127,7 @@ type compiledExpr struct {
 // run evaluates the program; without comprehensions there is nothing to
 // interrupt, and Eval spares ContextEval's cancellable context.
 func (c *compiledExpr) run(ctx context.Context, act interpreter.Activation) (ref.Val, *celgo.EvalDetails, error) {
-	if c.loops {
+	if c.loops || noEvalShortcut {
 		return c.Program.ContextEval(ctx, act)
 	}
 	return c.Program.Eval(act)
@@ -518,6 +531,9 @@ func (p *Program) evaluate(ctx context.Context, e *evaluation, rv *reviewValues,
 // remaining budget as it would in the apiserver. Each costs at most the
 // per-call limit, plus the variables it charges again.
 func (p *Program) needAllMessages(e *evaluation, remaining int64) bool {
+	if noMessageSkip {
+		return true
+	}
 	bound := int64(p.messages) * celconfig.PerCallLimit
 	for _, s := range e.slots {
 		bound += s.cost

@@ -28,6 +28,9 @@ type sharedResult struct {
 }
 
 func (rv *reviewValues) sharedResult(key string) (*sharedResult, bool) {
+	if noShare {
+		return nil, false
+	}
 	r, ok := rv.shared[key]
 	return r, ok
 }
