@@ -227,8 +227,6 @@ type Program struct {
 	paramsVar   int
 	matchConds  []compiledExpr
 	validations []compiledValidation
-	// messages counts the message expressions.
-	messages int
 	// reads is what the expressions read of the review (reads.go).
 	reads engine.ReadSet
 	// decisionReads leaves out what only message expressions read.

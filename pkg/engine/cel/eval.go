@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 
-	celgo "github.com/google/cel-go/cel"
 	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
@@ -46,19 +45,16 @@ import (
 // once, and its recorded cost, with that of the variables it read, is
 // charged again on its first use in a later phase.
 //
-// One difference is deliberate: the apiserver evaluates the message
-// expressions of passing validations too, and discards them. They are
-// evaluated here only when that cannot change the outcome, that is when the
-// remaining budget could be exhausted by them (see needAllMessages).
+// As in the apiserver, the message expressions of passing validations are
+// evaluated too, and discarded: their cost can exhaust the budget, which
+// is an error of the evaluation.
 
 // Test-only switches (export_test.go, flag -cel.apiserver), each turning
 // one of the driver's own optimisations off so that a benchmark can show
 // what it pays for.
 var (
-	noShare        bool // share.go: review-only results not shared
-	noValues       bool // values.go: objects bound as the apiserver binds them
-	noEvalShortcut bool // compiledExpr.run: always ContextEval
-	noMessageSkip  bool // needAllMessages: every message expression evaluated
+	noShare  bool // share.go: review-only results not shared
+	noValues bool // values.go: objects bound as the apiserver binds them
 )
 
 // reviewValues are a review's CEL values, built once per review and shared
@@ -116,21 +112,9 @@ func objectValue(l *admission.LazyObject) (ref.Val, error) {
 // compiledExpr is an expression compiled by the apiserver's compiler.
 type compiledExpr struct {
 	plugincel.CompilationResult
-	// loops reports a comprehension: only those check for interruption
-	// (the review's deadline), so only those need ContextEval.
-	loops bool
 	// shareKey is set for expressions whose outcome depends on the review
 	// alone (share.go).
 	shareKey string
-}
-
-// run evaluates the program; without comprehensions there is nothing to
-// interrupt, and Eval spares ContextEval's cancellable context.
-func (c *compiledExpr) run(ctx context.Context, act interpreter.Activation) (ref.Val, *celgo.EvalDetails, error) {
-	if c.loops || noEvalShortcut {
-		return c.Program.ContextEval(ctx, act)
-	}
-	return c.Program.Eval(act)
 }
 
 // compiledVar is a composited variable.
@@ -360,7 +344,7 @@ func (e *evaluation) evalVariable(v *compiledVar) (ref.Val, int64) {
 	if v.Error != nil {
 		return types.NewErr("composited variable %q fails to compile: %v", v.name, v.Error), 0
 	}
-	out, details, err := v.run(e.ctx, e)
+	out, details, err := v.Program.ContextEval(e.ctx, e)
 	if details == nil {
 		return types.NewErr("unable to get evaluation details of variable %q", v.name), 0
 	}
@@ -398,7 +382,7 @@ func (e *evaluation) eval(c *compiledExpr, remaining int64) (val ref.Val, err er
 		}
 	}
 	e.pending = 0
-	out, details, evalErr := c.run(e.ctx, e)
+	out, details, evalErr := c.Program.ContextEval(e.ctx, e)
 	composition := e.pending
 	e.pending = 0
 	if composition > remaining {
@@ -466,8 +450,8 @@ type outcome struct {
 	message string
 }
 
-// evaluate runs match conditions, validations and the message expressions
-// of failing validations, and returns the Validator's decisions; a single
+// evaluate runs match conditions, validations and message expressions,
+// and returns the Validator's decisions; a single
 // error decision stands for a failure of the whole evaluation. The
 // decisions belong to e, which the caller releases after reading them.
 func (p *Program) evaluate(ctx context.Context, e *evaluation, rv *reviewValues, pp *preparedParams) ([]outcome, error) {
@@ -495,11 +479,10 @@ func (p *Program) evaluate(ctx context.Context, e *evaluation, rv *reviewValues,
 		vals[i] = val
 	}
 	e.startPhase()
-	all := p.needAllMessages(e, remaining)
 	var msgFatal error
 	for i := range p.validations {
 		v := &p.validations[i]
-		if v.msg == nil || (!all && (out[i].err != nil || vals[i] == types.True)) {
+		if v.msg == nil {
 			continue
 		}
 		val, err, left, fatal := e.eval(v.msg, remaining)
@@ -524,21 +507,6 @@ func (p *Program) evaluate(ctx context.Context, e *evaluation, rv *reviewValues,
 		}
 	}
 	return out, nil
-}
-
-// needAllMessages reports whether the message expressions of passing
-// validations must be evaluated, because their cost could exhaust the
-// remaining budget as it would in the apiserver. Each costs at most the
-// per-call limit, plus the variables it charges again.
-func (p *Program) needAllMessages(e *evaluation, remaining int64) bool {
-	if noMessageSkip {
-		return true
-	}
-	bound := int64(p.messages) * celconfig.PerCallLimit
-	for _, s := range e.slots {
-		bound += s.cost
-	}
-	return bound >= remaining
 }
 
 // denyMessage is the Validator's message for a failed validation.
@@ -738,33 +706,27 @@ func compileProgram(p *Program, src *Source, asts map[string]*celast.AST) error 
 	}
 	p.shareKeys(varReads, matchReads)
 	p.validations = make([]compiledValidation, len(src.Validations))
-	p.messages = 0
 	for i, v := range src.Validations {
 		cv := compiledValidation{expression: v.Expression, message: v.Message}
 		cv.cond, _ = compiled(compiler.CompileCELExpression(&validating.ValidationCondition{Expression: v.Expression, Message: v.Message}, opts, environment.StoredExpressions), asts)
 		if v.MessageExpression != "" {
 			r, _ := compiled(compiler.CompileCELExpression(&validating.MessageExpressionCondition{MessageExpression: v.MessageExpression}, opts, environment.StoredExpressions), asts)
 			cv.msg = &r
-			p.messages++
 		}
 		p.validations[i] = cv
 	}
 	return nil
 }
 
-// compiled notes whether a compiled expression has comprehensions (macros
-// such as all, exists, map and filter expand to them when parsed), which
-// only those check for interruption, and what it reads. If the expression
-// cannot be parsed here it is treated as having loops and not shared.
+// compiled keeps a compiled expression with what it reads. If the
+// expression cannot be parsed here it is not shared.
 func compiled(r plugincel.CompilationResult, asts map[string]*celast.AST) (compiledExpr, exprReads) {
-	c := compiledExpr{CompilationResult: r, loops: true}
+	c := compiledExpr{CompilationResult: r}
 	if r.Error != nil || r.ExpressionAccessor == nil {
 		return c, exprReads{}
 	}
 	if a, ok := asts[r.ExpressionAccessor.GetExpression()]; ok {
-		reads := analyze(a)
-		c.loops = reads.loops
-		return c, reads
+		return c, analyze(a)
 	}
 	env, err := BaseEnv().Env(environment.StoredExpressions)
 	if err != nil {
@@ -774,9 +736,7 @@ func compiled(r plugincel.CompilationResult, asts map[string]*celast.AST) (compi
 	if iss != nil && iss.Err() != nil {
 		return c, exprReads{}
 	}
-	reads := analyze(parsed.NativeRep())
-	c.loops = reads.loops
-	return c, reads
+	return c, analyze(parsed.NativeRep())
 }
 
 // detachedEvaluation is an evaluation of p outside any review (no object,

@@ -13,7 +13,7 @@ import (
 // results do not depend on it:
 //
 //	go test ./pkg/engine/cel -run '^$' -bench 'Library/K8s.*/nocache' -cel.apiserver=share
-var apiserverParts = flag.String("cel.apiserver", "", "comma-separated parts done as the apiserver does them: share, values, eval, messages or all")
+var apiserverParts = flag.String("cel.apiserver", "", "comma-separated parts done as the apiserver does them: share, values or all")
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -32,12 +32,8 @@ func setApiserverParts(list string) error {
 			noShare = true
 		case "values":
 			noValues = true
-		case "eval":
-			noEvalShortcut = true
-		case "messages":
-			noMessageSkip = true
 		case "all":
-			noShare, noValues, noEvalShortcut, noMessageSkip = true, true, true, true
+			noShare, noValues = true, true
 		default:
 			return fmt.Errorf("-cel.apiserver: unknown part %q", part)
 		}

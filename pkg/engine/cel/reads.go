@@ -43,8 +43,12 @@ func readSet(src *Source, asts map[string]*celast.AST) engine.ReadSet {
 }
 
 // decisionReadSet is readSet without the message expressions: what decides
-// whether any validation fails. A message expression runs only for a
-// failing validation, so a review that passes depends on these reads alone.
+// whether any validation fails. The message expressions of passing
+// validations run too, as in the apiserver, but their values are
+// discarded; a review that passes depends on these reads alone unless
+// those messages run out of cost budget, which then fails the evaluation
+// (an object large in what only messages read: an accepted gap of the
+// evaluation cache, whose passing entries are keyed by these reads).
 func decisionReadSet(src *Source, asts map[string]*celast.AST) engine.ReadSet {
 	return readsOf(src, asts, false)
 }

@@ -53,7 +53,6 @@ var reviewOnlyNames = map[string]bool{
 
 // exprReads is what analysis of an expression found.
 type exprReads struct {
-	loops bool
 	// reviewOnly: it reads only object, oldObject, request and variables
 	// named statically (variables.x, variables.?x, variables["x"]).
 	reviewOnly bool
@@ -70,7 +69,6 @@ func analyze(parsed *celast.AST) exprReads {
 		if e.Kind() != celast.ComprehensionKind {
 			continue
 		}
-		out.loops = true
 		c := e.AsComprehension()
 		for _, v := range []string{c.IterVar(), c.IterVar2(), c.AccuVar()} {
 			if v != "" {

@@ -17,29 +17,28 @@ func TestAnalyzeReads(t *testing.T) {
 		expr       string
 		reviewOnly bool
 		vars       []string
-		loops      bool
 	}{
-		{`request.operation != "DELETE"`, true, nil, false},
-		{`has(object.spec) && oldObject == null`, true, nil, false},
-		{`variables.anyObject.?spec.?containers.orValue([]) + variables.extra`, true, []string{"anyObject", "extra"}, false},
-		{`variables["anyObject"].metadata.name`, true, []string{"anyObject"}, false},
-		{`variables.containers.map(c, c.image)`, true, []string{"containers"}, true},
-		{`object.spec.containers.exists(params, params.image == "x")`, true, nil, true},
-		{`params.spec.parameters.tags`, false, nil, false},
-		{`variables.params.tags.exists(t, t == object.metadata.name)`, true, []string{"params"}, true},
-		{`namespaceObject.metadata.name == "x"`, false, nil, false},
-		{`authorizer.path("/x").check("get").allowed()`, false, nil, false},
-		{`size(variables) > 0`, false, nil, false},
-		{`variables[object.metadata.name]`, false, nil, false},
-		{`[1].exists(variables, variables == 1)`, false, nil, true},
+		{`request.operation != "DELETE"`, true, nil},
+		{`has(object.spec) && oldObject == null`, true, nil},
+		{`variables.anyObject.?spec.?containers.orValue([]) + variables.extra`, true, []string{"anyObject", "extra"}},
+		{`variables["anyObject"].metadata.name`, true, []string{"anyObject"}},
+		{`variables.containers.map(c, c.image)`, true, []string{"containers"}},
+		{`object.spec.containers.exists(params, params.image == "x")`, true, nil},
+		{`params.spec.parameters.tags`, false, nil},
+		{`variables.params.tags.exists(t, t == object.metadata.name)`, true, []string{"params"}},
+		{`namespaceObject.metadata.name == "x"`, false, nil},
+		{`authorizer.path("/x").check("get").allowed()`, false, nil},
+		{`size(variables) > 0`, false, nil},
+		{`variables[object.metadata.name]`, false, nil},
+		{`[1].exists(variables, variables == 1)`, false, nil},
 	} {
 		parsed, iss := env.Parse(c.expr)
 		if iss != nil && iss.Err() != nil {
 			t.Fatalf("%s: %v", c.expr, iss.Err())
 		}
 		got := analyze(parsed.NativeRep())
-		if got.reviewOnly != c.reviewOnly || !slices.Equal(got.vars, c.vars) || got.loops != c.loops {
-			t.Errorf("%s: got reviewOnly=%v vars=%v loops=%v; want %v %v %v", c.expr, got.reviewOnly, got.vars, got.loops, c.reviewOnly, c.vars, c.loops)
+		if got.reviewOnly != c.reviewOnly || !slices.Equal(got.vars, c.vars) {
+			t.Errorf("%s: got reviewOnly=%v vars=%v; want %v %v", c.expr, got.reviewOnly, got.vars, c.reviewOnly, c.vars)
 		}
 	}
 }
