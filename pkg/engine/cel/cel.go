@@ -36,6 +36,8 @@ import (
 
 	"github.com/bouncer-policy/bouncer/pkg/apis"
 	"github.com/bouncer-policy/bouncer/pkg/engine"
+	"github.com/bouncer-policy/bouncer/pkg/engine/cel/internal/celcheck"
+	"github.com/bouncer-policy/bouncer/pkg/engine/cel/internal/celvalue"
 )
 
 // Names Gatekeeper reserves in K8sNativeValidation sources.
@@ -269,7 +271,7 @@ func compileTemplate(t *apis.ConstraintTemplate, code apis.Code) (*Program, erro
 		return nil, fmt.Errorf("%sparameters schema: %w", where, err)
 	}
 	decls := Decls{Params: true, ParamsType: paramsType}
-	asts, err := check(decls, TemplateExprs(src, paramsType != nil))
+	asts, err := celcheck.CheckASTs(decls, TemplateExprs(src, paramsType != nil))
 	if err != nil {
 		if paramsType == nil {
 			return nil, fmt.Errorf("%ssource.%w", where, err)
@@ -377,7 +379,7 @@ func (p *Program) PrepareParams(params map[string]any) (any, error) {
 	}
 	// Converted completely once: the params are read by every review, from
 	// several goroutines.
-	pp := &preparedParams{val: frozenValue(obj)}
+	pp := &preparedParams{val: celvalue.Frozen(obj)}
 	p.prepareParamsVariable(pp)
 	return pp, nil
 }

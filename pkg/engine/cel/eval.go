@@ -24,6 +24,8 @@ import (
 	apiservercel "k8s.io/apiserver/pkg/cel"
 	"k8s.io/apiserver/pkg/cel/common"
 	"k8s.io/apiserver/pkg/cel/environment"
+
+	"github.com/bouncer-policy/bouncer/pkg/engine/cel/internal/celvalue"
 )
 
 // This file evaluates compiled templates directly, without the apiserver's
@@ -98,13 +100,13 @@ func (r *Request) values() (*reviewValues, error) {
 }
 
 // objectValue is LazyObject.CELValue with an unstructured object's fields
-// memoised (see wrapValue).
+// memoised (see celvalue.Wrap).
 func objectValue(l *admission.LazyObject) (ref.Val, error) {
 	if noValues {
 		return l.CELValue()
 	}
 	if u, ok := l.Object().(*unstructured.Unstructured); ok && u != nil {
-		return wrapValue(u.Object), nil
+		return celvalue.Wrap(u.Object), nil
 	}
 	return l.CELValue()
 }
