@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/bouncer-policy/bouncer/pkg/engine/cel/internal/celeval"
 )
 
 // apiserverParts turns the driver's own optimisations off, one at a time
@@ -29,11 +31,11 @@ func setApiserverParts(list string) error {
 		switch part {
 		case "":
 		case "share":
-			noShare = true
+			celeval.NoShare = true
 		case "values":
-			noValues = true
+			celeval.NoValues = true
 		case "all":
-			noShare, noValues = true, true
+			celeval.NoShare, celeval.NoValues = true, true
 		default:
 			return fmt.Errorf("-cel.apiserver: unknown part %q", part)
 		}
