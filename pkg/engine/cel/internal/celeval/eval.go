@@ -41,7 +41,7 @@ import (
 // times: match conditions, validations, message expressions). The programs
 // are the ones the apiserver compiles (same environment, libraries, cost
 // limits and interrupt checks); what changes is that the values are built
-// once: the review's once per review (reviewValues, shared by every
+// once: the review's once per review (Values, shared by every
 // template), the constraint's params once per constraint (PrepareParams),
 // and each composited variable once per evaluation.
 //
