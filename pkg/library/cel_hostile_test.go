@@ -96,15 +96,15 @@ func costLimitObjects() []hostileObject {
 	longImage := fullContainer(0)
 	longImage["image"] = "registry.example.com/" + long + ":1.0"
 	manyPorts := fullContainer(0)
-	manyPorts["ports"] = many(5000, func(i int) any {
+	manyPorts["ports"] = many(2000, func(i int) any {
 		return map[string]any{"containerPort": int64(i%60000 + 1), "hostPort": int64(i%60000 + 1)}
 	})
 	manyEnv := fullContainer(0)
-	manyEnv["env"] = many(5000, func(i int) any { return map[string]any{"name": fmt.Sprintf("E%d", i), "value": "x"} })
+	manyEnv["env"] = many(2000, func(i int) any { return map[string]any{"name": fmt.Sprintf("E%d", i), "value": "x"} })
 	manyCaps := fullContainer(0)
 	manyCaps["securityContext"].(map[string]any)["capabilities"] = map[string]any{
-		"add":  many(5000, func(i int) any { return fmt.Sprintf("CAP_%d", i) }),
-		"drop": many(5000, func(i int) any { return fmt.Sprintf("CAP_%d", i) }),
+		"add":  many(2000, func(i int) any { return fmt.Sprintf("CAP_%d", i) }),
+		"drop": many(2000, func(i int) any { return fmt.Sprintf("CAP_%d", i) }),
 	}
 	deployment := func(name string, meta map[string]any, podSpec map[string]any) hostileObject {
 		md := map[string]any{"name": name, "namespace": "prod-a"}
@@ -140,17 +140,17 @@ func costLimitObjects() []hostileObject {
 			"ephemeralContainers": containers(1000, bareContainer),
 		}, nil)},
 		pod("pod with a 1 MiB image", longImage, nil),
-		pod("pod with 5000 ports", manyPorts, nil),
-		pod("pod with 5000 env vars", manyEnv, nil),
-		pod("pod with 5000 capabilities", manyCaps, nil),
-		pod("pod with 5000 hostPath volumes", c, map[string]any{"volumes": many(5000, func(i int) any {
+		pod("pod with 2000 ports", manyPorts, nil),
+		pod("pod with 2000 env vars", manyEnv, nil),
+		pod("pod with 2000 capabilities", manyCaps, nil),
+		pod("pod with 2000 hostPath volumes", c, map[string]any{"volumes": many(2000, func(i int) any {
 			return map[string]any{"name": fmt.Sprintf("v%d", i), "hostPath": map[string]any{"path": fmt.Sprintf("/var/v%d", i)}}
 		})}),
-		pod("pod with 5000 sysctls", c, map[string]any{"securityContext": map[string]any{"sysctls": many(5000, func(i int) any {
+		pod("pod with 2000 sysctls", c, map[string]any{"securityContext": map[string]any{"sysctls": many(2000, func(i int) any {
 			return map[string]any{"name": fmt.Sprintf("net.ipv4.s%d", i), "value": "1"}
 		})}}),
-		{name: "pod with 5000 labels and annotations", obj: hostilePod("labels", map[string]any{"containers": []any{c}}, map[string]any{
-			"labels": labels(5000), "annotations": labels(5000),
+		{name: "pod with 2000 labels and annotations", obj: hostilePod("labels", map[string]any{"containers": []any{c}}, map[string]any{
+			"labels": labels(2000), "annotations": labels(2000),
 		})},
 		{name: "pod with a 1 MiB annotation", obj: hostilePod("annotation", map[string]any{"containers": []any{c}}, map[string]any{
 			"annotations": map[string]any{"container.apparmor.security.beta.kubernetes.io/c0": long, "seccomp.security.alpha.kubernetes.io/pod": long},
@@ -158,21 +158,21 @@ func costLimitObjects() []hostileObject {
 		{name: "pod updated, nested 2000 deep", op: "UPDATE", obj: hostilePod("nested", map[string]any{
 			"containers": []any{c}, "serviceAccountName": "default", "overhead": nested(2000),
 		}, nil)},
-		deployment("deployment with 5000 labels", map[string]any{"labels": labels(5000)}, map[string]any{"containers": containers(1000, bareContainer)}),
-		{name: "namespace with 5000 labels", obj: map[string]any{
-			"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": "ns", "labels": labels(5000)},
+		deployment("deployment with 2000 labels", map[string]any{"labels": labels(2000)}, map[string]any{"containers": containers(1000, bareContainer)}),
+		{name: "namespace with 2000 labels", obj: map[string]any{
+			"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": "ns", "labels": labels(2000)},
 		}},
-		service("service with 5000 ports and external IPs", map[string]any{"annotations": labels(5000)}, map[string]any{
+		service("service with 2000 ports and external IPs", map[string]any{"annotations": labels(2000)}, map[string]any{
 			"type":        "NodePort",
-			"ports":       many(5000, func(i int) any { return map[string]any{"port": int64(i%60000 + 1), "nodePort": int64(30000 + i%2000)} }),
-			"externalIPs": many(5000, func(i int) any { return fmt.Sprintf("10.%d.%d.%d", i/65536%256, i/256%256, i%256) }),
+			"ports":       many(2000, func(i int) any { return map[string]any{"port": int64(i%60000 + 1), "nodePort": int64(30000 + i%2000)} }),
+			"externalIPs": many(2000, func(i int) any { return fmt.Sprintf("10.%d.%d.%d", i/65536%256, i/256%256, i%256) }),
 		}),
 		service("service with 1 MiB annotations", map[string]any{"annotations": map[string]any{"example.com/contact": long + "@example.com", "example.com/runbook": "https://" + long}}, map[string]any{
 			"type": "LoadBalancer", "ports": []any{map[string]any{"port": int64(80)}},
 		}),
-		ingress("ingress with 5000 rules", map[string]any{
-			"rules": many(5000, func(i int) any { return map[string]any{"host": fmt.Sprintf("*.h%d.example.com", i)} }),
-			"tls":   many(5000, func(i int) any { return map[string]any{"hosts": []any{fmt.Sprintf("h%d.example.com", i)}} }),
+		ingress("ingress with 2000 rules", map[string]any{
+			"rules": many(2000, func(i int) any { return map[string]any{"host": fmt.Sprintf("*.h%d.example.com", i)} }),
+			"tls":   many(2000, func(i int) any { return map[string]any{"hosts": []any{fmt.Sprintf("h%d.example.com", i)}} }),
 		}),
 		ingress("ingress with a 1 MiB host", map[string]any{"rules": []any{map[string]any{"host": "*." + long + ".example.com"}}}),
 	}
