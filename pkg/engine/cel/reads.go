@@ -20,9 +20,12 @@ func readSet(src *Source, asts map[string]*celast.AST) engine.ReadSet {
 // whether any validation fails. The message expressions of passing
 // validations run too, as in the apiserver, but their values are
 // discarded; a review that passes depends on these reads alone unless
-// those messages run out of cost budget, which then fails the evaluation
-// (an object large in what only messages read: an accepted gap of the
-// evaluation cache, whose passing entries are keyed by these reads).
+// those messages run out of cost budget, which then fails the evaluation.
+// Variables count their reads wherever they are used, so that can differ
+// between reviews with the same decision reads only through what message
+// expressions read directly, at most PerCallLimit each, after validations
+// that left less than that of the budget: an accepted gap of the
+// evaluation cache, whose passing entries are keyed by these reads.
 func decisionReadSet(src *Source, asts map[string]*celast.AST) engine.ReadSet {
 	return celreads.Of(readsTemplate(src), asts, false)
 }
