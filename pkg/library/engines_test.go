@@ -117,6 +117,12 @@ func suiteEngine(t *testing.T, dir string, test apis.SuiteTest, only string) *en
 // cacheBytes (negative: off).
 func suiteEngineCaching(t *testing.T, dir string, test apis.SuiteTest, only string, cacheBytes int64) *engine.Engine {
 	t.Helper()
+	return suiteEngineTimeout(t, dir, test, only, cacheBytes, 10*time.Second)
+}
+
+// suiteEngineTimeout is suiteEngineCaching with the given review deadline.
+func suiteEngineTimeout(t *testing.T, dir string, test apis.SuiteTest, only string, cacheBytes int64, timeout time.Duration) *engine.Engine {
+	t.Helper()
 	set := &policyset.Set{}
 	paths := []string{filepath.Join(dir, test.Template), filepath.Join(dir, test.Constraint)}
 	if test.Expansion != "" {
@@ -130,7 +136,7 @@ func suiteEngineCaching(t *testing.T, dir string, test apis.SuiteTest, only stri
 	}); err != nil {
 		t.Fatal(err)
 	}
-	e, err := policyset.NewEngineCaching(10*time.Second, only, cacheBytes)
+	e, err := policyset.NewEngineCaching(timeout, only, cacheBytes)
 	if err != nil {
 		t.Fatal(err)
 	}

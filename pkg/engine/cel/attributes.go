@@ -12,6 +12,7 @@ import (
 	"k8s.io/apiserver/pkg/authentication/user"
 
 	"github.com/bouncer-policy/bouncer/pkg/engine"
+	"github.com/bouncer-policy/bouncer/pkg/engine/cel/internal/celeval"
 )
 
 // Request is a review in the apiserver's admission form: what the
@@ -27,7 +28,19 @@ type Request struct {
 	// cluster-scoped objects and Namespaces themselves.
 	Namespace *corev1.Namespace
 
-	vals *reviewValues // the CEL values, built on first use by a template
+	vals *celeval.Values // the CEL values, built on first use by a template
+}
+
+// values converts the request once, on first use by a template.
+func (r *Request) values() (*celeval.Values, error) {
+	if r.vals == nil {
+		vals, err := celeval.NewValues(r.Attributes, r.Resource, r.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		r.vals = vals
+	}
+	return r.vals, nil
 }
 
 // NewRequest converts a review. A namespaced review without a Namespace

@@ -10,10 +10,17 @@
 // Expressions are compiled by the apiserver's own ValidatingAdmissionPolicy
 // compiler (k8s.io/apiserver/pkg/admission/plugin/cel), in Kubernetes' CEL
 // environment with its libraries and cost limits, once, in Compile; they
-// are evaluated as its Validator evaluates them (eval.go), so a template
-// behaves here as it would as a generated ValidatingAdmissionPolicy, but
-// with the review converted once for all templates. The package also
+// are evaluated as its Validator evaluates them (internal/celeval), so a
+// template behaves here as it would as a generated ValidatingAdmissionPolicy,
+// but with the review converted once for all templates. The package also
 // converts reviews for pkg/vap (NewRequest) and checks expressions (Check).
+//
+// What re-implements the apiserver is under internal/: celeval (the
+// evaluation, its cost budget and the results shared between templates),
+// celvalue (the review's values), celreads (what a template reads, for the
+// evaluation cache) and celcheck (environment and checks). pkg/library's
+// TestCELMatchesApiserverValidatorOnEveryK8sUpgrade and the hostile-object
+// tests hold it to k8s.io/apiserver's own validator.
 package cel
 
 import (
@@ -36,6 +43,8 @@ import (
 
 	"github.com/bouncer-policy/bouncer/pkg/apis"
 	"github.com/bouncer-policy/bouncer/pkg/engine"
+	"github.com/bouncer-policy/bouncer/pkg/engine/cel/internal/celcheck"
+	"github.com/bouncer-policy/bouncer/pkg/engine/cel/internal/celeval"
 )
 
 // Names Gatekeeper reserves in K8sNativeValidation sources.
@@ -219,17 +228,10 @@ func (d *Driver) Engine() string { return apis.EngineCEL }
 type Program struct {
 	kind          string
 	failurePolicy admissionregistrationv1.FailurePolicyType
-	// vars are the composited variables in declaration order (anyObject,
-	// params, then the template's); varIndex finds them by name.
-	vars     []compiledVar
-	varIndex map[string]int
-	// paramsVar indexes variables.params (-1 if absent).
-	paramsVar   int
-	matchConds  []compiledExpr
-	validations []compiledValidation
-	// messages counts the message expressions.
-	messages int
-	// reads is what the expressions read of the review (reads.go).
+	// prog holds the compiled expressions: variables anyObject, params,
+	// then the template's, match conditions and validations.
+	prog *celeval.Program
+	// reads is what the expressions read of the review (internal/celreads).
 	reads engine.ReadSet
 	// decisionReads leaves out what only message expressions read.
 	decisionReads engine.ReadSet
@@ -271,7 +273,7 @@ func compileTemplate(t *apis.ConstraintTemplate, code apis.Code) (*Program, erro
 		return nil, fmt.Errorf("%sparameters schema: %w", where, err)
 	}
 	decls := Decls{Params: true, ParamsType: paramsType}
-	asts, err := check(decls, TemplateExprs(src, paramsType != nil))
+	asts, err := celcheck.CheckASTs(decls, TemplateExprs(src, paramsType != nil))
 	if err != nil {
 		if paramsType == nil {
 			return nil, fmt.Errorf("%ssource.%w", where, err)
@@ -283,12 +285,28 @@ func compileTemplate(t *apis.ConstraintTemplate, code apis.Code) (*Program, erro
 		return nil, fmt.Errorf("%ssource.%w (type-checked against the parameters schema)", where, err)
 	}
 	p := &Program{kind: t.Spec.CRD.Spec.Names.Kind, failurePolicy: fp}
-	if err := compileProgram(p, src, asts); err != nil {
+	if p.prog, err = celeval.Compile(evalSpec(src), asts); err != nil {
 		return nil, fmt.Errorf("%s%w", where, err)
 	}
 	p.reads = readSet(src, asts)
 	p.decisionReads = decisionReadSet(src, asts)
 	return p, nil
+}
+
+// evalSpec is what celeval compiles of a source: variables.params is
+// computed once per constraint.
+func evalSpec(src *Source) celeval.Spec {
+	s := celeval.Spec{ParamsOnly: ParamsVariable}
+	for _, v := range src.AllVariables() {
+		s.Variables = append(s.Variables, celeval.Variable{Name: v.Name, Expression: v.Expression})
+	}
+	for _, m := range src.MatchConditions {
+		s.MatchConditions = append(s.MatchConditions, celeval.MatchCondition{Name: m.Name, Expression: m.Expression})
+	}
+	for _, v := range src.Validations {
+		s.Validations = append(s.Validations, celeval.Validation{Expression: v.Expression, Message: v.Message, MessageExpression: v.MessageExpression})
+	}
+	return s
 }
 
 // TemplateExprs lists a source's expressions in the order the apiserver
@@ -377,11 +395,7 @@ func (p *Program) PrepareParams(params map[string]any) (any, error) {
 		"kind":       p.kind,
 		"spec":       spec,
 	}
-	// Converted completely once: the params are read by every review, from
-	// several goroutines.
-	pp := &preparedParams{val: frozenValue(obj)}
-	p.prepareParamsVariable(pp)
-	return pp, nil
+	return p.prog.PrepareParams(obj), nil
 }
 
 // PrepareReview implements engine.Driver.
@@ -398,7 +412,7 @@ func (p *Program) Eval(ctx context.Context, review engine.PreparedReview, params
 	if !ok {
 		return nil, fmt.Errorf("cel: review was prepared by another driver")
 	}
-	pp, ok := params.(*preparedParams)
+	pp, ok := params.(*celeval.Params)
 	if !ok {
 		return nil, fmt.Errorf("cel: params were prepared by another program")
 	}
@@ -406,15 +420,15 @@ func (p *Program) Eval(ctx context.Context, review engine.PreparedReview, params
 	if err != nil {
 		return nil, err
 	}
-	e := evaluations.Get().(*evaluation)
-	defer e.release()
-	outcomes, err := p.evaluate(ctx, e, rv, pp)
+	ev := celeval.NewEvaluation()
+	defer ev.Release()
+	outcomes, err := p.prog.Evaluate(ctx, ev, rv, pp)
 	if err != nil {
 		// The Validator's single error decision.
 		if p.failurePolicy == admissionregistrationv1.Ignore {
 			return nil, nil
 		}
-		if len(p.validations) == 1 {
+		if p.prog.Validations() == 1 {
 			return nil, fmt.Errorf("validations[0]: %s", err)
 		}
 		return nil, errors.New(err.Error())
@@ -423,12 +437,12 @@ func (p *Program) Eval(ctx context.Context, review engine.PreparedReview, params
 	var errs []error
 	for i, o := range outcomes {
 		switch {
-		case o.err != nil:
+		case o.Err != nil:
 			if p.failurePolicy != admissionregistrationv1.Ignore {
-				errs = append(errs, fmt.Errorf("validations[%d]: %s", i, o.err))
+				errs = append(errs, fmt.Errorf("validations[%d]: %s", i, o.Err))
 			}
-		case o.deny:
-			out = append(out, engine.Violation{Message: o.message})
+		case o.Deny:
+			out = append(out, engine.Violation{Message: o.Message})
 		}
 	}
 	if len(errs) > 0 {

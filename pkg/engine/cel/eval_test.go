@@ -238,7 +238,7 @@ validations:
 - expression: '` + sum + ` > 0'
   messageExpression: '"never"'
 `,
-		// Passing validations only: messages are skipped unless needed.
+		// Passing validations only: their messages are evaluated and discarded.
 		"passing": "variables:\n" + strings.Join(vars[:2], "\n") + `
 validations:
 - expression: 'variables.v0 + variables.v1 > 0'

@@ -1,48 +1,10 @@
 package cel
 
 import (
-	"slices"
 	"testing"
 
 	"github.com/bouncer-policy/bouncer/pkg/apis"
-	"k8s.io/apiserver/pkg/cel/environment"
 )
-
-func TestAnalyzeReads(t *testing.T) {
-	env, err := BaseEnv().Env(environment.StoredExpressions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		expr       string
-		reviewOnly bool
-		vars       []string
-		loops      bool
-	}{
-		{`request.operation != "DELETE"`, true, nil, false},
-		{`has(object.spec) && oldObject == null`, true, nil, false},
-		{`variables.anyObject.?spec.?containers.orValue([]) + variables.extra`, true, []string{"anyObject", "extra"}, false},
-		{`variables["anyObject"].metadata.name`, true, []string{"anyObject"}, false},
-		{`variables.containers.map(c, c.image)`, true, []string{"containers"}, true},
-		{`object.spec.containers.exists(params, params.image == "x")`, true, nil, true},
-		{`params.spec.parameters.tags`, false, nil, false},
-		{`variables.params.tags.exists(t, t == object.metadata.name)`, true, []string{"params"}, true},
-		{`namespaceObject.metadata.name == "x"`, false, nil, false},
-		{`authorizer.path("/x").check("get").allowed()`, false, nil, false},
-		{`size(variables) > 0`, false, nil, false},
-		{`variables[object.metadata.name]`, false, nil, false},
-		{`[1].exists(variables, variables == 1)`, false, nil, true},
-	} {
-		parsed, iss := env.Parse(c.expr)
-		if iss != nil && iss.Err() != nil {
-			t.Fatalf("%s: %v", c.expr, iss.Err())
-		}
-		got := analyze(parsed.NativeRep())
-		if got.reviewOnly != c.reviewOnly || !slices.Equal(got.vars, c.vars) || got.loops != c.loops {
-			t.Errorf("%s: got reviewOnly=%v vars=%v loops=%v; want %v %v %v", c.expr, got.reviewOnly, got.vars, got.loops, c.reviewOnly, c.vars, c.loops)
-		}
-	}
-}
 
 // TestLibraryTemplateShares: the library's common expressions are shared.
 func TestLibraryTemplateShares(t *testing.T) {
@@ -51,18 +13,14 @@ func TestLibraryTemplateShares(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := prog.(*Program)
-	shared := map[string]bool{}
-	for _, v := range p.vars {
-		shared[v.name] = v.shareKey != ""
-	}
+	shared, matchShared := prog.(*Program).prog.Shared()
 	want := map[string]bool{"anyObject": true, "params": false, "containers": true, "checked": false, "violations": false}
 	for name, w := range want {
 		if shared[name] != w {
 			t.Errorf("variable %s shared = %v, want %v", name, shared[name], w)
 		}
 	}
-	if len(p.matchConds) != 1 || p.matchConds[0].shareKey == "" {
+	if len(matchShared) != 1 || !matchShared[0] {
 		t.Errorf("the match condition is not shared")
 	}
 }

@@ -1,4 +1,8 @@
-package cel
+// Package celeval evaluates compiled CEL templates as the apiserver's
+// ValidatingAdmissionPolicy Validator does, for the CEL driver
+// (pkg/engine/cel), with the review's values built once for every template
+// of a review and review-only results shared between templates.
+package celeval
 
 import (
 	"context"
@@ -8,14 +12,15 @@ import (
 	"strings"
 	"sync"
 
-	celgo "github.com/google/cel-go/cel"
 	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/common/types/traits"
 	"github.com/google/cel-go/interpreter"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apiserver/pkg/admission"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
@@ -25,6 +30,9 @@ import (
 	apiservercel "k8s.io/apiserver/pkg/cel"
 	"k8s.io/apiserver/pkg/cel/common"
 	"k8s.io/apiserver/pkg/cel/environment"
+
+	"github.com/bouncer-policy/bouncer/pkg/engine/cel/internal/celcheck"
+	"github.com/bouncer-policy/bouncer/pkg/engine/cel/internal/celvalue"
 )
 
 // This file evaluates compiled templates directly, without the apiserver's
@@ -33,7 +41,7 @@ import (
 // times: match conditions, validations, message expressions). The programs
 // are the ones the apiserver compiles (same environment, libraries, cost
 // limits and interrupt checks); what changes is that the values are built
-// once: the review's once per review (reviewValues, shared by every
+// once: the review's once per review (Values, shared by every
 // template), the constraint's params once per constraint (PrepareParams),
 // and each composited variable once per evaluation.
 //
@@ -46,14 +54,21 @@ import (
 // once, and its recorded cost, with that of the variables it read, is
 // charged again on its first use in a later phase.
 //
-// One difference is deliberate: the apiserver evaluates the message
-// expressions of passing validations too, and discards them. They are
-// evaluated here only when that cannot change the outcome, that is when the
-// remaining budget could be exhausted by them (see needAllMessages).
+// As in the apiserver, the message expressions of passing validations are
+// evaluated too, and discarded: their cost can exhaust the budget, which
+// is an error of the evaluation.
 
-// reviewValues are a review's CEL values, built once per review and shared
-// by every template evaluated for it.
-type reviewValues struct {
+// Test-only switches (pkg/engine/cel's flag -cel.apiserver), each turning
+// one of the driver's own optimisations off so that a benchmark can show
+// what it pays for. They are set before any evaluation.
+var (
+	NoShare  bool // share.go: review-only results not shared
+	NoValues bool // celvalue: objects bound as the apiserver binds them
+)
+
+// Values are a review's CEL values, built once per review and shared by
+// every template evaluated for it. They are used by one goroutine.
+type Values struct {
 	object, oldObject any // nil when absent, as the apiserver binds them
 	request           ref.Val
 	namespace         ref.Val // null for cluster-scoped objects
@@ -61,13 +76,10 @@ type reviewValues struct {
 	shared map[string]*sharedResult
 }
 
-// values converts the request once; the conversions are those of the
-// apiserver's activation (LazyObject.CELValue and SchemalessTypedToVal).
-func (r *Request) values() (*reviewValues, error) {
-	if r.vals != nil {
-		return r.vals, nil
-	}
-	va := r.Attributes
+// NewValues converts a review's admission attributes; the conversions are
+// those of the apiserver's activation (LazyObject.CELValue and
+// SchemalessTypedToVal). namespace is nil for cluster-scoped objects.
+func NewValues(va *admission.VersionedAttributes, resource schema.GroupVersionResource, namespace *corev1.Namespace) (*Values, error) {
 	old, err := objectValue(&va.VersionedOldObject)
 	if err != nil {
 		return nil, fmt.Errorf("failed to prepare oldObject variable for evaluation: %w", err)
@@ -76,9 +88,9 @@ func (r *Request) values() (*reviewValues, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to prepare object variable for evaluation: %w", err)
 	}
-	rv := &reviewValues{
-		request:   common.SchemalessTypedToVal(plugincel.CreateAdmissionRequest(va.Attributes, metav1.GroupVersionResource(r.Resource), metav1.GroupVersionKind(va.VersionedKind))),
-		namespace: common.SchemalessTypedToVal(plugincel.CreateNamespaceObject(r.Namespace)),
+	rv := &Values{
+		request:   common.SchemalessTypedToVal(plugincel.CreateAdmissionRequest(va.Attributes, metav1.GroupVersionResource(resource), metav1.GroupVersionKind(va.VersionedKind))),
+		namespace: common.SchemalessTypedToVal(plugincel.CreateNamespaceObject(namespace)),
 	}
 	// A nil ref.Val must stay a nil interface, as in the apiserver.
 	if obj != nil {
@@ -87,15 +99,17 @@ func (r *Request) values() (*reviewValues, error) {
 	if old != nil {
 		rv.oldObject = old
 	}
-	r.vals = rv
 	return rv, nil
 }
 
 // objectValue is LazyObject.CELValue with an unstructured object's fields
-// memoised (see wrapValue).
+// memoised (see celvalue.Wrap).
 func objectValue(l *admission.LazyObject) (ref.Val, error) {
+	if NoValues {
+		return l.CELValue()
+	}
 	if u, ok := l.Object().(*unstructured.Unstructured); ok && u != nil {
-		return wrapValue(u.Object), nil
+		return celvalue.Wrap(u.Object), nil
 	}
 	return l.CELValue()
 }
@@ -103,21 +117,9 @@ func objectValue(l *admission.LazyObject) (ref.Val, error) {
 // compiledExpr is an expression compiled by the apiserver's compiler.
 type compiledExpr struct {
 	plugincel.CompilationResult
-	// loops reports a comprehension: only those check for interruption
-	// (the review's deadline), so only those need ContextEval.
-	loops bool
 	// shareKey is set for expressions whose outcome depends on the review
 	// alone (share.go).
 	shareKey string
-}
-
-// run evaluates the program; without comprehensions there is nothing to
-// interrupt, and Eval spares ContextEval's cancellable context.
-func (c *compiledExpr) run(ctx context.Context, act interpreter.Activation) (ref.Val, *celgo.EvalDetails, error) {
-	if c.loops {
-		return c.Program.ContextEval(ctx, act)
-	}
-	return c.Program.Eval(act)
 }
 
 // compiledVar is a composited variable.
@@ -134,9 +136,9 @@ type compiledValidation struct {
 	msg        *compiledExpr // nil without messageExpression
 }
 
-// preparedParams is a constraint's params value and its variables.params,
-// computed once per constraint.
-type preparedParams struct {
+// Params is a constraint's params value and its params-only variable,
+// computed once per constraint; read-only, so shared by goroutines.
+type Params struct {
 	val  ref.Val
 	vars slot
 }
@@ -158,7 +160,7 @@ type edge struct{ from, to int32 }
 type evaluation struct {
 	ctx       context.Context
 	p         *Program
-	rv        *reviewValues
+	rv        *Values
 	params    ref.Val
 	namespace ref.Val
 	slots     []slot
@@ -176,12 +178,22 @@ type evaluation struct {
 	edgeBuf [8]edge
 
 	// Scratch for evaluate, kept with the evaluation in evaluations.
-	outs       []outcome
+	outs       []Outcome
 	vals, msgs []ref.Val
 }
 
 // evaluations recycles evaluations: one is needed per template per review.
 var evaluations = sync.Pool{New: func() any { return new(evaluation) }}
+
+// Evaluation is the scratch of one template evaluation, taken from a pool
+// by NewEvaluation and returned by Release once its outcomes are read.
+type Evaluation struct{ e *evaluation }
+
+// NewEvaluation takes an evaluation from the pool.
+func NewEvaluation() Evaluation { return Evaluation{evaluations.Get().(*evaluation)} }
+
+// Release returns the evaluation to the pool.
+func (ev Evaluation) Release() { ev.e.release() }
 
 // release returns e to the pool without the values it refers to.
 func (e *evaluation) release() {
@@ -194,9 +206,9 @@ func (e *evaluation) release() {
 }
 
 // scratch returns e's buffers sized for n validations, zeroed.
-func (e *evaluation) scratch(n int) (out []outcome, vals, msgs []ref.Val) {
+func (e *evaluation) scratch(n int) (out []Outcome, vals, msgs []ref.Val) {
 	if cap(e.outs) < n {
-		e.outs = make([]outcome, n)
+		e.outs = make([]Outcome, n)
 		e.vals = make([]ref.Val, n)
 		e.msgs = make([]ref.Val, n)
 	}
@@ -207,7 +219,7 @@ func (e *evaluation) scratch(n int) (out []outcome, vals, msgs []ref.Val) {
 	return e.outs, e.vals, e.msgs
 }
 
-func (e *evaluation) reset(ctx context.Context, p *Program, rv *reviewValues, pp *preparedParams, namespace ref.Val) {
+func (e *evaluation) reset(ctx context.Context, p *Program, rv *Values, pp *Params, namespace ref.Val) {
 	e.ctx, e.p, e.rv, e.namespace = ctx, p, rv, namespace
 	e.params = nil
 	if pp != nil {
@@ -347,7 +359,7 @@ func (e *evaluation) evalVariable(v *compiledVar) (ref.Val, int64) {
 	if v.Error != nil {
 		return types.NewErr("composited variable %q fails to compile: %v", v.name, v.Error), 0
 	}
-	out, details, err := v.run(e.ctx, e)
+	out, details, err := v.Program.ContextEval(e.ctx, e)
 	if details == nil {
 		return types.NewErr("unable to get evaluation details of variable %q", v.name), 0
 	}
@@ -385,7 +397,7 @@ func (e *evaluation) eval(c *compiledExpr, remaining int64) (val ref.Val, err er
 		}
 	}
 	e.pending = 0
-	out, details, evalErr := c.run(e.ctx, e)
+	out, details, evalErr := c.Program.ContextEval(e.ctx, e)
 	composition := e.pending
 	e.pending = 0
 	if composition > remaining {
@@ -446,18 +458,20 @@ func (p *Program) match(e *evaluation) (bool, error) {
 	return true, nil
 }
 
-// outcome is what the apiserver's Validator decides for one validation.
-type outcome struct {
-	err     error // EvalError, with its message
-	deny    bool
-	message string
+// Outcome is what the apiserver's Validator decides for one validation.
+type Outcome struct {
+	Err     error // EvalError, with its message
+	Deny    bool
+	Message string
 }
 
-// evaluate runs match conditions, validations and the message expressions
-// of failing validations, and returns the Validator's decisions; a single
-// error decision stands for a failure of the whole evaluation. The
-// decisions belong to e, which the caller releases after reading them.
-func (p *Program) evaluate(ctx context.Context, e *evaluation, rv *reviewValues, pp *preparedParams) ([]outcome, error) {
+// Evaluate runs match conditions, validations and message expressions,
+// and returns the Validator's decisions, one per validation (none when the
+// match conditions do not match); an error is the Validator's single
+// error decision, a failure of the whole evaluation. The decisions belong
+// to ev, which the caller releases after reading them.
+func (p *Program) Evaluate(ctx context.Context, ev Evaluation, rv *Values, pp *Params) ([]Outcome, error) {
+	e := ev.e
 	if len(p.matchConds) > 0 {
 		e.reset(ctx, p, rv, pp, types.NullValue)
 		ok, err := p.match(e)
@@ -478,15 +492,14 @@ func (p *Program) evaluate(ctx context.Context, e *evaluation, rv *reviewValues,
 			return nil, fatal
 		}
 		remaining = left
-		out[i].err = err
+		out[i].Err = err
 		vals[i] = val
 	}
 	e.startPhase()
-	all := p.needAllMessages(e, remaining)
 	var msgFatal error
 	for i := range p.validations {
 		v := &p.validations[i]
-		if v.msg == nil || (!all && (out[i].err != nil || vals[i] == types.True)) {
+		if v.msg == nil {
 			continue
 		}
 		val, err, left, fatal := e.eval(v.msg, remaining)
@@ -502,27 +515,15 @@ func (p *Program) evaluate(ctx context.Context, e *evaluation, rv *reviewValues,
 	for i := range p.validations {
 		o := &out[i]
 		switch {
-		case o.err != nil:
+		case o.Err != nil:
 		case msgFatal != nil:
-			o.err = fmt.Errorf("failed messageExpression: %s", msgFatal)
+			o.Err = fmt.Errorf("failed messageExpression: %s", msgFatal)
 		case vals[i] != types.True:
-			o.deny = true
-			o.message = p.validations[i].denyMessage(msgs[i])
+			o.Deny = true
+			o.Message = p.validations[i].denyMessage(msgs[i])
 		}
 	}
 	return out, nil
-}
-
-// needAllMessages reports whether the message expressions of passing
-// validations must be evaluated, because their cost could exhaust the
-// remaining budget as it would in the apiserver. Each costs at most the
-// per-call limit, plus the variables it charges again.
-func (p *Program) needAllMessages(e *evaluation, remaining int64) bool {
-	bound := int64(p.messages) * celconfig.PerCallLimit
-	for _, s := range e.slots {
-		bound += s.cost
-	}
-	return bound >= remaining
 }
 
 // denyMessage is the Validator's message for a failed validation.
@@ -545,9 +546,18 @@ func (v *compiledValidation) denyMessage(msg ref.Val) string {
 	return message
 }
 
-// prepareParamsVariable computes variables.params for a constraint: its
-// expression reads only params.
-func (p *Program) prepareParamsVariable(pp *preparedParams) {
+// PrepareParams builds a constraint's params once: obj converted
+// completely (it is read by every review, from several goroutines), with
+// the params-only variable computed from it.
+func (p *Program) PrepareParams(obj map[string]any) *Params {
+	pp := &Params{val: celvalue.Frozen(obj)}
+	p.prepareParamsVariable(pp)
+	return pp
+}
+
+// prepareParamsVariable computes the params-only variable for a
+// constraint.
+func (p *Program) prepareParamsVariable(pp *Params) {
 	if p.paramsVar < 0 {
 		return
 	}
@@ -690,16 +700,54 @@ func (i *variablesIterator) Next() ref.Val {
 	return ret
 }
 
-// compileProgram compiles a template's expressions with the apiserver's
-// composited compiler, exactly as NewValidator does, and keeps the programs.
-// asts are the template's expressions already parsed (by check), by text.
-func compileProgram(p *Program, src *Source, asts map[string]*celast.AST) error {
-	compiler, err := plugincel.NewCompositedCompiler(BaseEnv())
+// Variable is a composited variable.
+type Variable struct{ Name, Expression string }
+
+// MatchCondition is a named match condition.
+type MatchCondition struct{ Name, Expression string }
+
+// Validation is a validation with its message and message expression.
+type Validation struct{ Expression, Message, MessageExpression string }
+
+// Spec is what a Program is compiled from.
+type Spec struct {
+	// Variables are the composited variables in declaration order.
+	Variables []Variable
+	// ParamsOnly names a variable whose expression reads only params: it
+	// is computed once per constraint (PrepareParams).
+	ParamsOnly      string
+	MatchConditions []MatchCondition
+	Validations     []Validation
+}
+
+// Program is a template's expressions compiled by the apiserver's
+// composited compiler. It is read-only once compiled.
+type Program struct {
+	// vars are the composited variables in declaration order; varIndex
+	// finds them by name.
+	vars     []compiledVar
+	varIndex map[string]int
+	// paramsVar indexes the params-only variable (-1 if absent).
+	paramsVar   int
+	matchConds  []compiledExpr
+	validations []compiledValidation
+}
+
+// Validations is the number of validations, and of outcomes of Evaluate.
+func (p *Program) Validations() int { return len(p.validations) }
+
+// Compile compiles a spec's expressions with the apiserver's composited
+// compiler, exactly as its ValidatingAdmissionPolicy plugin does, with
+// params declared, and keeps the programs. asts are the expressions
+// already parsed, by text; others are parsed here to be analysed.
+func Compile(s Spec, asts map[string]*celast.AST) (*Program, error) {
+	compiler, err := plugincel.NewCompositedCompiler(celcheck.BaseEnv())
 	if err != nil {
-		return fmt.Errorf("building CEL environment: %w", err)
+		return nil, fmt.Errorf("building CEL environment: %w", err)
 	}
+	p := &Program{}
 	opts := plugincel.OptionalVariableDeclarations{HasParams: true}
-	vars := src.AllVariables()
+	vars := s.Variables
 	p.vars = make([]compiledVar, len(vars))
 	p.varIndex = make(map[string]int, len(vars))
 	p.paramsVar = -1
@@ -710,47 +758,41 @@ func compileProgram(p *Program, src *Source, asts map[string]*celast.AST) error 
 		p.vars[i] = compiledVar{name: v.Name, compiledExpr: c}
 		varReads[i] = reads
 		p.varIndex[v.Name] = i
-		if v.Name == ParamsVariable && v.Expression == ParamsExpression {
+		if v.Name == s.ParamsOnly {
 			p.paramsVar = i
 		}
 	}
-	p.matchConds = make([]compiledExpr, len(src.MatchConditions))
-	matchReads := make([]exprReads, len(src.MatchConditions))
-	for i, m := range src.MatchConditions {
+	p.matchConds = make([]compiledExpr, len(s.MatchConditions))
+	matchReads := make([]exprReads, len(s.MatchConditions))
+	for i, m := range s.MatchConditions {
 		acc := &matchconditions.MatchCondition{Name: m.Name, Expression: m.Expression}
 		p.matchConds[i], matchReads[i] = compiled(compiler.CompileCELExpression(acc, opts, environment.StoredExpressions), asts)
 	}
 	p.shareKeys(varReads, matchReads)
-	p.validations = make([]compiledValidation, len(src.Validations))
-	p.messages = 0
-	for i, v := range src.Validations {
+	p.validations = make([]compiledValidation, len(s.Validations))
+	for i, v := range s.Validations {
 		cv := compiledValidation{expression: v.Expression, message: v.Message}
 		cv.cond, _ = compiled(compiler.CompileCELExpression(&validating.ValidationCondition{Expression: v.Expression, Message: v.Message}, opts, environment.StoredExpressions), asts)
 		if v.MessageExpression != "" {
 			r, _ := compiled(compiler.CompileCELExpression(&validating.MessageExpressionCondition{MessageExpression: v.MessageExpression}, opts, environment.StoredExpressions), asts)
 			cv.msg = &r
-			p.messages++
 		}
 		p.validations[i] = cv
 	}
-	return nil
+	return p, nil
 }
 
-// compiled notes whether a compiled expression has comprehensions (macros
-// such as all, exists, map and filter expand to them when parsed), which
-// only those check for interruption, and what it reads. If the expression
-// cannot be parsed here it is treated as having loops and not shared.
+// compiled keeps a compiled expression with what it reads. If the
+// expression cannot be parsed here it is not shared.
 func compiled(r plugincel.CompilationResult, asts map[string]*celast.AST) (compiledExpr, exprReads) {
-	c := compiledExpr{CompilationResult: r, loops: true}
+	c := compiledExpr{CompilationResult: r}
 	if r.Error != nil || r.ExpressionAccessor == nil {
 		return c, exprReads{}
 	}
 	if a, ok := asts[r.ExpressionAccessor.GetExpression()]; ok {
-		reads := analyze(a)
-		c.loops = reads.loops
-		return c, reads
+		return c, analyze(a)
 	}
-	env, err := BaseEnv().Env(environment.StoredExpressions)
+	env, err := celcheck.BaseEnv().Env(environment.StoredExpressions)
 	if err != nil {
 		return c, exprReads{}
 	}
@@ -758,15 +800,13 @@ func compiled(r plugincel.CompilationResult, asts map[string]*celast.AST) (compi
 	if iss != nil && iss.Err() != nil {
 		return c, exprReads{}
 	}
-	reads := analyze(parsed.NativeRep())
-	c.loops = reads.loops
-	return c, reads
+	return c, analyze(parsed.NativeRep())
 }
 
 // detachedEvaluation is an evaluation of p outside any review (no object,
 // request or namespace), for work done once per constraint or template.
 func (p *Program) detachedEvaluation() *evaluation {
 	e := &evaluation{}
-	e.reset(context.Background(), p, &reviewValues{request: types.NullValue, namespace: types.NullValue}, nil, types.NullValue)
+	e.reset(context.Background(), p, &Values{request: types.NullValue, namespace: types.NullValue}, nil, types.NullValue)
 	return e
 }

@@ -1,4 +1,4 @@
-package cel
+package celvalue
 
 import (
 	"encoding/json"
@@ -12,6 +12,8 @@ import (
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/common/types/traits"
 	"k8s.io/apiserver/pkg/cel/environment"
+
+	"github.com/bouncer-policy/bouncer/pkg/engine/cel/internal/celcheck"
 )
 
 const valuesDoc = `{
@@ -85,7 +87,7 @@ func TestWrappedValuesBehaveAsAdapterValues(t *testing.T) {
 	if err := json.Unmarshal([]byte(valuesDoc), &doc); err != nil {
 		t.Fatal(err)
 	}
-	env, err := BaseEnv().Env(environment.StoredExpressions)
+	env, err := celcheck.BaseEnv().Env(environment.StoredExpressions)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,11 +116,11 @@ func TestWrappedValuesBehaveAsAdapterValues(t *testing.T) {
 			return describe(out), cost
 		}
 		want, wantCost := run(types.DefaultTypeAdapter.NativeToValue(doc))
-		got, gotCost := run(wrapValue(doc))
+		got, gotCost := run(Wrap(doc))
 		if got != want || gotCost != wantCost {
 			t.Errorf("%s:\n got  %s (cost %d)\n want %s (cost %d)", expr, got, gotCost, want, wantCost)
 		}
-		frozen, frozenCost := run(frozenValue(doc))
+		frozen, frozenCost := run(Frozen(doc))
 		if frozen != want || frozenCost != wantCost {
 			t.Errorf("%s (frozen):\n got  %s (cost %d)\n want %s (cost %d)", expr, frozen, frozenCost, want, wantCost)
 		}
@@ -155,14 +157,14 @@ func TestWrappedValuesConvertToNative(t *testing.T) {
 	}
 	for _, typ := range []reflect.Type{reflect.TypeFor[map[string]any](), reflect.TypeFor[any]()} {
 		want, werr := types.DefaultTypeAdapter.NativeToValue(doc).ConvertToNative(typ)
-		got, gerr := wrapValue(doc).ConvertToNative(typ)
+		got, gerr := Wrap(doc).ConvertToNative(typ)
 		if !reflect.DeepEqual(got, want) || (gerr == nil) != (werr == nil) {
 			t.Errorf("ConvertToNative(%v) = %v, %v; want %v, %v", typ, got, gerr, want, werr)
 		}
 	}
 	list := doc["spec"].(map[string]any)["containers"].([]any)
 	want, _ := types.DefaultTypeAdapter.NativeToValue(list).ConvertToNative(reflect.TypeFor[[]any]())
-	got, _ := wrapValue(list).ConvertToNative(reflect.TypeFor[[]any]())
+	got, _ := Wrap(list).ConvertToNative(reflect.TypeFor[[]any]())
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("list ConvertToNative = %v, want %v", got, want)
 	}

@@ -1,4 +1,7 @@
-package cel
+// Package celvalue converts a review's objects (JSON-form Go values) to CEL
+// values that convert each map and list once and keep the converted
+// fields, for the CEL driver (pkg/engine/cel).
+package celvalue
 
 import (
 	"fmt"
@@ -19,9 +22,9 @@ import (
 // as the adapter's: same type, equality, sizes (and so runtime cost),
 // lookups and iteration; only conversions are saved.
 
-// wrapValue converts a JSON-form Go value to CEL, keeping maps and lists
-// lazily converted and memoised.
-func wrapValue(v any) ref.Val {
+// Wrap converts a JSON-form Go value to CEL, keeping maps and lists
+// lazily converted and memoised. The value is used by one goroutine.
+func Wrap(v any) ref.Val {
 	switch t := v.(type) {
 	case map[string]any:
 		return &objectMap{m: t}
@@ -31,10 +34,10 @@ func wrapValue(v any) ref.Val {
 	return types.DefaultTypeAdapter.NativeToValue(v)
 }
 
-// frozenValue converts v completely, so that the result is never written
+// Frozen converts v completely, so that the result is never written
 // again and can be read by several goroutines (constraint parameters).
-func frozenValue(v any) ref.Val {
-	val := wrapValue(v)
+func Frozen(v any) ref.Val {
+	val := Wrap(v)
 	freeze(val)
 	return val
 }
@@ -82,7 +85,7 @@ func (o *objectMap) Find(key ref.Val) (ref.Val, bool) {
 	if !ok {
 		return nil, false
 	}
-	v := wrapValue(raw)
+	v := Wrap(raw)
 	if o.cache == nil {
 		o.cache = make(map[string]ref.Val, len(o.m))
 	}
@@ -181,7 +184,7 @@ func (l *objectList) elem(i int) ref.Val {
 	}
 	v := l.cache[i]
 	if v == nil {
-		v = wrapValue(l.s[i])
+		v = Wrap(l.s[i])
 		l.cache[i] = v
 	}
 	return v

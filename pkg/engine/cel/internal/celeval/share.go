@@ -1,4 +1,4 @@
-package cel
+package celeval
 
 import (
 	"strings"
@@ -27,12 +27,15 @@ type sharedResult struct {
 	reads []string
 }
 
-func (rv *reviewValues) sharedResult(key string) (*sharedResult, bool) {
+func (rv *Values) sharedResult(key string) (*sharedResult, bool) {
+	if NoShare {
+		return nil, false
+	}
 	r, ok := rv.shared[key]
 	return r, ok
 }
 
-func (rv *reviewValues) share(key string, r *sharedResult) {
+func (rv *Values) share(key string, r *sharedResult) {
 	if rv.shared == nil {
 		rv.shared = make(map[string]*sharedResult)
 	}
@@ -50,7 +53,6 @@ var reviewOnlyNames = map[string]bool{
 
 // exprReads is what analysis of an expression found.
 type exprReads struct {
-	loops bool
 	// reviewOnly: it reads only object, oldObject, request and variables
 	// named statically (variables.x, variables.?x, variables["x"]).
 	reviewOnly bool
@@ -67,7 +69,6 @@ func analyze(parsed *celast.AST) exprReads {
 		if e.Kind() != celast.ComprehensionKind {
 			continue
 		}
-		out.loops = true
 		c := e.AsComprehension()
 		for _, v := range []string{c.IterVar(), c.IterVar2(), c.AccuVar()} {
 			if v != "" {
@@ -171,4 +172,17 @@ func (p *Program) shareKeys(varReads []exprReads, matchReads []exprReads) {
 			p.matchConds[i].shareKey = "match\x00" + p.matchConds[i].ExpressionAccessor.GetExpression()
 		}
 	}
+}
+
+// Shared reports which variables (by name) and match conditions are
+// shared between the templates of a review.
+func (p *Program) Shared() (vars map[string]bool, matchConditions []bool) {
+	vars = make(map[string]bool, len(p.vars))
+	for _, v := range p.vars {
+		vars[v.name] = v.shareKey != ""
+	}
+	for _, m := range p.matchConds {
+		matchConditions = append(matchConditions, m.shareKey != "")
+	}
+	return vars, matchConditions
 }
