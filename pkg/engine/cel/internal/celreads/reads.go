@@ -323,6 +323,11 @@ func (an *analysis) field(v *val, name string) *val {
 		return nil
 	}
 	out := &val{}
+	if name == engine.Present {
+		// The marker's own name as a field: reading every entry reads
+		// it too.
+		name = engine.Every
+	}
 	for _, r := range v.refs {
 		p := appendPath(r, name)
 		// Selecting can fail (no such key, not an object) whether or not
