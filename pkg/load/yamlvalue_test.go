@@ -167,13 +167,18 @@ func TestDecodeYAMLTricky(t *testing.T) {
 	}
 	// What today's decoding gives, spelled out.
 	for in, want := range map[string]any{
-		"a: 1.0\n":                  map[string]any{"a": int64(1)},
-		"a: 1e21\n":                 map[string]any{"a": 1e21},
-		"a: 1e20\n":                 map[string]any{"a": 1e20},
-		"a: 18446744073709551615\n": map[string]any{"a": 18446744073709551615.0},
-		"a: 2001-12-14\n":           map[string]any{"a": "2001-12-14"},
-		"1.0: a\n0.1: b\nyes: c\n":  map[string]any{"1": "a", "0.1": "b", "true": "c"},
-		"a: !!binary /w==\n":        map[string]any{"a": "\ufffd"},
+		"a: 1.0\n":                   map[string]any{"a": int64(1)},
+		"a: 1e21\n":                  map[string]any{"a": 1e21},
+		"a: 1e20\n":                  map[string]any{"a": 1e20},
+		"a: 18446744073709551615\n":  map[string]any{"a": 18446744073709551615.0},
+		"a: 2001-12-14\n":            map[string]any{"a": "2001-12-14"},
+		"1.0: a\n0.1: b\nyes: c\n":   map[string]any{"1": "a", "0.1": "b", "true": "c"},
+		"a: !!binary /w==\n":         map[string]any{"a": "\ufffd"},
+		"a: 9223372036854775808\n":   map[string]any{"a": 9223372036854775808.0},
+		"a: 9223372036854775807\n":   map[string]any{"a": int64(9223372036854775807)},
+		"a: 4611686018427387904.0\n": map[string]any{"a": int64(4611686018427388000)},
+		"a: [yes, on, n, ~, '']\n":   map[string]any{"a": []any{true, true, false, nil, ""}},
+		"2001-12-14: a\n":            map[string]any{"2001-12-14": "a"},
 	} {
 		got, err := decodeYAML([]byte(in))
 		if err != nil || !reflect.DeepEqual(got, want) {
