@@ -38,7 +38,8 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/engine/... ./pkg/webhook/... ./pkg/mutation/
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzRead -fuzztime 30s ./pkg/load/
+	$(GO) test -run '^$$' -fuzz '^FuzzRead$$' -fuzztime 30s ./pkg/load/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeValueMatchesRoundTrip -fuzztime 30s ./pkg/load/
 	$(GO) test -run '^$$' -fuzz FuzzParsePath -fuzztime 30s ./pkg/mutation/
 	$(GO) test -run '^$$' -fuzz FuzzMutate -fuzztime 30s ./pkg/mutation/
 	$(GO) test -run '^$$' -fuzz FuzzGenerate -fuzztime 30s ./pkg/mapgen/

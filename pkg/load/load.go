@@ -23,7 +23,6 @@ import (
 	"strings"
 
 	utiljson "k8s.io/apimachinery/pkg/util/json"
-	"sigs.k8s.io/yaml"
 )
 
 // DefaultMaxDocumentBytes bounds one YAML or JSON document unless
@@ -450,18 +449,15 @@ var yamlLine = regexp.MustCompile(`line (\d+)`)
 
 // decodeValue decodes one document; start is its line in the file.
 func decodeValue(start int, raw []byte) (any, error) {
-	var v any
 	trimmed := bytes.TrimSpace(raw)
 	if looksLikeJSON(trimmed) {
+		var v any
 		if err := utiljson.Unmarshal(trimmed, &v); err != nil {
 			return nil, err
 		}
 		return v, nil
 	}
-	js, err := yaml.YAMLToJSON(raw)
-	if err == nil {
-		err = utiljson.Unmarshal(js, &v)
-	}
+	v, err := decodeYAML(raw)
 	if err != nil {
 		// Report the YAML parser's line relative to the file, not the document.
 		return nil, errors.New(yamlLine.ReplaceAllStringFunc(err.Error(), func(m string) string {
