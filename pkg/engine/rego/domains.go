@@ -32,7 +32,7 @@ func keyDomains(modules map[string]*ast.Module) map[*ast.Rule]map[ast.Var][]ast.
 			if r.Module == nil || r.Head.DocKind() != ast.PartialSetDoc || !r.Head.Ref().IsGround() || r.Head.Key == nil {
 				continue
 			}
-			if r.Head.Ref()[0].Equal(ast.VarTerm("violation")) {
+			if isViolationRule(r) {
 				// The engine's query evaluates violation whole.
 				continue
 			}

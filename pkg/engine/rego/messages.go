@@ -19,7 +19,7 @@ import (
 // statements (sprintf("%v", [volume])): bound elsewhere, a variable needs
 // no read there at all.
 func messageTerms(rule *ast.Rule) (refs map[*ast.Term]bool, vars map[ast.Var]int) {
-	if rule.Module == nil || rule.Head.Key == nil || rule.Head.DocKind() != ast.PartialSetDoc || !rule.Head.Ref()[0].Equal(ast.VarTerm("violation")) || rule.Else != nil {
+	if rule.Module == nil || rule.Head.Key == nil || rule.Head.DocKind() != ast.PartialSetDoc || !isViolationRule(rule) || rule.Else != nil {
 		return nil, nil
 	}
 	occurrences := map[ast.Var]int{}

@@ -2,6 +2,7 @@ package rego
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 
 	"github.com/bouncer-policy/bouncer/pkg/engine"
@@ -13,7 +14,8 @@ var (
 	inputParameters = ast.StringTerm("parameters")
 )
 
-// readSet finds what the compiled modules read of input.review. The
+// readSets finds what the compiled modules read of input.review, and the
+// decision reads (see analyseReads) beside. The
 // compiler has already resolved imports and aliases to full references, so
 // a reference is the only way to reach input; one that uses input or
 // input.review as a whole value, or selects it with a computed key before
@@ -27,17 +29,36 @@ var (
 // reference with a key after it (c.image), whose paths then extend the
 // element's — so templates that iterate containers read only the fields
 // they name, not every container whole.
-func readSet(modules map[string]*ast.Module) engine.ReadSet {
-	return analyseReads(modules, false)
+func readSets(modules map[string]*ast.Module) (reads, decision engine.ReadSet) {
+	rules := specialisedRules(modules)
+	return analyseReads(modules, rules, false), analyseReads(modules, rules, true)
 }
 
-// decisionReadSet is readSet with the references that only shape the
-// violations' messages (messageTerms) read for whether they are there.
-func decisionReadSet(modules map[string]*ast.Module) engine.ReadSet {
-	return analyseReads(modules, true)
+// specialisedRules are the modules' rules, each once per combination of
+// the constants its variables take (keyDomains, iterationDomains): the
+// copies both analyses read.
+func specialisedRules(modules map[string]*ast.Module) []*ast.Rule {
+	var out []*ast.Rule
+	domains, consts := keyDomains(modules), constantRules(modules)
+	for _, m := range modules {
+		for _, r := range m.Rules {
+			doms := iterationDomains(r, consts)
+			if len(domains[r]) > 0 {
+				if doms == nil {
+					doms = map[ast.Var][]ast.String{}
+				}
+				maps.Copy(doms, domains[r])
+			}
+			out = append(out, specialised(r, doms)...)
+		}
+	}
+	return out
 }
 
-func analyseReads(modules map[string]*ast.Module, decision bool) engine.ReadSet {
+// analyseReads finds what rules read; with decision, the references that
+// only shape the violations' messages (messageTerms) are read for whether
+// they are there.
+func analyseReads(modules map[string]*ast.Module, copies []*ast.Rule, decision bool) engine.ReadSet {
 	var out engine.ReadSet
 	for _, m := range modules {
 		for _, imp := range m.Imports {
@@ -52,30 +73,18 @@ func analyseReads(modules map[string]*ast.Module, decision bool) engine.ReadSet 
 	x := &exports{paths: map[string][][]string{}, refs: map[string]ast.Ref{}, objects: map[string]bool{}}
 	var rules []*ruleVars
 	funcs := map[string][]*ruleVars{}
-	domains, consts := keyDomains(modules), constantRules(modules)
-	for _, m := range modules {
-		for _, r := range m.Rules {
-			doms := iterationDomains(r, consts)
-			for v, d := range domains[r] {
-				if doms == nil {
-					doms = map[ast.Var][]ast.String{}
-				}
-				doms[v] = d
+	for _, sr := range copies {
+		a := newRuleVars(sr)
+		if decision {
+			var inMessages map[ast.Var]int
+			a.messageOnly, inMessages = messageTerms(sr)
+			for v, n := range inMessages {
+				a.occurrences[v] -= n
 			}
-			for _, sr := range specialised(r, doms) {
-				a := newRuleVars(sr)
-				if decision {
-					var inMessages map[ast.Var]int
-					a.messageOnly, inMessages = messageTerms(sr)
-					for v, n := range inMessages {
-						a.occurrences[v] -= n
-					}
-				}
-				rules = append(rules, a)
-				if len(sr.Head.Args) > 0 && sr.Module != nil {
-					funcs[sr.Ref().String()] = append(funcs[sr.Ref().String()], a)
-				}
-			}
+		}
+		rules = append(rules, a)
+		if len(sr.Head.Args) > 0 && sr.Module != nil {
+			funcs[sr.Ref().String()] = append(funcs[sr.Ref().String()], a)
 		}
 	}
 	// Every rule knows the functions before any is followed into one.
@@ -132,7 +141,7 @@ func newRuleVars(rule *ast.Rule) *ruleVars {
 	a := &ruleVars{occurrences: map[ast.Var]int{}, keyed: map[ast.Var][]*ast.Term{}, bindings: map[ast.Var]int{}, bound: map[*ast.Term]ast.Var{}, inArray: map[*ast.Term]bool{},
 		args: map[*ast.Term]callArg{}, passed: map[ast.Var][]callArg{}, gets: map[ast.Var][]callArg{}, rule: rule}
 	// violation is read whole by the engine's query, outside the modules.
-	if rule.Head.DocKind() == ast.PartialSetDoc && rule.Head.Ref().IsGround() && rule.Module != nil && !rule.Head.Ref()[0].Equal(ast.VarTerm("violation")) {
+	if rule.Head.DocKind() == ast.PartialSetDoc && rule.Head.Ref().IsGround() && rule.Module != nil && !isViolationRule(rule) {
 		if k, ok := rule.Head.Key.Value.(ast.Var); ok {
 			a.headKey, a.set = k, rule.Ref()
 		}

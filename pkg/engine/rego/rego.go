@@ -158,12 +158,19 @@ func (d *Driver) Compile(t *apis.ConstraintTemplate, code apis.Code) (engine.Pro
 	if err != nil {
 		return nil, fmt.Errorf("compiling rego query: %w", located(err))
 	}
-	return &Program{template: name, store: d.store, compiler: compiler, queryCompiler: qc, query: query, usesInventory: usesInventory, reads: readSet(compiler.Modules), decisionReads: decisionReadSet(compiler.Modules)}, nil
+	reads, decisionReads := readSets(compiler.Modules)
+	return &Program{template: name, store: d.store, compiler: compiler, queryCompiler: qc, query: query, usesInventory: usesInventory, reads: reads, decisionReads: decisionReads}, nil
+}
+
+// isViolationRule reports whether r defines violation, the set the
+// engine's query reads whole.
+func isViolationRule(r *ast.Rule) bool {
+	return r.Head.Ref()[0].Equal(ast.VarTerm("violation"))
 }
 
 func checkViolationRule(m *ast.Module) error {
 	for _, r := range m.Rules {
-		if r.Head.Name.Equal(ast.Var("violation")) || (len(r.Head.Reference) > 0 && r.Head.Reference[0].Value.Compare(ast.Var("violation")) == 0) {
+		if isViolationRule(r) {
 			return nil
 		}
 	}
