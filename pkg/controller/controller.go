@@ -78,6 +78,12 @@ type Options struct {
 	// are watched for SyncMAP only): a mutator's status then names only
 	// the generated policy as what applies it.
 	MutationWebhookOff bool
+	// MutatingWebhookConfig, when set, names the MutatingWebhookConfiguration
+	// the leader registers for the mutators' resources only: a mutator
+	// counts as enforced by the webhook once that configuration in the
+	// cluster covers what it changes. Empty (the configuration is managed
+	// elsewhere) trusts whatever is registered.
+	MutatingWebhookConfig string
 }
 
 // Controllers are the reconcilers of one replica and what the webhook asks

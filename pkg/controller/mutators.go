@@ -7,6 +7,8 @@ import (
 
 	"github.com/bouncer-policy/bouncer/pkg/apis"
 	"github.com/bouncer-policy/bouncer/pkg/mutation"
+	"github.com/bouncer-policy/bouncer/pkg/mutation/registration"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -90,6 +92,19 @@ func setupMutators(c *Controllers) (*mutatorReconciler, error) {
 			return nil, fmt.Errorf("watching %s: %w", kind, err)
 		}
 	}
+	if name := c.opts.MutatingWebhookConfig; name != "" && !c.opts.MutationWebhookOff {
+		// A new registration may be what a mutator's status waits for.
+		src := source.TypedKind(c.mgr.GetCache(), client.Object(&admissionregistrationv1.MutatingWebhookConfiguration{}),
+			handler.TypedEnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []mutation.ID {
+				if o.GetName() != name {
+					return nil
+				}
+				return r.sys.Mutators()
+			}))
+		if err := ctrl.Watch(src); err != nil {
+			return nil, fmt.Errorf("watching MutatingWebhookConfiguration %s: %w", name, err)
+		}
+	}
 	return r, ctrl.Watch(source.TypedChannel(r.queue, handler.TypedFuncs[mutation.ID, mutation.ID]{
 		GenericFunc: func(_ context.Context, e event.TypedGenericEvent[mutation.ID], q workqueueMutator) { q.Add(e.Object) },
 	}))
@@ -156,6 +171,9 @@ func (r *mutatorReconciler) Reconcile(ctx context.Context, id mutation.ID) (reco
 	}
 	r.c.setEnforced(key, st.enforcedGen)
 	st.conflict = r.sys.Conflicts()[id]
+	if st.enforcedGen != 0 {
+		st.unregistered = r.unregistered(ctx, id)
+	}
 	r.mu.Lock()
 	r.reported[id] = errString(st.conflict)
 	r.mu.Unlock()
@@ -184,6 +202,32 @@ func (r *mutatorReconciler) Reconcile(ctx context.Context, id mutation.ID) (reco
 	r.requeueChangedConflicts(ctx, id)
 	r.c.ready.observe(key)
 	return reconcile.Result{}, mapErr
+}
+
+// unregistered says why the mutating webhook does not receive yet what the
+// mutator changes, nil when it does (or when the webhook is not Bouncer's
+// to register). The leader registers the webhook only for the mutators'
+// resources, after the mutator was added; the registration's own update
+// re-queues the mutator.
+func (r *mutatorReconciler) unregistered(ctx context.Context, id mutation.ID) error {
+	name := r.c.opts.MutatingWebhookConfig
+	if name == "" || r.c.opts.MutationWebhookOff {
+		return nil
+	}
+	all, kinds := r.sys.Targets(id)
+	want := registration.Rules(all, kinds, r.c.mgr.GetRESTMapper())
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := r.c.cache.Get(ctx, types.NamespacedName{Name: name}, mwc); err != nil {
+		return fmt.Errorf("MutatingWebhookConfiguration %s is not registered yet: %w", name, err)
+	}
+	var have []admissionregistrationv1.RuleWithOperations
+	for _, w := range mwc.Webhooks {
+		have = append(have, w.Rules...)
+	}
+	if !registration.Covers(have, want) {
+		return fmt.Errorf("MutatingWebhookConfiguration %s does not cover its resources yet", name)
+	}
+	return nil
 }
 
 // keepLastGood returns the generation still applied after a broken update:
@@ -261,7 +305,7 @@ func (s objectStatus) mutatorByPod(podID string) mutatorByPod {
 	}
 	e := mutatorByPod{ID: podID, ObservedGeneration: s.gen, Operations: ops,
 		// Without the webhook, only a generated policy applies it.
-		Enforced: s.enforcedGen != 0 && s.conflict == nil && !(s.webhookOff && s.noMAP != nil)}
+		Enforced: s.enforcedGen != 0 && s.conflict == nil && s.unregistered == nil && !(s.webhookOff && s.noMAP != nil)}
 	if s.problem != nil {
 		e.Errors = append(e.Errors, mutatorStatusError{Type: MutatorErrIngest, Message: s.message()})
 	}

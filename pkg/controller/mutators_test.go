@@ -35,6 +35,9 @@ func TestMutatorByPod(t *testing.T) {
 		{"no MAP, no webhook", objectStatus{gen: 1, enforcedGen: 1, mutator: true, syncMAP: true, webhookOff: true, noMAP: mapProblem(unsupported, true)}, false, []string{MutatorErrMAPUnsupported}, ReasonMAPUnsupported, "nothing applies it"},
 		{"MAP, no webhook", objectStatus{gen: 1, enforcedGen: 1, mutator: true, syncMAP: true, webhookOff: true}, true, nil, ReasonEnforced, "generation 1 is enforced"},
 		{"broken, nothing applies", objectStatus{gen: 1, mutator: true, problem: broken}, false, []string{MutatorErrIngest}, ReasonInvalid, "not enforced"},
+		// Loaded, but the webhook is not registered for its resources yet:
+		// not enforced, and no error (it is a moment, not a fault).
+		{"webhook pending", objectStatus{gen: 1, enforcedGen: 1, mutator: true, unregistered: errors.New("MutatingWebhookConfiguration bouncer-mutating does not cover its resources yet")}, false, nil, ReasonWebhookPending, "does not cover its resources yet"},
 	}
 	for _, c := range cases {
 		e := c.st.mutatorByPod("pod-a")

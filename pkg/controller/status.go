@@ -40,6 +40,9 @@ type objectStatus struct {
 	noMAP error
 	// syncMAP and webhookOff say which of the two applies mutators here.
 	syncMAP, webhookOff bool
+	// unregistered says why the mutating webhook does not receive the
+	// mutator's objects yet.
+	unregistered error
 }
 
 // Condition reasons on Ready.
@@ -52,6 +55,9 @@ const (
 	// ReasonMAPUnsupported: with the mutating webhook off, a mutator with
 	// no generated MutatingAdmissionPolicy applies nowhere.
 	ReasonMAPUnsupported = "MAPUnsupported"
+	// ReasonWebhookPending: the mutating webhook is not registered yet for
+	// the resources the mutator changes.
+	ReasonWebhookPending = "WebhookPending"
 )
 
 func (s objectStatus) byPod(podID string) apis.ByPodStatus {
@@ -86,6 +92,8 @@ func (s objectStatus) condition() metav1.Condition {
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, ReasonSchemaConflict, "not applied: "+s.conflict.Error()
 	case s.webhookOff && s.noMAP != nil:
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, ReasonMAPUnsupported, "not applied: "+s.noMAP.Error()
+	case s.problem == nil && s.unregistered != nil:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, ReasonWebhookPending, "not applied yet: "+s.unregistered.Error()
 	case s.problem == nil:
 		c.Status, c.Reason = metav1.ConditionTrue, ReasonEnforced
 	case s.notReadyReason != "":

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bouncer-policy/bouncer/pkg/match"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // ErrConflict is wrapped by the error reported for a mutator whose
@@ -27,10 +28,61 @@ type System struct {
 	mu        sync.RWMutex
 	ordered   []*Mutator // by kind, then name
 	conflicts map[ID]error
+	changed   chan struct{} // closed and replaced by every Add and Remove
 }
 
 // NewSystem returns an empty System.
-func NewSystem() *System { return &System{conflicts: map[ID]error{}} }
+func NewSystem() *System { return &System{conflicts: map[ID]error{}, changed: make(chan struct{})} }
+
+// Changed returns a channel closed at the next Add or Remove, so that what
+// is derived from the set of mutators (the mutating webhook's rules) can
+// follow it without polling.
+func (s *System) Changed() <-chan struct{} {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.changed
+}
+
+// notify wakes the waiters of Changed; s.mu is held for writing.
+func (s *System) notify() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// Targets says which objects the mutators can change: every kind when one
+// of them applies by metadata alone (AssignMetadata), else the group,
+// version and kind triples of their applyTo. With ids, only those mutators
+// count. Mutators in a schema conflict count too: their conflict can end
+// without any of them changing, and a webhook registered for them then
+// must already receive their objects.
+func (s *System) Targets(ids ...ID) (all bool, kinds []schema.GroupVersionKind) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	seen := map[schema.GroupVersionKind]bool{}
+	for _, m := range s.ordered {
+		if len(ids) > 0 && !slices.Contains(ids, m.id) {
+			continue
+		}
+		if m.metadataOnly {
+			return true, nil
+		}
+		for _, a := range m.applyTo {
+			for _, g := range a.Groups {
+				for _, v := range a.Versions {
+					for _, k := range a.Kinds {
+						gvk := schema.GroupVersionKind{Group: g, Version: v, Kind: k}
+						if !seen[gvk] {
+							seen[gvk] = true
+							kinds = append(kinds, gvk)
+						}
+					}
+				}
+			}
+		}
+	}
+	sort.Slice(kinds, func(i, j int) bool { return kinds[i].String() < kinds[j].String() })
+	return false, kinds
+}
 
 // Add adds or replaces a mutator. When its location conflicts with another
 // mutator's, it is kept but neither is applied, and the conflict is
@@ -45,6 +97,7 @@ func (s *System) Add(m *Mutator) error {
 		s.ordered = slices.Insert(s.ordered, i, m)
 	}
 	s.conflicts = findConflicts(s.ordered)
+	s.notify()
 	return s.conflicts[m.id]
 }
 
@@ -55,6 +108,7 @@ func (s *System) Remove(id ID) {
 	defer s.mu.Unlock()
 	s.ordered = slices.DeleteFunc(s.ordered, func(m *Mutator) bool { return m.id == id })
 	s.conflicts = findConflicts(s.ordered)
+	s.notify()
 }
 
 // Mutators lists the mutators' ids in the order they apply.

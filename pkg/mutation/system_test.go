@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 )
 
@@ -346,5 +347,46 @@ func TestMatchSource(t *testing.T) {
 				t.Errorf("source %q, generated %v: changed %v (err %v), want %v", tc.source, generated, changed, err, want)
 			}
 		}
+	}
+}
+
+// Targets names the kinds the mutating webhook must receive, and Changed
+// wakes whoever derives them on every Add and Remove.
+func TestTargetsAndChanged(t *testing.T) {
+	s := NewSystem()
+	if all, kinds := s.Targets(); all || len(kinds) != 0 {
+		t.Errorf("empty System: all %v, kinds %v; want nothing", all, kinds)
+	}
+	changed := s.Changed()
+	if err := s.Add(mustMutator(t, assign("a", "spec.y", "    assign: {value: 2}\n"))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Fatal("Add did not close the Changed channel")
+	}
+	pod := schema.GroupVersionKind{Version: "v1", Kind: "Pod"}
+	if all, kinds := s.Targets(); all || !reflect.DeepEqual(kinds, []schema.GroupVersionKind{pod}) {
+		t.Errorf("one Pod Assign: all %v, kinds %v; want [%v]", all, kinds, pod)
+	}
+	if err := s.Add(mustMutator(t, assignMetadata("m", "metadata.labels.a", "    assign: {value: a}\n"))); err != nil {
+		t.Fatal(err)
+	}
+	if all, _ := s.Targets(); !all {
+		t.Error("with an AssignMetadata: want every kind")
+	}
+	if all, kinds := s.Targets(ID{"Assign", "a"}); all || len(kinds) != 1 {
+		t.Errorf("Targets(Assign/a) = %v %v, want only its Pod", all, kinds)
+	}
+	changed = s.Changed()
+	s.Remove(ID{"AssignMetadata", "m"})
+	select {
+	case <-changed:
+	default:
+		t.Fatal("Remove did not close the Changed channel")
+	}
+	if all, _ := s.Targets(); all {
+		t.Error("AssignMetadata removed: still every kind")
 	}
 }

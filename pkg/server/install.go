@@ -170,11 +170,13 @@ func (o *Options) WebhookConfiguration(caBundle []byte) *admissionregistrationv1
 func (o *Options) MutatingWebhookConfigName() string { return o.WebhookConfigName + "-mutating" }
 
 // MutatingWebhookConfiguration registers the mutating webhook with the same
-// exemptions and failure policy as the validating one. Mutation runs
-// before validation in the apiserver, so the validating webhook sees the
-// mutated object; reinvocationPolicy IfNeeded runs the mutators again when
-// a later mutating webhook changed the object.
-func (o *Options) MutatingWebhookConfiguration(caBundle []byte) *admissionregistrationv1.MutatingWebhookConfiguration {
+// exemptions and failure policy as the validating one, for the resources
+// (registration.Rules) the mutators can change: none when there are no
+// mutators, so that the apiserver does not call it for nothing. Mutation
+// runs before validation in the apiserver, so the validating webhook sees
+// the mutated object; reinvocationPolicy IfNeeded runs the mutators again
+// when a later mutating webhook changed the object.
+func (o *Options) MutatingWebhookConfiguration(caBundle []byte, resources []admissionregistrationv1.Rule) *admissionregistrationv1.MutatingWebhookConfiguration {
 	fail := admissionregistrationv1.FailurePolicyType(o.FailurePolicy)
 	none := admissionregistrationv1.SideEffectClassNone
 	equivalent := admissionregistrationv1.Equivalent
@@ -190,7 +192,10 @@ func (o *Options) MutatingWebhookConfiguration(caBundle []byte) *admissionregist
 	if len(ops) == 0 || slices.Contains(ops, "*") {
 		ops = []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}
 	}
-	all := admissionregistrationv1.AllScopes
+	var rules []admissionregistrationv1.RuleWithOperations
+	for _, r := range resources {
+		rules = append(rules, admissionregistrationv1.RuleWithOperations{Operations: ops, Rule: r})
+	}
 	conditions := append(exemptionConditions(), admissionregistrationv1.MatchCondition{
 		// The mutators themselves are policies: never mutated.
 		Name: "not-mutators", Expression: `request.resource.group != "mutations.gatekeeper.sh"`,
@@ -199,12 +204,9 @@ func (o *Options) MutatingWebhookConfiguration(caBundle []byte) *admissionregist
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
 		ObjectMeta: metav1.ObjectMeta{Name: o.MutatingWebhookConfigName(), Labels: map[string]string{"app.kubernetes.io/managed-by": "bouncer"}},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name:         "mutation.bouncer.dev",
-			ClientConfig: o.clientConfig(caBundle)(webhook.PathMutate),
-			Rules: []admissionregistrationv1.RuleWithOperations{{
-				Operations: ops,
-				Rule:       admissionregistrationv1.Rule{APIGroups: []string{"*"}, APIVersions: []string{"*"}, Resources: []string{"*"}, Scope: &all},
-			}},
+			Name:                    "mutation.bouncer.dev",
+			ClientConfig:            o.clientConfig(caBundle)(webhook.PathMutate),
+			Rules:                   rules,
 			FailurePolicy:           &fail,
 			MatchPolicy:             &equivalent,
 			NamespaceSelector:       o.exemptionSelector(),

@@ -49,7 +49,12 @@ func TestMutatingWebhookConfiguration(t *testing.T) {
 	if got := o.MutatingWebhookConfigName(); got != "bouncer-mutating" {
 		t.Errorf("name %q, want bouncer-mutating", got)
 	}
-	mwc := o.MutatingWebhookConfiguration([]byte("ca"))
+	scope := admissionregistrationv1.AllScopes
+	pods := []admissionregistrationv1.Rule{{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}, Scope: &scope}}
+	if none := o.MutatingWebhookConfiguration([]byte("ca"), nil); len(none.Webhooks) != 1 || len(none.Webhooks[0].Rules) != 0 {
+		t.Errorf("without mutators: %d webhooks, rules %+v; want one webhook with no rules", len(none.Webhooks), none.Webhooks)
+	}
+	mwc := o.MutatingWebhookConfiguration([]byte("ca"), pods)
 	vwc := o.WebhookConfiguration([]byte("ca"))
 	if mwc.Name != "bouncer-mutating" || len(mwc.Webhooks) != 1 {
 		t.Fatalf("configuration %s with %d webhooks", mwc.Name, len(mwc.Webhooks))
@@ -63,6 +68,9 @@ func TestMutatingWebhookConfiguration(t *testing.T) {
 	}
 	if *w.FailurePolicy != admissionregistrationv1.Fail || *w.SideEffects != admissionregistrationv1.SideEffectClassNone {
 		t.Errorf("failurePolicy %s sideEffects %s", *w.FailurePolicy, *w.SideEffects)
+	}
+	if len(w.Rules) != 1 || !reflect.DeepEqual(w.Rules[0].Rule, pods[0]) {
+		t.Errorf("rules %+v, want one for pods", w.Rules)
 	}
 	if ops := w.Rules[0].Operations; len(ops) != 2 || slices.Contains(ops, admissionregistrationv1.Delete) {
 		t.Errorf("operations %v, want CREATE and UPDATE only", ops)

@@ -26,7 +26,9 @@ import (
 	"github.com/bouncer-policy/bouncer/pkg/policyset"
 	"github.com/bouncer-policy/bouncer/pkg/webhook"
 	"github.com/go-logr/logr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/dynamic"
@@ -35,6 +37,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -256,7 +259,7 @@ func Run(ctx context.Context, o Options) error {
 		// must not end a replica that serves admission.
 		LeaderElection:          false,
 		GracefulShutdownTimeout: &gracefulStop,
-		Cache:                   cache.Options{ReaderFailOnMissingInformer: true},
+		Cache:                   o.cacheOptions(),
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
@@ -276,7 +279,7 @@ func Run(ctx context.Context, o Options) error {
 		Engine: e, Namespace: o.Namespace, PodID: o.PodName, ExemptNamespaces: exempt,
 		Log: log, Metrics: m, SyncVAP: o.SyncVAP, Applier: applier, Mutators: mutators,
 		SyncMAP: o.SyncMAP, MAPFailurePolicy: o.FailurePolicy, MAPNamespaceSelector: o.exemptionSelector(),
-		MutationWebhookOff: !o.Mutation,
+		MutationWebhookOff: !o.Mutation, MutatingWebhookConfig: o.mutatingWebhookConfig(),
 	})
 	if err != nil {
 		return err
@@ -340,7 +343,8 @@ func Run(ctx context.Context, o Options) error {
 			Ready: ctrls.Ready, InventoryGeneration: ctrls.InventoryGeneration, Registry: m.Registry, Recorder: recorder, Log: log})
 	}
 	if o.ManageWebhookConfig {
-		leaders.Add(&webhookConfigKeeper{o: &o, applier: applier, ready: ctrls.Ready, certs: certSrc, log: log})
+		leaders.Add(&webhookConfigKeeper{o: &o, applier: applier, ready: ctrls.Ready, certs: certSrc, log: log,
+			mutators: mutators, mapper: mgr.GetRESTMapper()})
 	}
 
 	// The manager runs on its own context so that SIGTERM first turns
@@ -367,6 +371,27 @@ func Run(ctx context.Context, o Options) error {
 		err = nil
 	}
 	return err
+}
+
+// cacheOptions: informers only for what a controller watches, and the
+// MutatingWebhookConfiguration watched by name, as RBAC grants it.
+func (o *Options) cacheOptions() cache.Options {
+	opts := cache.Options{ReaderFailOnMissingInformer: true}
+	if name := o.mutatingWebhookConfig(); name != "" {
+		opts.ByObject = map[client.Object]cache.ByObject{
+			&admissionregistrationv1.MutatingWebhookConfiguration{}: {Field: fields.OneTermEqualSelector("metadata.name", name)},
+		}
+	}
+	return opts
+}
+
+// mutatingWebhookConfig names the MutatingWebhookConfiguration the leader
+// keeps, "" when it keeps none.
+func (o *Options) mutatingWebhookConfig() string {
+	if !o.ManageWebhookConfig || !o.Mutation {
+		return ""
+	}
+	return o.MutatingWebhookConfigName()
 }
 
 func (o *Options) certHosts() ([]string, error) {

@@ -8,8 +8,12 @@ import (
 
 	"github.com/bouncer-policy/bouncer/pkg/apply"
 	"github.com/bouncer-policy/bouncer/pkg/certs"
+	"github.com/bouncer-policy/bouncer/pkg/mutation"
+	"github.com/bouncer-policy/bouncer/pkg/mutation/registration"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -31,6 +35,10 @@ type webhookConfigKeeper struct {
 	ready   func() bool
 	certs   *certs.Source
 	log     *slog.Logger
+	// mutators decide the mutating webhook's rules (nil with mutation
+	// off); mapper names their kinds' resources.
+	mutators *mutation.System
+	mapper   meta.RESTMapper
 }
 
 func (k *webhookConfigKeeper) NeedLeaderElection() bool { return true }
@@ -44,6 +52,11 @@ func (k *webhookConfigKeeper) Start(ctx context.Context) error {
 		}
 	}
 	for {
+		var mutatorsChanged <-chan struct{}
+		if k.mutators != nil {
+			// Taken before the rules are derived, so that no change is missed.
+			mutatorsChanged = k.mutators.Changed()
+		}
 		obj, err := apply.ToUnstructured(k.o.WebhookConfiguration(k.certs.CABundle()))
 		if err == nil {
 			err = k.applier.Apply(ctx, obj)
@@ -56,6 +69,7 @@ func (k *webhookConfigKeeper) Start(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-k.certs.Changed():
+		case <-mutatorsChanged:
 		case <-time.After(30 * time.Second):
 		}
 	}
@@ -67,9 +81,11 @@ func (k *webhookConfigKeeper) Start(ctx context.Context) error {
 func (k *webhookConfigKeeper) keepMutating(ctx context.Context) {
 	name := k.o.MutatingWebhookConfigName()
 	var err error
-	if k.o.Mutation {
+	if k.o.Mutation && k.mutators != nil {
+		// The periodic pass re-derives the rules too: a kind whose CRD was
+		// missing (every resource of its group) narrows once it is served.
 		var obj *unstructured.Unstructured
-		if obj, err = apply.ToUnstructured(k.o.MutatingWebhookConfiguration(k.certs.CABundle())); err == nil {
+		if obj, err = apply.ToUnstructured(k.o.MutatingWebhookConfiguration(k.certs.CABundle(), k.rules())); err == nil {
 			err = k.applier.Apply(ctx, obj)
 		}
 	} else {
@@ -79,6 +95,12 @@ func (k *webhookConfigKeeper) keepMutating(ctx context.Context) {
 	if err != nil && ctx.Err() == nil {
 		k.log.Error("keeping the MutatingWebhookConfiguration", "name", name, "mutation", k.o.Mutation, "err", err)
 	}
+}
+
+// rules are the resources the mutators in this replica can change.
+func (k *webhookConfigKeeper) rules() []admissionregistrationv1.Rule {
+	all, kinds := k.mutators.Targets()
+	return registration.Rules(all, kinds, k.mapper)
 }
 
 // objectApplier writes the objects only the leader writes, through the
