@@ -10,6 +10,7 @@ import (
 
 	"github.com/bouncer-policy/bouncer/deploy/reports"
 	"github.com/bouncer-policy/bouncer/pkg/engine"
+	"github.com/bouncer-policy/bouncer/pkg/watchjson"
 	"github.com/prometheus/client_golang/prometheus"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -84,9 +85,15 @@ func (r *Runnable) Start(ctx context.Context) error {
 	// warnings say nothing about the audit.
 	cfg := rest.CopyConfig(r.Config)
 	cfg.WarningHandler = rest.NoWarnings{}
-	dyn, err := dynamic.NewForConfig(cfg)
+	plain, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("audit: dynamic client: %w", err)
+	}
+	// The watches follow every create in the cluster: decoding their
+	// events once, not five times, was a third of serve's CPU under load.
+	dyn, err := watchjson.Wrap(plain, cfg)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
 	}
 	disc, err := discovery.NewDiscoveryClientForConfig(r.Config)
 	if err != nil {
