@@ -134,6 +134,11 @@ func (o *Options) WebhookConfiguration(caBundle []byte) *admissionregistrationv1
 						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
 						Rule:       admissionregistrationv1.Rule{APIGroups: []string{"constraints.gatekeeper.sh"}, APIVersions: []string{"*"}, Resources: []string{"*"}, Scope: &all},
 					},
+					{
+						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+						Rule: admissionregistrationv1.Rule{APIGroups: []string{"mutations.gatekeeper.sh"}, APIVersions: []string{"*"},
+							Resources: []string{"assign", "assignmetadata", "modifyset", "assignimage"}, Scope: &all},
+					},
 				},
 				// A broken Bouncer must never stop anyone from fixing policies.
 				FailurePolicy:           &ignore,
@@ -258,7 +263,7 @@ func exemptionConditions() []admissionregistrationv1.MatchCondition {
 		{Name: "not-reports", Expression: `!(request.resource.group in ["wgpolicyk8s.io", "openreports.io"])`},
 		// Policies are checked by the second webhook, which fails open,
 		// so an outage of Bouncer never blocks fixing its own policies.
-		{Name: "not-policies", Expression: `!(request.resource.group in ["templates.gatekeeper.sh", "constraints.gatekeeper.sh", "expansion.gatekeeper.sh", "config.gatekeeper.sh"])`},
+		{Name: "not-policies", Expression: `!(request.resource.group in ["templates.gatekeeper.sh", "constraints.gatekeeper.sh", "mutations.gatekeeper.sh", "expansion.gatekeeper.sh", "config.gatekeeper.sh", "syncset.gatekeeper.sh"])`},
 		// Bouncer installs its CRDs (and generates constraint CRDs)
 		// before it serves: with failurePolicy Fail and every replica
 		// down, reviewing them would keep Bouncer from ever starting.

@@ -430,6 +430,13 @@ func (h *Handler) reviewPolicy(_ context.Context, _ map[string]any, r *engine.Re
 			}
 			return deny(err), "deny"
 		}
+	case apis.MutationsGroup:
+		// As Gatekeeper does, a mutator that would not load is refused;
+		// one stored anyway (Bouncer down: this webhook fails open) is
+		// reported in its status, and its last good version stays.
+		if _, err := mutation.Decode(r.Object); err != nil {
+			return deny(err), "deny"
+		}
 	}
 	return allowed(), "allow"
 }

@@ -252,3 +252,28 @@ func TestUnconcernedKindsAnsweredFromTheHead(t *testing.T) {
 		t.Error("Concerns: want Pod concerned and ConfigMap not")
 	}
 }
+
+// A mutator that would not load is refused with what is wrong; a good one
+// is admitted.
+func TestPoliciesWebhookRejectsBrokenMutator(t *testing.T) {
+	h, _ := newHandler(t)
+	mutator := func(location string) []byte {
+		obj := map[string]any{
+			"apiVersion": "mutations.gatekeeper.sh/v1", "kind": "AssignMetadata",
+			"metadata": map[string]any{"name": "owner"},
+			"spec": map[string]any{"location": location, "parameters": map[string]any{"assign": map[string]any{"value": "platform"}}},
+		}
+		body, _ := json.Marshal(map[string]any{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": map[string]any{
+			"uid": "u-3", "kind": map[string]any{"group": "mutations.gatekeeper.sh", "version": "v1", "kind": "AssignMetadata"},
+			"name": "owner", "operation": "CREATE", "object": obj,
+		}})
+		return body
+	}
+	_, out := post(t, mux(h), PathPolicies, mutator("metadata.name"), "application/json")
+	if out.Response.Allowed || !strings.Contains(out.Response.Result.Message, `AssignMetadata "owner": spec.location`) {
+		t.Fatalf("broken mutator must be refused naming it and the field: %+v", out.Response.Result)
+	}
+	if _, out = post(t, mux(h), PathPolicies, mutator("metadata.labels.owner"), "application/json"); !out.Response.Allowed {
+		t.Fatalf("good mutator refused: %+v", out.Response.Result)
+	}
+}

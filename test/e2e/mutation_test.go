@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -366,7 +367,23 @@ func TestMutation(t *testing.T) {
 		// AssignMetadata may only touch labels and annotations.
 		broken := strings.Replace(mutationPolicies[strings.Index(mutationPolicies, "apiVersion: mutations.gatekeeper.sh/v1\nkind: AssignMetadata"):],
 			"metadata.labels.owner", "metadata.name", 1)
-		mustKubectl(t, broken, "apply", "-f", "-")
+		// The policies webhook refuses it, saying why.
+		out, err := kubectl(t, broken, "apply", "-f", "-")
+		if err == nil || !strings.Contains(out, "check-policies.bouncer.dev") || !strings.Contains(out, `spec.location: "metadata.name" must be metadata.labels.<key>`) {
+			t.Fatalf("broken mutator: want it refused by the policies webhook with the reason, got %v: %s", err, out)
+		}
+		// Stored while Bouncer cannot answer (the policies webhook fails
+		// open), it is reported and the last good version stays applied.
+		if err := b.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		out, err = kubectl(t, broken, "apply", "-f", "-")
+		if err := b.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		if err != nil {
+			t.Fatalf("with Bouncer paused the policies webhook must fail open: %v: %s", err, out)
+		}
 		waitMutator(t, "AssignMetadata", "mut-owner", replica, func(e map[string]any) error {
 			errs, _ := e["errors"].([]any)
 			if e["enforced"] != true || len(errs) != 1 || errs[0].(map[string]any)["type"] != "ingest_error" {
