@@ -261,7 +261,7 @@ func TestPoliciesWebhookRejectsBrokenMutator(t *testing.T) {
 		obj := map[string]any{
 			"apiVersion": "mutations.gatekeeper.sh/v1", "kind": "AssignMetadata",
 			"metadata": map[string]any{"name": "owner"},
-			"spec": map[string]any{"location": location, "parameters": map[string]any{"assign": map[string]any{"value": "platform"}}},
+			"spec":     map[string]any{"location": location, "parameters": map[string]any{"assign": map[string]any{"value": "platform"}}},
 		}
 		body, _ := json.Marshal(map[string]any{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": map[string]any{
 			"uid": "u-3", "kind": map[string]any{"group": "mutations.gatekeeper.sh", "version": "v1", "kind": "AssignMetadata"},
