@@ -122,6 +122,30 @@ func (c *Matcher) KindMatches(group, kind string) bool {
 	return c.kindMatches(&Target{Group: group, Kind: kind})
 }
 
+// GroupKinds lists the (group, kind) pairs the kinds criterion admits;
+// every is true when it admits every kind (no kinds, or a wildcard group).
+// A wildcard kind within a group comes back as kind "*".
+func (c *Matcher) GroupKinds() (every bool, pairs [][2]string) {
+	if len(c.spec.Kinds) == 0 {
+		return true, nil
+	}
+	for _, k := range c.spec.Kinds {
+		if len(k.APIGroups) == 0 || slices.Contains(k.APIGroups, Wildcard) {
+			return true, nil
+		}
+		kinds := k.Kinds
+		if len(kinds) == 0 || slices.Contains(kinds, Wildcard) {
+			kinds = []string{Wildcard}
+		}
+		for _, g := range k.APIGroups {
+			for _, kind := range kinds {
+				pairs = append(pairs, [2]string{g, kind})
+			}
+		}
+	}
+	return false, pairs
+}
+
 func (c *Matcher) kindMatches(t *Target) bool {
 	if len(c.spec.Kinds) == 0 {
 		return true

@@ -49,10 +49,11 @@ func (s *System) notify() {
 	s.changed = make(chan struct{})
 }
 
-// Targets says which objects the mutators can change: every kind when one
-// of them applies by metadata alone (AssignMetadata), else the group,
-// version and kind triples of their applyTo. With ids, only those mutators
-// count. Mutators in a schema conflict count too: their conflict can end
+// Targets says which objects the mutators can change: the group, version
+// and kind triples of their applyTo, and for an AssignMetadata (which has
+// none) the kinds its match selects, in every version (Version "*"); all
+// is true when one of them can change every kind. With ids, only those
+// mutators count. Mutators in a schema conflict count too: their conflict can end
 // without any of them changing, and a webhook registered for them then
 // must already receive their objects.
 func (s *System) Targets(ids ...ID) (all bool, kinds []schema.GroupVersionKind) {
@@ -64,7 +65,18 @@ func (s *System) Targets(ids ...ID) (all bool, kinds []schema.GroupVersionKind) 
 			continue
 		}
 		if m.metadataOnly {
-			return true, nil
+			every, pairs := m.matcher.GroupKinds()
+			if every {
+				return true, nil
+			}
+			for _, p := range pairs {
+				gvk := schema.GroupVersionKind{Group: p[0], Version: "*", Kind: p[1]}
+				if !seen[gvk] {
+					seen[gvk] = true
+					kinds = append(kinds, gvk)
+				}
+			}
+			continue
 		}
 		for _, a := range m.applyTo {
 			for _, g := range a.Groups {

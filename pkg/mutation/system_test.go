@@ -379,6 +379,17 @@ func TestTargetsAndChanged(t *testing.T) {
 	if all, kinds := s.Targets(ID{"Assign", "a"}); all || len(kinds) != 1 {
 		t.Errorf("Targets(Assign/a) = %v %v, want only its Pod", all, kinds)
 	}
+	// An AssignMetadata whose match names kinds changes those kinds only,
+	// in every version.
+	podsOnly := strings.Replace(assignMetadata("m", "metadata.labels.a", "    assign: {value: a}\n"),
+		"spec:\n", "spec:\n  match:\n    kinds: [{apiGroups: [\"\"], kinds: [Pod]}]\n", 1)
+	if err := s.Add(mustMutator(t, podsOnly)); err != nil {
+		t.Fatal(err)
+	}
+	anyVersion := schema.GroupVersionKind{Version: "*", Kind: "Pod"}
+	if all, kinds := s.Targets(); all || !reflect.DeepEqual(kinds, []schema.GroupVersionKind{anyVersion, pod}) {
+		t.Errorf("with a Pod-only AssignMetadata: all %v, kinds %v; want [%v %v]", all, kinds, anyVersion, pod)
+	}
 	changed = s.Changed()
 	s.Remove(ID{"AssignMetadata", "m"})
 	select {

@@ -242,12 +242,13 @@ func TestMutation(t *testing.T) {
 	mustKubectl(t, podAssigns, "apply", "-f", "-")
 	waitMutator(t, "Assign", "mut-drop-all", replica, enforced)
 	registered("[CREATE UPDATE] [] [v1] [pods]")
-	// An AssignMetadata applies to every kind its match selects.
+	// An AssignMetadata applies to every kind its match selects (Pods, in
+	// any version): that rule covers the Assigns' too.
 	mustKubectl(t, mutationPolicies, "apply", "-f", "-")
 	waitMutator(t, "Assign", "mut-drop-all", replica, enforced)
 	waitMutator(t, "Assign", "mut-run-as-non-root", replica, enforced)
 	waitMutator(t, "AssignMetadata", "mut-owner", replica, enforced)
-	registered("[CREATE UPDATE] [*] [*] [*]")
+	registered("[CREATE UPDATE] [] [*] [pods]")
 
 	t.Run("pod stored with the defaults", func(t *testing.T) {
 		if _, err := createPod(t, pod("bare", "mut-shop", "nginx:1.27", nil)); err != nil {

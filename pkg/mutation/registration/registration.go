@@ -18,8 +18,9 @@ import (
 )
 
 // Rules returns the resources for mutators that change every kind (all)
-// or the given kinds: one rule per group and version, naming the kinds'
-// resources as mapper knows them. A kind mapper does not know (its CRD not
+// or the given kinds (Version "*" for a kind in any version, Kind "*" for
+// every kind of a group): one rule per group and version, naming the
+// kinds' resources as mapper knows them. A kind mapper does not know (its CRD not
 // installed yet, or not served in that version) widens its group and
 // version to every resource, so that the rules never miss an object; the
 // caller re-derives them later to narrow them again. No kinds and not all
@@ -33,13 +34,32 @@ func Rules(all bool, kinds []schema.GroupVersionKind, mapper meta.RESTMapper) []
 	for _, k := range kinds {
 		gv := k.GroupVersion()
 		resource := "*"
-		if mapper != nil {
-			if m, err := mapper.RESTMapping(k.GroupKind(), k.Version); err == nil && m.Resource.Resource != "" {
+		var versions []string // RESTMapping's: the preferred one when none
+		if k.Version != "*" {
+			versions = []string{k.Version}
+		}
+		if mapper != nil && k.Kind != "*" {
+			if m, err := mapper.RESTMapping(k.GroupKind(), versions...); err == nil && m.Resource.Resource != "" {
 				resource = m.Resource.Resource
 			}
 		}
 		if !slices.Contains(byGV[gv], resource) {
 			byGV[gv] = append(byGV[gv], resource)
+		}
+	}
+	// A resource a group's every-version rule names needs no rule of its own.
+	for gv, resources := range byGV {
+		if gv.Version == "*" {
+			continue
+		}
+		anyVersion := byGV[schema.GroupVersion{Group: gv.Group, Version: "*"}]
+		resources = slices.DeleteFunc(resources, func(r string) bool {
+			return slices.Contains(anyVersion, r) || slices.Contains(anyVersion, "*")
+		})
+		if len(resources) == 0 {
+			delete(byGV, gv)
+		} else {
+			byGV[gv] = resources
 		}
 	}
 	gvs := make([]schema.GroupVersion, 0, len(byGV))

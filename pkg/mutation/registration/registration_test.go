@@ -10,7 +10,8 @@ import (
 )
 
 func mapper() meta.RESTMapper {
-	m := meta.NewDefaultRESTMapper(nil)
+	// The default versions stand for discovery's preferred ones.
+	m := meta.NewDefaultRESTMapper([]schema.GroupVersion{{Version: "v1"}, {Group: "apps", Version: "v1"}})
 	m.Add(schema.GroupVersionKind{Version: "v1", Kind: "Pod"}, meta.RESTScopeNamespace)
 	m.Add(schema.GroupVersionKind{Version: "v1", Kind: "Service"}, meta.RESTScopeNamespace)
 	m.Add(schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}, meta.RESTScopeNamespace)
@@ -41,6 +42,12 @@ func TestRules(t *testing.T) {
 		{name: "pods", kinds: []schema.GroupVersionKind{pod}, want: [][3][]string{{{""}, {"v1"}, {"pods"}}}},
 		{name: "one rule per group version", kinds: []schema.GroupVersionKind{svc, deploy, pod},
 			want: [][3][]string{{{"apps"}, {"v1"}, {"deployments"}}, {{""}, {"v1"}, {"pods", "services"}}}},
+		// An AssignMetadata's match kinds come in every version; the
+		// version's own rule then needs no pods.
+		{name: "any version", kinds: []schema.GroupVersionKind{{Version: "*", Kind: "Pod"}, pod, svc},
+			want: [][3][]string{{{""}, {"*"}, {"pods"}}, {{""}, {"v1"}, {"services"}}}},
+		{name: "every kind of a group", kinds: []schema.GroupVersionKind{{Group: "apps", Version: "*", Kind: "*"}, deploy},
+			want: [][3][]string{{{"apps"}, {"*"}, {"*"}}}},
 		// A kind not served yet must not be missed once its CRD arrives.
 		{name: "unknown kind", kinds: []schema.GroupVersionKind{widget, pod},
 			want: [][3][]string{{{"example.com"}, {"v1"}, {"*"}}, {{""}, {"v1"}, {"pods"}}}},
