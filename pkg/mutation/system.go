@@ -60,6 +60,12 @@ func (s *System) Targets(ids ...ID) (all bool, kinds []schema.GroupVersionKind) 
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	seen := map[schema.GroupVersionKind]bool{}
+	add := func(gvk schema.GroupVersionKind) {
+		if !seen[gvk] {
+			seen[gvk] = true
+			kinds = append(kinds, gvk)
+		}
+	}
 	for _, m := range s.ordered {
 		if len(ids) > 0 && !slices.Contains(ids, m.id) {
 			continue
@@ -70,11 +76,7 @@ func (s *System) Targets(ids ...ID) (all bool, kinds []schema.GroupVersionKind) 
 				return true, nil
 			}
 			for _, p := range pairs {
-				gvk := schema.GroupVersionKind{Group: p[0], Version: "*", Kind: p[1]}
-				if !seen[gvk] {
-					seen[gvk] = true
-					kinds = append(kinds, gvk)
-				}
+				add(schema.GroupVersionKind{Group: p[0], Version: "*", Kind: p[1]})
 			}
 			continue
 		}
@@ -82,11 +84,7 @@ func (s *System) Targets(ids ...ID) (all bool, kinds []schema.GroupVersionKind) 
 			for _, g := range a.Groups {
 				for _, v := range a.Versions {
 					for _, k := range a.Kinds {
-						gvk := schema.GroupVersionKind{Group: g, Version: v, Kind: k}
-						if !seen[gvk] {
-							seen[gvk] = true
-							kinds = append(kinds, gvk)
-						}
+						add(schema.GroupVersionKind{Group: g, Version: v, Kind: k})
 					}
 				}
 			}

@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/bouncer-policy/bouncer/deploy/crds"
+	"github.com/bouncer-policy/bouncer/pkg/apis"
 	"github.com/bouncer-policy/bouncer/pkg/apply"
+	"github.com/bouncer-policy/bouncer/pkg/controller"
 	"github.com/bouncer-policy/bouncer/pkg/webhook"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -136,8 +138,8 @@ func (o *Options) WebhookConfiguration(caBundle []byte) *admissionregistrationv1
 					},
 					{
 						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-						Rule: admissionregistrationv1.Rule{APIGroups: []string{"mutations.gatekeeper.sh"}, APIVersions: []string{"*"},
-							Resources: []string{"assign", "assignmetadata", "modifyset", "assignimage"}, Scope: &all},
+						Rule: admissionregistrationv1.Rule{APIGroups: []string{apis.MutationsGroup}, APIVersions: []string{"*"},
+							Resources: mutatorResources(), Scope: &all},
 					},
 				},
 				// A broken Bouncer must never stop anyone from fixing policies.
@@ -168,6 +170,16 @@ func (o *Options) WebhookConfiguration(caBundle []byte) *admissionregistrationv1
 			},
 		},
 	}
+}
+
+// mutatorResources are the resources of the mutator kinds Bouncer reads
+// (their CRDs' plurals are the lowercased kinds).
+func mutatorResources() []string {
+	var out []string
+	for _, gvk := range controller.MutatorGVKs {
+		out = append(out, strings.ToLower(gvk.Kind))
+	}
+	return out
 }
 
 // MutatingWebhookConfigName names the MutatingWebhookConfiguration:

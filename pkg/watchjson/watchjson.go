@@ -145,13 +145,13 @@ func (d *Decoder) Decode() (watch.EventType, runtime.Object, error) {
 		if uerr != nil && err == nil && incomplete(uerr) {
 			continue // the event goes on on the next line
 		}
-		if uerr != nil {
-			if err != nil && !errors.Is(err, io.EOF) {
-				return "", nil, err
-			}
-			if errors.Is(err, io.EOF) {
-				return "", nil, io.ErrUnexpectedEOF
-			}
+		switch {
+		case uerr == nil:
+		case errors.Is(err, io.EOF):
+			return "", nil, io.ErrUnexpectedEOF
+		case err != nil:
+			return "", nil, err
+		default:
 			return "", nil, fmt.Errorf("decoding a watch event: %w", uerr)
 		}
 		switch ev.Type {
@@ -160,10 +160,11 @@ func (d *Decoder) Decode() (watch.EventType, runtime.Object, error) {
 			return "", nil, fmt.Errorf("got invalid watch event type: %q", ev.Type)
 		}
 		// As client-go's unstructured decoding, an object must say its kind.
-		if kind, _ := ev.Object["kind"].(string); kind == "" {
+		kind, _ := ev.Object["kind"].(string)
+		if kind == "" {
 			return "", nil, fmt.Errorf("watch event %s: the object has no kind", ev.Type)
 		}
-		if kind, _ := ev.Object["kind"].(string); kind == "Status" {
+		if kind == "Status" {
 			// client-go's decoder gives a Status as the typed object.
 			st := &metav1.Status{}
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(ev.Object, st); err == nil {
