@@ -3,9 +3,10 @@
 // whether a registration in the cluster already does.
 //
 // Registering for every resource makes the apiserver call the webhook on
-// every create and update, even in a cluster without mutators: about 2 ms of
-// apiserver CPU per request on a small machine (bench/README), for an
-// answer that is always "unchanged".
+// every create and update, even in a cluster without mutators: 1.4 ms of
+// apiserver CPU per Pod create at 100 creates/s on a 2-core machine
+// (loadgen, README "Performance"), for an answer that is always
+// "unchanged".
 package registration
 
 import (
